@@ -1,0 +1,1 @@
+"""The five xlingbench tasks, each a metadata record plus a pure computation over arrays."""

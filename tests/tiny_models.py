@@ -1,0 +1,85 @@
+"""Tiny Hugging Face models with planted structure, published the way the Hub caches them.
+
+Why: a unit test must go through the same loading path a real Hub model takes
+(``snapshot_download`` -> tokenizer files -> one safetensors tensor), without the network.
+``publish`` lays a ``save_pretrained`` folder out as a Hub cache entry (``refs/<branch>`` ->
+``snapshots/<commit>``); with ``HF_HUB_OFFLINE=1`` and ``HF_HUB_CACHE`` pointing there (set in
+conftest.py), ``owner/name@branch`` resolves exactly as it would online.
+"""
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+
+
+def sentencepiece_tokenizer(pieces: list[str]):
+    """An XLM-R-style Unigram tokenizer whose vocabulary is SPECIALS + ``pieces`` (ids in order)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = [(p, 0.0) for p in SPECIALS] + [(p, -1.0 - 0.01 * i) for i, p in enumerate(pieces)]
+    backend = Tokenizer(models.Unigram(vocab, unk_id=3, byte_fallback=False))
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    backend.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    backend.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>", pad_token="<pad>", cls_token="<s>", sep_token="</s>")
+
+
+def encoder_model(embeddings: np.ndarray, extra_rows: int = 3, layers: int = 2, seed: int = 0):
+    """A tiny XLM-R masked-LM whose input embedding rows are ``embeddings`` (+ padding rows)."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
+
+    torch.manual_seed(seed)
+    vocab, dim = embeddings.shape
+    config = XLMRobertaConfig(vocab_size=vocab + extra_rows, hidden_size=dim, num_hidden_layers=layers,
+                              num_attention_heads=2, intermediate_size=2 * dim, max_position_embeddings=80,
+                              pad_token_id=1, bos_token_id=0, eos_token_id=2)
+    model = XLMRobertaForMaskedLM(config)
+    padding = torch.randn(extra_rows, dim)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.copy_(torch.cat([torch.as_tensor(embeddings, dtype=torch.float32), padding]))
+    return model
+
+
+def save_model(folder: Path, tokenizer, model, max_shard_size: str | None = None) -> Path:
+    """``save_pretrained`` both into ``folder`` (sharded when ``max_shard_size`` is given)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_pretrained(folder)
+    kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
+    model.save_pretrained(folder, **kwargs)
+    return folder
+
+
+def publish(folder: Path, hub_cache: Path, repo_id: str, branch: str = "main") -> str:
+    """Lay ``folder`` out as the Hub cache entry of ``repo_id`` at ``branch``; return its commit."""
+    digest = hashlib.sha1()
+    for path in sorted(folder.iterdir()):
+        digest.update(path.name.encode() + path.read_bytes())
+    commit = digest.hexdigest()
+    repo = hub_cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    if not snapshot.exists():
+        shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / branch).write_text(commit)
+    return commit
+
+
+def planted_clusters(groups: dict[str, list[str]], dim: int = 16, spread: float = 0.05, seed: int = 0):
+    """Pieces and embeddings where each group's pieces sit near their own random centre."""
+    rng = np.random.default_rng(seed)
+    pieces, rows = [], []
+    for group in groups.values():
+        centre = rng.normal(size=dim)
+        for piece in group:
+            pieces.append(piece)
+            rows.append(centre + spread * rng.normal(size=dim))
+    return pieces, np.asarray(rows, dtype=np.float32)
