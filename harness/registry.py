@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 REGISTRY_FILE = Path(__file__).with_name("models.toml")
 TASK_GROUP = "xlingbench.tasks"
+#: the built-in tasks in the order of the papers (tasks 1-5); third-party tasks follow by name
+PAPER_ORDER = ("script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap")
 
 
 @dataclass(frozen=True)
@@ -81,8 +83,10 @@ def resolve_model(name: str) -> ModelSpec:
 
 
 def task_names() -> list[str]:
-    """Names of every registered task, in registration order, without importing them."""
-    return [ep.name for ep in entry_points(group=TASK_GROUP)]
+    """Names of every registered task (tasks 1-5 first), without importing them."""
+    names = {ep.name for ep in entry_points(group=TASK_GROUP)}
+    rank = {name: i for i, name in enumerate(PAPER_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def load_task(name: str) -> "Task":
