@@ -138,7 +138,4 @@ def _register_extensions() -> None:
     register(app)
 
 
-try:
-    _register_extensions()
-except ModuleNotFoundError:  # TEMP-DEV
-    pass
+_register_extensions()

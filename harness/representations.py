@@ -30,6 +30,7 @@ class Representations:
         self.device = device
         #: seconds spent per phase ("load", "extract"...), read by the runner after each task
         self.timings: dict[str, float] = {}
+        self._stack: list[tuple[str, float]] = []
 
     @property
     def model_id(self) -> str:
@@ -51,32 +52,50 @@ class Representations:
 
     @cached_property
     def tokenizer(self) -> Any:
-        with self._timed("load"):
+        with self.timed("load"):
             return self.source.load_tokenizer()
 
     @cached_property
     def vocabulary(self) -> Vocabulary:
         """Token surface strings and the input embedding matrix (padding rows dropped)."""
-        with self._timed("load"):
+        with self.timed("load"):
             arrays = self.cached("embeddings", {}, lambda: {"E": self.source.load_embedding_matrix()})
             return build_vocabulary(self.tokenizer, arrays["E"], self.model_id)
 
     @cached_property
     def model(self) -> "torch.nn.Module":
         """The network in eval mode on ``self.device`` (only tasks 4-5 need it)."""
-        with self._timed("load"):
+        with self.timed("load"):
             return self.source.load_model().to(self.device).eval()
 
-    def _timed(self, phase: str) -> "_Timer":
-        return _Timer(self.timings, phase)
+    def timed(self, phase: str) -> "_Timer":
+        """Add the time spent inside the block to ``timings[phase]``.
+
+        Phases are exclusive: while a nested phase runs (the model loads inside "extract"),
+        the outer one's clock stops, so phase times add up to the wall time without overlap.
+        """
+        return _Timer(self, phase)
 
 
 class _Timer:
-    def __init__(self, sink: dict[str, float], phase: str) -> None:
-        self.sink, self.phase = sink, phase
+    def __init__(self, owner: Representations, phase: str) -> None:
+        self.owner, self.phase = owner, phase
 
     def __enter__(self) -> None:
-        self.start = time.perf_counter()
+        self._switch(push=self.phase)
 
     def __exit__(self, *exc: object) -> None:
-        self.sink[self.phase] = self.sink.get(self.phase, 0.0) + time.perf_counter() - self.start
+        self._switch(push=None)
+
+    def _switch(self, push: str | None) -> None:
+        now = time.perf_counter()
+        stack = self.owner._stack
+        if stack:
+            phase, started = stack[-1]
+            self.owner.timings[phase] = self.owner.timings.get(phase, 0.0) + now - started
+            if push is None:
+                stack.pop()
+        if push is not None:
+            stack.append((push, now))
+        elif stack:
+            stack[-1] = (stack[-1][0], now)

@@ -9,6 +9,7 @@ leaderboard everything it needs. The default store is SQLite in the working dire
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import tempfile
@@ -39,6 +40,8 @@ class Tracker:
     """Logs task results of model revisions into one MLflow experiment."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
+        for name in ("mlflow", "alembic"):  # their INFO lines about table creation are noise to a user
+            logging.getLogger(name).setLevel(logging.WARNING)
         import mlflow
 
         self.uri = resolve_tracking_uri(tracking_uri)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cache import Cache
+from harness.representations import Representations
+
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
 
@@ -83,3 +86,36 @@ def planted_clusters(groups: dict[str, list[str]], dim: int = 16, spread: float 
             pieces.append(piece)
             rows.append(centre + spread * rng.normal(size=dim))
     return pieces, np.asarray(rows, dtype=np.float32)
+
+
+class FakeTokenizer:
+    """Just what harness.vocab.build_vocabulary reads from a slow SentencePiece tokenizer."""
+
+    def __init__(self, tokens: list[str], special_ids: list[int]) -> None:
+        self.tokens, self.all_special_ids = tokens, special_ids
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self.tokens[i] for i in ids]
+
+
+class FakeSource:
+    """A ModelSource over given token strings and embedding matrix."""
+
+    def __init__(self, tokens: list[str], matrix: np.ndarray, special_ids: list[int]) -> None:
+        self.name = self.model_id = "fake/tiny"
+        self.revision, self.arch = "0" * 40, "fake"
+        self._tokenizer, self._matrix = FakeTokenizer(tokens, special_ids), matrix
+
+    def load_tokenizer(self) -> FakeTokenizer:
+        return self._tokenizer
+
+    def load_embedding_matrix(self) -> np.ndarray:
+        return self._matrix
+
+
+def fake_inputs(tokens: list[str], matrix: np.ndarray, cache_dir: Path, special_ids: list[int] = ()) -> Representations:
+    """Representations of a fake model (SentencePiece-style tokens), cached under ``cache_dir``."""
+    return Representations(FakeSource(list(tokens), matrix, list(special_ids)), Cache(cache_dir), device="cpu")

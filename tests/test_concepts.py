@@ -1,0 +1,295 @@
+"""CALIGN and COLAP on hand-built concepts with known answers, against brute force, and the
+calign / colap tasks end to end on planted word vectors."""
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from harness.cache import Cache
+from harness.errors import UserError
+from harness.representations import Representations
+from tasks.concepts import (
+    calign, cap_aligned_pairs, cap_occurrences, colap, concepts_from_labels, parse_layers, rows_at,
+)
+
+
+def concept_pair(n_src: int, n_tgt: int, n_translated: int, tag: str = "") -> tuple[set[str], set[str], dict[str, list[str]]]:
+    """A source concept of n_src types, a target concept of n_tgt types, and a dictionary sending
+    the first n_translated source words into the target concept (round robin)."""
+    src = {f"s{tag}{i}" for i in range(n_src)}
+    tgt = {f"t{tag}{j}" for j in range(n_tgt)}
+    translations = {f"s{tag}{i}": [f"t{tag}{i % n_tgt}"] for i in range(n_translated)}
+    return src, tgt, translations
+
+
+def single(n_src: int, n_tgt: int, n_translated: int) -> float:
+    src, tgt, translations = concept_pair(n_src, n_tgt, n_translated)
+    return calign({0: src}, {0: tgt}, translations).percentage
+
+
+@pytest.mark.parametrize(
+    ("n_src", "n_tgt", "n_translated", "expected"),
+    [
+        (6, 6, 6, 100.0),  # 6 > 5 types: counted
+        (5, 5, 5, 0.0),  # exactly 5 types: not counted (more than 5 required)
+        (10, 10, 8, 100.0),  # aligned fraction exactly 0.8: counted
+        (10, 10, 7, 0.0),  # 0.7: not
+        (100, 100, 80, 100.0),
+        (100, 100, 79, 0.0),  # 0.79, just under
+        (20, 12, 20, 100.0),  # sizes 12/20 = 0.6 exactly: counted
+        (20, 11, 20, 0.0),  # 11/20 = 0.55, just past 40%: not
+        (12, 20, 12, 100.0),  # small source, large target, 0.6: counted (two-sided)
+        (11, 20, 11, 0.0),  # small source, large target, 0.55: not
+        (20, 6, 20, 0.0),  # large source onto a tiny target: the published one-sided test passes this
+    ],
+)
+def test_calign_thresholds(n_src: int, n_tgt: int, n_translated: int, expected: float) -> None:
+    assert single(n_src, n_tgt, n_translated) == expected
+
+
+def test_calign_counts_source_concepts_not_k_and_lists_alignments() -> None:
+    a_src, a_tgt, a_tr = concept_pair(8, 8, 8, "a")
+    b_src, b_tgt, b_tr = concept_pair(8, 8, 2, "b")  # 25% translated: not aligned
+    c_src = {f"c{i}" for i in range(4)}  # too small to count, still in the denominator
+    result = calign({0: a_src, 1: b_src, 2: c_src}, {5: b_tgt, 7: a_tgt}, {**a_tr, **b_tr})
+    assert result.n_source_concepts == 3 and result.n_aligned == 1
+    assert result.alignments == {0: [7]}
+    assert result.percentage == pytest.approx(100 / 3)
+
+
+def test_calign_counts_a_word_once_per_target_concept_and_may_align_to_several() -> None:
+    src = {f"s{i}" for i in range(10)}
+    translations = {f"s{i}": [f"t{i}", f"u{i}"] for i in range(8)}  # two translations each, both in one concept
+    tgt = {1: {f"t{i}" for i in range(10)} | {f"u{i}" for i in range(3)}, 2: {f"u{i}" for i in range(10)}}
+    result = calign({0: src}, tgt, translations)
+    # concept 1: 8/10 words aligned (not 11) and size 10/13 >= 0.6; concept 2: 8/10 too
+    assert result.alignments == {0: [1, 2]}
+
+
+def test_calign_rejects_percentages() -> None:
+    with pytest.raises(UserError):
+        calign({}, {}, {}, theta_a=80)
+
+
+def brute_calign(src, tgt, translations, theta_a, min_types, size_ratio) -> tuple[float, dict[int, list[int]]]:
+    """The definition, literally: every source concept against every target concept."""
+    aligned: dict[int, list[int]] = {}
+    for (sid, cs), (tid, ct) in itertools.product(sorted(src.items()), sorted(tgt.items())):
+        count = sum(1 for w in cs if any(t in ct for t in translations.get(w, [])))
+        if len(cs) > min_types and count / len(cs) >= theta_a and min(len(cs), len(ct)) / max(len(cs), len(ct)) >= size_ratio:
+            aligned.setdefault(sid, []).append(tid)
+    return 100 * len(aligned) / len(src), aligned
+
+
+def random_concepts(seed: int) -> tuple[dict, dict, dict]:
+    """Target concepts are noisy copies of the source ones; words occur in 1-2 concepts."""
+    rng = np.random.default_rng(seed)
+    n_words, k = 300, 20
+    src_labels = rng.integers(k, size=n_words)
+    tgt_labels = np.where(rng.random(n_words) < 0.85, src_labels, rng.integers(k, size=n_words))
+    src = concepts_from_labels(np.concatenate([src_labels, rng.integers(k, size=30)]),
+                               [f"s{i}" for i in range(n_words)] + [f"s{i}" for i in rng.integers(n_words, size=30)])
+    tgt = concepts_from_labels(tgt_labels, [f"t{i}" for i in range(n_words)])
+    translations = {f"s{i}": [f"t{i}"] + [f"t{j}" for j in rng.integers(n_words, size=rng.integers(0, 3))]
+                    for i in range(n_words) if rng.random() < 0.95}
+    return src, tgt, translations
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("theta_a", "size_ratio"), [(0.8, 0.6), (0.6, 0.8), (0.9, 0.5)])
+def test_calign_matches_brute_force(seed: int, theta_a: float, size_ratio: float) -> None:
+    src, tgt, translations = random_concepts(seed)
+    result = calign(src, tgt, translations, theta_a, 5, size_ratio)
+    percentage, aligned = brute_calign(src, tgt, translations, theta_a, 5, size_ratio)
+    assert (result.percentage, result.alignments) == (pytest.approx(percentage), aligned)
+
+
+def test_brute_force_comparison_is_not_vacuous() -> None:
+    results = [calign(*random_concepts(seed)) for seed in range(6)]
+    assert any(0 < r.n_aligned < r.n_source_concepts for r in results)
+
+
+@pytest.mark.parametrize(
+    ("counts", "overlaps"),
+    [
+        ({"en": 3, "de": 7}, True),  # 30% exactly counts
+        ({"en": 2, "de": 8}, False),
+        ({"en": 3, "de": 3, "fr": 4}, True),
+        ({"en": 2, "de": 2, "fr": 6}, False),  # only one language at >= 30%
+        ({"en": 10}, False),
+    ],
+)
+def test_colap_threshold(counts: dict[str, int], overlaps: bool) -> None:
+    langs = [lang for lang, n in counts.items() for _ in range(n)]
+    result = colap([4] * len(langs), langs)
+    assert result.percentage == (100.0 if overlaps else 0.0)
+    assert result.shares[4] == {lang: n / len(langs) for lang, n in counts.items()}
+
+
+def test_colap_counts_concepts() -> None:
+    labels = [0, 0, 0, 1, 1, 1, 1, 9, 9]
+    langs = ["en", "de", "de", "en", "en", "en", "de", "fr", "en"]
+    result = colap(labels, langs)
+    assert (result.n_concepts, result.n_overlapping, result.overlapping) == (3, 2, [0, 9])
+    assert result.percentage == pytest.approx(200 / 3)
+
+
+def test_colap_rejects_percentages() -> None:
+    with pytest.raises(UserError):
+        colap([0], ["en"], theta_o=30)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_colap_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(40, size=600)
+    langs = rng.choice(["en", "de", "fr"], size=600, p=[0.6, 0.3, 0.1])
+    overlapping = [c for c in sorted(set(labels.tolist()))
+                   if sum(1 for lang in "en de fr".split()
+                          if np.sum(langs[labels == c] == lang) / np.sum(labels == c) >= 0.3) >= 2]
+    result = colap(labels, langs, 0.3)
+    assert result.overlapping == overlapping and 0 < len(overlapping) < 40
+    assert result.percentage == pytest.approx(100 * len(overlapping) / len(set(labels.tolist())))
+
+
+def test_concepts_from_labels_are_sets_of_types() -> None:
+    assert concepts_from_labels(np.array([1, 1, 2, 1]), ["a", "b", "a", "a"]) == {1: {"a", "b"}, 2: {"a"}}
+
+
+def test_cap_occurrences_keeps_at_most_n_per_key_seeded() -> None:
+    keys = ["the"] * 40 + ["cat"] * 3 + ["sat"] * 15
+    kept = cap_occurrences(keys, 15, seed=1)
+    counts = {k: sum(1 for i in kept if keys[i] == k) for k in set(keys)}
+    assert counts == {"the": 15, "cat": 3, "sat": 15}
+    assert np.array_equal(kept, np.sort(kept))
+    assert np.array_equal(kept, cap_occurrences(keys, 15, seed=1))
+    assert not np.array_equal(kept, cap_occurrences(keys, 15, seed=2))
+
+
+def test_cap_aligned_pairs_caps_per_word_pair_and_keeps_aligned_words_only() -> None:
+    src = [["a", "b", "c"]] * 20
+    tgt = [["x", "y"]] * 20
+    links = np.array([(k, 0, 0) for k in range(20)] + [(k, 1, 1) for k in range(3)], dtype=np.int32)
+    src_pos, tgt_pos = cap_aligned_pairs(links, src, tgt, max_per_pair=5, seed=0)
+    assert sum(1 for _, i in src_pos if i == 0) == 5 and sum(1 for _, i in src_pos if i == 1) == 3
+    assert all(i != 2 for _, i in src_pos)  # "c" is never aligned
+    assert {j for _, j in tgt_pos} == {0, 1} and len(tgt_pos) == 8
+
+
+def test_rows_at_and_parse_layers() -> None:
+    assert rows_at(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1]), {(1, 0), (0, 1), (5, 5)}).tolist() == [1, 2]
+    assert parse_layers("all", 4) == [0, 1, 2, 3]
+    assert parse_layers("3, 0", 4) == [0, 3]
+    for bad in ("4", "x", ""):
+        with pytest.raises(UserError):
+            parse_layers(bad, 4)
+
+
+# --- the tasks end to end, on planted vectors (no model) -------------------------------------
+
+
+class FakeVectors:
+    """The WordVectors API over in-memory arrays: layer 0 is noise, layer 1 holds planted concepts."""
+
+    def __init__(self, sentences: list[list[str]], concept_of: dict[str, int], centres: np.ndarray, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        occurrences = [(k, i, w) for k, sentence in enumerate(sentences) for i, w in enumerate(sentence)]
+        self.sentence_ids = np.array([k for k, _, _ in occurrences])
+        self.word_positions = np.array([i for _, i, _ in occurrences])
+        self.words = [w for _, _, w in occurrences]
+        self.num_layers, self.info = 2, {"fake": True}
+        noise = rng.normal(size=(len(self.words), centres.shape[1]))
+        self._layers = [rng.normal(scale=10, size=noise.shape).astype(np.float16),
+                        (centres[[concept_of[w] for w in self.words]] + 0.05 * noise).astype(np.float16)]
+
+    def layer(self, layer: int) -> np.ndarray:
+        return self._layers[layer]
+
+
+def planted_corpus(n_concepts: int = 30, types_per_concept: int = 12, n_sentences: int = 300):
+    """English-like words e<c>_<i> and their German-like translations g<c>_<i>, word for word;
+    each translation pair shares one planted concept centre."""
+    rng = np.random.default_rng(0)
+    en = [f"e{c}_{i}" for c in range(n_concepts) for i in range(types_per_concept)]
+    concept_of = {w: int(w[1:].split("_")[0]) for w in en}
+    concept_of.update({"g" + w[1:]: c for w, c in concept_of.items()})
+    en_sents = [list(rng.choice(en, size=8)) for _ in range(n_sentences)]
+    sentences = {"en": en_sents, "de": [["g" + w[1:] for w in s] for s in en_sents]}
+    corpus = SimpleNamespace(languages=["en", "de"], sentences=sentences, fingerprint="planted-v1",
+                             source="planted", word_tokenizer="gold", dropped_long=0)
+    centres = np.random.default_rng(1).normal(scale=20, size=(n_concepts, 16))
+    return corpus, concept_of, centres
+
+
+@pytest.fixture
+def planted_task(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Patch a task module to read the planted corpus and vectors; returns the fake inputs."""
+    corpus, concept_of, centres = planted_corpus()
+
+    def patch(module) -> Representations:
+        monkeypatch.setattr(module, "load_corpus", lambda spec, languages: corpus)
+        monkeypatch.setattr(module, "extract_vectors", lambda inputs, corp, languages, params: {
+            lang: FakeVectors(corp.sentences[lang], concept_of, centres, seed=n) for n, lang in enumerate(languages)})
+        return Representations(SimpleNamespace(model_id="fake", revision="0"), Cache(tmp_path / "cache"))
+
+    return patch, corpus
+
+
+def test_calign_task_on_planted_concepts(planted_task, tmp_path) -> None:
+    pytest.importorskip("tasks.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
+    import tasks.calign as calign_task
+
+    patch, corpus = planted_task
+    inputs = patch(calign_task)
+    muse = tmp_path / "en-de.txt"
+    muse.write_text("".join(f"e{w[1:]} g{w[1:]}\n" for w in sorted({w for s in corpus.sentences["en"] for w in s})))
+    params = calign_task.Params(dictionary=str(muse), k=30, seed=0)
+    result = calign_task.run(inputs, params)
+    curve = dict(result.step_metrics["calign"])
+    assert curve[1] == 100.0 and curve[0] < 50.0
+    assert result.metrics["calign_max"] == 100.0 and result.metrics["calign_max_layer"] == 1.0
+    assert result.info["k"] == 30 and result.info["occurrence_cap"] == "word type"
+    assert result.tables["aligned_concepts"] and result.plots[0].kind == "line"
+    again = calign_task.run(inputs, params)  # cluster labels now come from the cache
+    assert again.step_metrics == result.step_metrics
+
+
+def test_calign_task_shrinks_k_and_says_so(planted_task, tmp_path) -> None:
+    pytest.importorskip("tasks.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
+    import tasks.calign as calign_task
+
+    inputs = planted_task[0](calign_task)
+    muse = tmp_path / "en-de.txt"
+    muse.write_text("e0_0 g0_0\n")
+    result = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), layers="1"))
+    assert result.info["k"] == min(result.info["types"].values()) // 10 < 600
+    assert "600" in result.info["warnings"][0]
+
+
+def test_calign_task_errors_on_a_dictionary_without_matching_words(planted_task, tmp_path) -> None:
+    pytest.importorskip("tasks.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
+    import tasks.calign as calign_task
+
+    inputs = planted_task[0](calign_task)
+    muse = tmp_path / "de-en.txt"
+    muse.write_text("g0_0 e0_0\n")  # the wrong direction
+    with pytest.raises(UserError, match="no entry"):
+        calign_task.run(inputs, calign_task.Params(dictionary=str(muse), layers="1"))
+    with pytest.raises(UserError):
+        calign_task.run(inputs, calign_task.Params(languages="en"))
+
+
+def test_colap_task_on_planted_concepts(planted_task) -> None:
+    import tasks.colap as colap_task
+
+    inputs = planted_task[0](colap_task)
+    result = colap_task.run(inputs, colap_task.Params(k=30, seed=0))
+    curve = dict(result.step_metrics["colap"])
+    assert curve[1] == 100.0  # every planted concept holds its English and German words alike
+    assert result.metrics["colap_max"] == 100.0
+    assert result.tables["overlapping_concepts"] and result.info["k"] == 30
+    with pytest.raises(UserError):
+        colap_task.run(inputs, colap_task.Params(languages="en,en"))

@@ -1,0 +1,144 @@
+"""Task 1: planted script clusters separate, shuffled labels do not, and the numbers are sklearn's."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from harness.errors import UserError
+from tasks import script_separability as task
+from tests.tiny_models import fake_inputs
+
+
+def spelled(i: int, first: str, size: int) -> str:
+    """``i`` written in ``size`` consecutive letters from ``first`` (a distinct word per i)."""
+    out = ""
+    while True:
+        out, i = chr(ord(first) + i % size) + out, i // size
+        if i == 0:
+            return out
+
+
+def planted(sizes: dict[str, int], dim: int = 16, spread: float = 0.3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows around one random centre per category, and their labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([c for c, n in sizes.items() for _ in range(n)], dtype=object)
+    centres = {c: rng.normal(size=dim) for c in sizes}
+    rows = np.stack([centres[c] for c in labels]) + spread * rng.normal(size=(len(labels), dim))
+    rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    return rows.astype(np.float32), labels
+
+
+def imblearn_style_sample(y: np.ndarray, seed: int) -> np.ndarray:
+    """RandomUnderSampler(random_state=seed)._fit_resample, transcribed for a binary y."""
+    classes, counts = np.unique(y, return_counts=True)
+    minority = classes[np.argmin(counts)]
+    random_state = np.random.RandomState(seed)
+    picked = []
+    for cls in classes:
+        members = np.flatnonzero(y == cls)
+        if cls != minority:
+            members = members[random_state.choice(range(len(members)), size=counts.min(), replace=False)]
+        picked.append(members)
+    return np.concatenate(picked)
+
+
+def test_planted_clusters_separate_perfectly() -> None:
+    unit, labels = planted({"LATIN": 900, "CYRILLIC": 600, "CJK": 550, "S": 120})
+    found = task.separability(unit, labels, seed=150, min_tokens=500, folds=10)
+    assert [s.category for s in found.scores] == ["LATIN", "CYRILLIC", "CJK"]
+    assert found.too_small == {"S": 120}
+    assert found.accuracy > 0.99
+    assert [s.tokens for s in found.scores] == [900, 600, 550]
+
+
+def test_shuffled_labels_give_chance() -> None:
+    # Rows without cluster structure: with clusters, shuffled labels score well *below* 0.5,
+    # because chance label imbalances within a cluster reverse between train and test folds.
+    _, labels = planted({"LATIN": 900, "CYRILLIC": 600, "CJK": 550})
+    unit = np.random.default_rng(2).normal(size=(len(labels), 16)).astype(np.float32)
+    shuffled = labels[np.random.default_rng(1).permutation(len(labels))]
+    found = task.separability(unit, shuffled, seed=150, min_tokens=500)
+    assert 0.4 < found.accuracy < 0.6
+
+
+def test_matches_a_direct_sklearn_computation_exactly() -> None:
+    unit, labels = planted({"LATIN": 700, "CYRILLIC": 520, "CJK": 510}, spread=1.5)
+    found = task.separability(unit, labels, seed=7, min_tokens=500, folds=10)
+    for score in found.scores:
+        y = (labels == score.category).astype(int)
+        rows = imblearn_style_sample(y, seed=7)
+        expected = cross_val_score(LogisticRegression(), unit[rows], y[rows], cv=10)
+        np.testing.assert_array_equal(score.fold_scores, expected)
+    assert found.accuracy < 0.99  # overlapping clusters: the comparison is not trivially all ones
+
+
+def test_seed_decides_the_sample_deterministically() -> None:
+    unit, labels = planted({"A": 700, "B": 520}, spread=2.0)
+    first = task.separability(unit, labels, seed=3, min_tokens=500)
+    again = task.separability(unit, labels, seed=3, min_tokens=500)
+    other = task.separability(unit, labels, seed=4, min_tokens=500)
+    assert first.accuracy == again.accuracy
+    assert first.accuracy != other.accuracy
+
+
+def test_undersampling_with_equal_sides_draws_the_category() -> None:
+    is_category = np.array([False, True] * 4)
+    rows = task.undersample(is_category, seed=150)
+    expected = np.concatenate([[0, 2, 4, 6], np.array([1, 3, 5, 7])[np.random.RandomState(150).permutation(4)]])
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_unlabelled_rows_are_left_out() -> None:
+    unit, labels = planted({"A": 520, "B": 520})
+    with_none = labels.copy()
+    with_none[:10] = None
+    found = task.separability(unit, with_none, min_tokens=500)
+    assert [s.tokens for s in found.scores] == [520, 510]
+
+
+def scripted_vocabulary() -> tuple[list[str], np.ndarray]:
+    """600 Latin, 600 Cyrillic and 600 Han tokens, embedded in three planted clusters."""
+    tokens = ["<pad>"] + [f"▁{spelled(i, 'a', 26)}" for i in range(600)] + [spelled(i, "а", 32) for i in range(600)]
+    tokens += [chr(0x4E00 + i) for i in range(600)]
+    unit, _ = planted({"pad": 1, "LATIN": 600, "CYRILLIC": 600, "CJK": 600})
+    return tokens, unit * 3.0  # the task must normalise rows itself
+
+
+def test_adapter_reports_every_category(tmp_path: Path) -> None:
+    tokens, matrix = scripted_vocabulary()
+    inputs = fake_inputs(tokens, matrix, tmp_path, special_ids=[0])
+    result = task.TASK.run(inputs, task.Params(labels="script"))
+    assert result.metrics["accuracy"] > 0.99
+    assert {"accuracy/Latin", "accuracy/Cyrillic", "accuracy/Han", "tokens/Han"} <= set(result.metrics)
+    assert result.metrics["tokens/Latin"] == 600
+    assert result.params == {"labels": "script", "seed": 150, "min_tokens": 500, "folds": 10, "tokens": ""}
+    assert result.info["labels"] == "script" and "unidata_version" in result.info
+    low, high = result.intervals["accuracy"]
+    assert low <= result.metrics["accuracy"] <= high
+    assert [row["category"] for row in result.tables["categories"]] == result.plots[0].x
+
+
+def test_adapter_restricts_to_a_token_list(tmp_path: Path) -> None:
+    tokens, matrix = scripted_vocabulary()
+    listed = tmp_path / "tokens.txt"
+    listed.write_text("\n".join(tokens[1:1101]) + "\n", encoding="utf-8")  # all Latin, 500 Cyrillic
+    result = task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(tokens=str(listed)))
+    assert result.metrics["tokens/LATIN"] == 600 - 26  # '▁a'..'▁z' are S under the paper rule
+    assert result.metrics["tokens/CYRILLIC"] == 500
+    assert result.info["tokens_scored"] == 1100
+
+
+def test_missing_token_list_names_the_file(tmp_path: Path) -> None:
+    tokens, matrix = scripted_vocabulary()
+    with pytest.raises(UserError, match="nowhere.txt"):
+        task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(tokens=str(tmp_path / "nowhere.txt")))
+
+
+def test_too_small_vocabulary_says_how_to_fix(tmp_path: Path) -> None:
+    tokens, matrix = scripted_vocabulary()
+    with pytest.raises(UserError, match="min_tokens"):
+        task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(min_tokens=10_000))
