@@ -39,6 +39,7 @@ class Params:
     """CALIGN parameters (``--set task.<name>=value``); defaults are the paper's settings."""
 
     data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
+    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
     languages: str = "en,de"  # source,target
     dictionary: str = "induced"  # "induced" (eflomal on the same data) or a MUSE / lexical-table file
     k: int = 600
@@ -68,7 +69,7 @@ class _Dictionary:
 def run(inputs: "Representations", params: Params) -> TaskResult:
     """Concepts per language and layer, then CALIGN of source against target concepts."""
     source, target = _pair(params.languages)
-    corpus = load_corpus(params.data, [source, target])
+    corpus = load_corpus(params.data, [source, target], params.sentences)
     started = time.perf_counter()
     dictionary = _dictionary(inputs, params, corpus, source, target)
     align_s = time.perf_counter() - started

@@ -36,6 +36,7 @@ class Params:
     """COLAP parameters (``--set task.<name>=value``); defaults are the paper's settings."""
 
     data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
+    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
     languages: str = "en,de"  # two or more, comma separated
     k: int = 600
     theta_o: float = 0.3
@@ -53,7 +54,7 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     from tasks.kmeans import choose_k
 
     languages = _languages(params.languages)
-    corpus = load_corpus(params.data, languages)
+    corpus = load_corpus(params.data, languages, params.sentences)
     vectors = extract_vectors(inputs, corpus, languages, params)
     started = time.perf_counter()
     # At most max_occurrences per word type of each language: the same string in two languages is two types.

@@ -184,12 +184,20 @@ def _percent(part: int, whole: int) -> float:
 # --- steps of run() shared by calign and colap --------------------------------------------------
 
 
-def load_corpus(spec: str, languages: Sequence[str]) -> "ParallelCorpus":
-    """The parallel corpus ``spec`` in ``languages`` (pairs of >= 300 words dropped; imported
-    here so that listing tasks does not import the data loaders)."""
-    from tasks.parallel_data import load_parallel
+def load_corpus(spec: str, languages: Sequence[str], limit: int = 0) -> "ParallelCorpus":
+    """The parallel corpus ``spec`` in ``languages`` (pairs of >= 300 words dropped), cut to its
+    first ``limit`` sentences when ``limit`` > 0; the fingerprint is then that of the cut, so cached
+    vectors of the cut and of the whole corpus never mix. (Imported here so that listing tasks
+    does not import the data loaders.)"""
+    import dataclasses
 
-    return load_parallel(spec, list(languages))
+    from tasks.parallel_data import fingerprint, load_parallel
+
+    corpus = load_parallel(spec, list(languages))
+    if limit <= 0 or limit >= len(corpus):
+        return corpus
+    sentences = {lang: lines[:limit] for lang, lines in corpus.sentences.items()}
+    return dataclasses.replace(corpus, sentences=sentences, fingerprint=fingerprint(sentences))
 
 
 def extract_vectors(inputs: "Representations", corpus: "ParallelCorpus", languages: Sequence[str], params: Any) -> dict[str, "WordVectors"]:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import UserError
+from harness.progress import progress
 from tasks.base import Plot, Task, TaskMetadata, TaskResult
 from tasks.categories import check_scheme, label_vocabulary, unicode_versions
 
@@ -108,7 +109,8 @@ def separability(
     unit, labels = unit[kept], labels[kept].astype(str)
     names, counts = np.unique(labels, return_counts=True)
     scores, too_small, unconverged = [], {}, {}
-    for i in sorted(range(len(names)), key=lambda i: (-counts[i], names[i])):
+    order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
+    for i in progress(order, desc="separability", total=len(order), unit="category"):
         name, count = str(names[i]), int(counts[i])
         if count < min_tokens:
             too_small[name] = count

@@ -1,0 +1,167 @@
+"""Parallel data loaders: local files, TSV, the Django gettext default, the Hub path's errors."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from harness.errors import UserError
+from tasks.parallel_data import clean_message, corpus_summary, fingerprint, load_parallel
+
+PUD = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud"
+needs_django = pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="django (offline extra) not installed")
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_directory_of_tok_files_is_split_on_whitespace(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "the cat sat .\nhello , world\n")
+    write(tmp_path / "c.de.tok", "die Katze saß .\nhallo , Welt\n")
+    corpus = load_parallel(str(tmp_path), ["en", "de"])
+    assert corpus.sentences["en"] == [["the", "cat", "sat", "."], ["hello", ",", "world"]]
+    assert corpus.sentences["de"][1] == ["hallo", ",", "Welt"]
+    assert corpus.word_tokenizer == "whitespace (.tok)"
+    assert corpus.dropped_long == 0 and len(corpus) == 2 and corpus.source == str(tmp_path)
+
+
+def test_raw_text_is_word_tokenised_with_icu_including_chinese_and_thai(tmp_path: Path) -> None:
+    write(tmp_path / "en.txt", "Hello, world!\n")
+    write(tmp_path / "zh.txt", "我们喜欢自然语言。\n")
+    write(tmp_path / "th.txt", "ภาษาไทย\n")
+    corpus = load_parallel(str(tmp_path), ["en", "zh", "th"])
+    assert corpus.sentences["en"] == [["Hello", ",", "world", "!"]]
+    assert corpus.sentences["zh"] == [["我们", "喜欢", "自然", "语言", "。"]]
+    assert corpus.sentences["th"] == [["ภาษา", "ไทย"]]
+    assert corpus.word_tokenizer.startswith("icu4py ")
+
+
+def test_prefix_selects_files_and_tok_is_preferred_over_txt(tmp_path: Path) -> None:
+    write(tmp_path / "a.en.tok", "x y\n")
+    write(tmp_path / "a.en.txt", "raw, text\n")
+    write(tmp_path / "a.de.txt", "roh, Text\n")
+    write(tmp_path / "b.en.tok", "other file\n")
+    corpus = load_parallel(str(tmp_path / "a"), ["en", "de"])
+    assert corpus.sentences == {"en": [["x", "y"]], "de": [["roh", ",", "Text"]]}
+    assert "en: whitespace (.tok)" in corpus.word_tokenizer and "de: icu4py" in corpus.word_tokenizer
+    with pytest.raises(UserError, match="Several files for language 'en'"):
+        load_parallel(str(tmp_path), ["en", "de"])
+
+
+def test_tsv_with_header_of_languages(tmp_path: Path) -> None:
+    write(tmp_path / "p.tsv", "en\tfr\tde\nThe cat.\tLe chat.\tDie Katze.\nYes\tOui\tJa\n")
+    corpus = load_parallel(str(tmp_path / "p.tsv"), ["de", "en"])
+    assert corpus.languages == ["de", "en"]
+    assert corpus.sentences["de"] == [["Die", "Katze", "."], ["Ja"]]
+    assert corpus.sentences["en"] == [["The", "cat", "."], ["Yes"]]
+    tok = load_parallel(str(write(tmp_path / "p.tok.tsv", "en\tde\na,b c\td e\n")), ["en", "de"])
+    assert tok.sentences["en"] == [["a,b", "c"]] and tok.word_tokenizer == "whitespace (.tok)"
+
+
+def test_tsv_errors_name_the_line_and_the_column(tmp_path: Path) -> None:
+    write(tmp_path / "bad.tsv", "en\tde\nA\tB\nonly one field\n")
+    with pytest.raises(UserError, match="line 3 has 1 fields"):
+        load_parallel(str(tmp_path / "bad.tsv"), ["en", "de"])
+    with pytest.raises(UserError, match="'fr' is not a column"):
+        load_parallel(str(tmp_path / "bad.tsv"), ["en", "fr"])
+
+
+def test_long_lines_are_dropped_in_every_language_and_counted(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "a b\n" + "w " * 5 + "\nc\n")
+    write(tmp_path / "c.de.tok", "x y\nshort\n" + "v " * 4 + "\n")
+    corpus = load_parallel(str(tmp_path), ["en", "de"], max_words=4)
+    assert corpus.dropped_long == 2  # line 2 (en has 5) and line 3 (de has exactly 4: the limit is exclusive)
+    assert corpus.sentences == {"en": [["a", "b"]], "de": [["x", "y"]]}
+
+
+def test_mismatched_line_counts_name_both_files(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "a\nb\nc\n")
+    write(tmp_path / "c.de.tok", "a\nb\n")
+    with pytest.raises(UserError, match=r"not line-aligned.*en: 3 lines in .*c\.en\.tok.*de: 2 lines in .*c\.de\.tok"):
+        load_parallel(str(tmp_path), ["en", "de"])
+
+
+def test_empty_file_is_named(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "a\n")
+    write(tmp_path / "c.de.tok", "\n")
+    with pytest.raises(UserError, match=r"c\.de\.tok is empty"):
+        load_parallel(str(tmp_path), ["en", "de"])
+
+
+def test_missing_language_and_too_few_languages(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "a\n")
+    write(tmp_path / "c.de.tok", "a\n")
+    with pytest.raises(UserError, match="No file for language 'fr'"):
+        load_parallel(str(tmp_path), ["en", "fr"])
+    with pytest.raises(UserError, match="at least 2 languages"):
+        load_parallel(str(tmp_path), ["en", "en"])
+    with pytest.raises(UserError, match="does not exist"):
+        load_parallel(str(tmp_path / "nowhere" / "x"), ["en", "de"])
+
+
+def test_fingerprint_follows_the_content_used(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "a b\nc\n")
+    write(tmp_path / "c.de.tok", "x y\nz\n")
+    first = load_parallel(str(tmp_path), ["en", "de"]).fingerprint
+    assert load_parallel(str(tmp_path), ["en", "de"]).fingerprint == first
+    write(tmp_path / "c.de.tok", "x y\nZ\n")
+    assert load_parallel(str(tmp_path), ["en", "de"]).fingerprint != first
+    # word boundaries count, not just the characters
+    assert fingerprint({"en": [["ab"]]}) != fingerprint({"en": [["a", "b"]]})
+
+
+def test_clean_message_strips_placeholders_tags_and_entities() -> None:
+    assert clean_message("Delete %(name)s and %s (%d%%) items?") == "Delete and ( ) items?"
+    assert clean_message("Page {0} of {num}: <a href='x'>next</a> &amp; more") == "Page of : next & more"
+
+
+def test_hub_spec_needs_a_revision_and_fails_clearly_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="no pinned revision"):
+        load_parallel("hf:openlanguagedata/flores_plus", ["en", "de"])
+    import datasets
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise ConnectionError("Couldn't reach the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(UserError, match=r"config 'eng_Latn' for language 'en'.*Couldn't reach") as info:
+        load_parallel("hf:openlanguagedata/flores_plus@abc123", ["en", "de"])
+    assert "gettext" in info.value.fix
+
+
+@needs_django
+def test_gettext_default_gives_human_translations_aligned_in_several_languages() -> None:
+    languages = ["en", "de", "fr", "ja", "zh"]
+    corpus = load_parallel("gettext", languages)
+    assert len(corpus) > 500
+    assert all(len(corpus.sentences[lang]) == len(corpus) for lang in languages)
+    assert "django" in corpus.word_tokenizer and "icu4py" in corpus.word_tokenizer
+    english = [" ".join(words) for words in corpus.sentences["en"]]
+    row = english.index("Thanks for using our site !")
+    assert corpus.sentences["de"][row][:2] == ["Vielen", "Dank"]
+    assert corpus.sentences["fr"][row][0] == "Merci"
+    every_word = [w for lang in languages for words in corpus.sentences[lang] for w in words]
+    assert not [w for w in every_word if "%(" in w or w.startswith("<") or "{" in w]
+    # Chinese was segmented into words, not left as whole phrases
+    han = [w for words in corpus.sentences["zh"] for w in words if any("\u4e00" <= c <= "\u9fff" for c in w)]
+    assert han and max(map(len, han)) <= 6
+
+
+@needs_django
+def test_gettext_unknown_language_lists_the_known_ones() -> None:
+    with pytest.raises(UserError, match="Django has no translations for language 'xx'") as info:
+        load_parallel("gettext", ["en", "xx"])
+    assert "de" in info.value.fix
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not PUD.is_dir(), reason="../shared/data/pud is absent")
+def test_pud_prefix_loads_gold_tokenisation() -> None:
+    corpus = load_parallel(str(PUD / "pud"), ["en", "de", "ja"])
+    summary = corpus_summary(corpus)
+    assert summary["lines"] == 1000 and corpus.dropped_long == 0
+    assert corpus.word_tokenizer == "whitespace (.tok)"
+    assert summary["words/en"] == len((PUD / "pud.en.tok").read_text(encoding="utf-8").split())
