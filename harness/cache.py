@@ -38,11 +38,15 @@ class Cache:
         """Where the complete entry for ``parts`` lives (it may not exist yet)."""
         return self.root / kind / cache_key(parts)
 
+    def is_complete(self, kind: str, parts: Mapping[str, Any]) -> bool:
+        """Whether a complete entry for ``parts`` exists."""
+        return (self.entry_dir(kind, parts) / _META).is_file()
+
     def load(self, kind: str, parts: Mapping[str, Any], mmap: bool = False) -> dict[str, np.ndarray] | None:
         """The arrays of a complete entry, or None when there is none."""
-        entry = self.entry_dir(kind, parts)
-        if not (entry / _META).is_file():
+        if not self.is_complete(kind, parts):
             return None
+        entry = self.entry_dir(kind, parts)
         mode = "r" if mmap else None
         return {p.stem: np.load(p, mmap_mode=mode, allow_pickle=False) for p in sorted(entry.glob("*.npy"))}
 
@@ -63,19 +67,33 @@ class Cache:
         self.save(kind, parts, compute())
         return self.load(kind, parts)  # type: ignore[return-value]
 
+    def publish(self, built: Path, kind: str, parts: Mapping[str, Any]) -> Path:
+        """Make the finished directory ``built`` the entry for ``parts`` with one ``os.replace``.
+
+        For entries built in pieces outside :meth:`staging` (streamed, resumable extraction).
+        When another process published the same entry first, theirs is kept and ``built`` removed.
+        """
+        final = self.entry_dir(kind, parts)
+        (built / _META).write_text(json.dumps(dict(parts), sort_keys=True, default=str, indent=1))
+        if final.exists():
+            shutil.rmtree(built, ignore_errors=True)
+        else:
+            os.replace(built, final)
+        return final
+
     def staging(self, kind: str, parts: Mapping[str, Any]) -> "_Staging":
         """A context manager giving a temporary directory that becomes the entry on success.
 
         Use it directly for entries written in pieces (streamed word vectors): fill the
         directory inside the ``with``; it is published only if the block ends without error.
         """
-        return _Staging(self.entry_dir(kind, parts), dict(parts))
+        return _Staging(self, kind, dict(parts))
 
 
 class _Staging:
-    def __init__(self, final: Path, parts: dict[str, Any]) -> None:
-        self.final = final
-        self.parts = parts
+    def __init__(self, cache: Cache, kind: str, parts: dict[str, Any]) -> None:
+        self.cache, self.kind, self.parts = cache, kind, parts
+        self.final = cache.entry_dir(kind, parts)
 
     def __enter__(self) -> Path:
         self.final.parent.mkdir(parents=True, exist_ok=True)
@@ -86,8 +104,4 @@ class _Staging:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
-        (self.tmp / _META).write_text(json.dumps(self.parts, sort_keys=True, default=str, indent=1))
-        if self.final.exists():  # another process finished first; keep theirs
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        os.replace(self.tmp, self.final)
+        self.cache.publish(self.tmp, self.kind, self.parts)

@@ -73,22 +73,35 @@ def run(
     request = RunRequest(models=model, tasks=tasks, revisions=revision or [], checkpoints=checkpoints,
                          options=options, overrides=set_ or [], device=device, cache_dir=cache_dir,
                          tracking_uri=tracking_uri, experiment=experiment)
-    table = Table(title="xlingbench results", show_lines=False)
-    for column in ("model", "revision", "step", "task", "headline", "value", "seconds", "run"):
-        table.add_column(column, overflow="fold")
+    tables: dict[tuple[str, str], Table] = {}
 
     def report(outcome) -> None:
         meta = outcome.task.metadata
         value = outcome.result.metrics.get(meta.main_score, float("nan"))
         console.print(f"[green]done[/] {outcome.model} {meta.name}: {meta.main_score} = {value:.4f}")
-        table.add_row(outcome.model, outcome.revision[:12], "" if outcome.step is None else str(outcome.step),
-                      meta.name, meta.main_score, f"{value:.4f}", f"{outcome.result.timings.get('total', 0):.1f}",
-                      outcome.run_id[:8])
+        step = "" if outcome.step is None else f" (step {outcome.step})"
+        table = tables.setdefault((outcome.model, outcome.revision), _result_table(
+            f"{outcome.model} @ {outcome.revision[:12]}{step}"))
+        published = meta.published.get(outcome.model)
+        table.add_row(meta.name, meta.main_score, f"{value:.4f}", "" if published is None else f"{published:g}",
+                      f"{outcome.result.timings.get('total', 0):.1f}", outcome.run_id[:8])
 
     run_all(request, report)
-    console.print(table)
+    for table in tables.values():
+        console.print(table)
     console.print(f"Logged to MLflow experiment '{experiment}'. Browse: mlflow ui --backend-store-uri "
                   f"{tracking_uri or 'sqlite:///mlflow.db'}")
+
+
+def _result_table(title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("task")
+    table.add_column("headline")
+    table.add_column("value", justify="right")
+    table.add_column("paper", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("run")
+    return table
 
 
 @app.command()

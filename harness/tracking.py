@@ -40,9 +40,10 @@ class Tracker:
     """Logs task results of model revisions into one MLflow experiment."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
+        import mlflow
+
         for name in ("mlflow", "alembic"):  # their INFO lines about table creation are noise to a user
             logging.getLogger(name).setLevel(logging.WARNING)
-        import mlflow
 
         self.uri = resolve_tracking_uri(tracking_uri)
         _check_reachable(self.uri)

@@ -19,7 +19,7 @@ import numpy as np
 from harness.errors import UserError
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
-    CalignResult, calign, cap_aligned_pairs, cap_occurrences, cluster_layer, concepts_from_labels,
+    CalignResult, ConceptParams, calign, cap_aligned_pairs, cap_occurrences, cluster_layer, concepts_from_labels,
     corpus_info, extract_vectors, layer_plot, layer_summary, load_corpus, parse_layers, rows_at, vectors_key,
 )
 
@@ -35,25 +35,14 @@ SAMPLE_WORDS = 30
 
 
 @dataclass
-class Params:
-    """CALIGN parameters (``--set task.<name>=value``); defaults are the paper's settings."""
+class Params(ConceptParams):
+    """CALIGN parameters: the shared ones plus the alignment conditions."""
 
-    data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
-    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
-    languages: str = "en,de"  # source,target
     dictionary: str = "induced"  # "induced" (eflomal on the same data) or a MUSE / lexical-table file
-    k: int = 600
     theta_a: float = 0.8
     top_n: int = 10
     min_types: int = 5
     size_ratio: float = 0.6
-    max_occurrences: int = 15
-    aggregation: str = "last"
-    side: str = "encoder"
-    layers: str = "all"
-    seed: int = 0
-    max_length: int = 512
-    batch_size: int = 16
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 from harness.errors import UserError
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
-    ColapResult, cap_occurrences, cluster_layer, colap, corpus_info, extract_vectors, layer_plot,
+    ColapResult, ConceptParams, cap_occurrences, cluster_layer, colap, corpus_info, extract_vectors, layer_plot,
     layer_summary, load_corpus, parse_layers, vectors_key,
 )
 
@@ -32,21 +32,10 @@ SAMPLE_WORDS = 15
 
 
 @dataclass
-class Params:
-    """COLAP parameters (``--set task.<name>=value``); defaults are the paper's settings."""
+class Params(ConceptParams):
+    """COLAP parameters: the shared ones plus the overlap threshold."""
 
-    data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
-    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
-    languages: str = "en,de"  # two or more, comma separated
-    k: int = 600
     theta_o: float = 0.3
-    max_occurrences: int = 15
-    aggregation: str = "last"
-    side: str = "encoder"
-    layers: str = "all"
-    seed: int = 0
-    max_length: int = 512
-    batch_size: int = 16
 
 
 def run(inputs: "Representations", params: Params) -> TaskResult:

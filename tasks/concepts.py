@@ -58,6 +58,23 @@ class ColapResult:
     shares: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
+
+@dataclass
+class ConceptParams:
+    """Parameters tasks 4 and 5 share (``--set task.<name>=value``); defaults are the paper's."""
+
+    data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
+    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
+    languages: str = "en,de"  # CALIGN: source,target; COLAP: two or more
+    k: int = 600
+    max_occurrences: int = 15
+    aggregation: str = "last"
+    side: str = "encoder"
+    layers: str = "all"
+    seed: int = 0
+    max_length: int = 512
+    batch_size: int = 16
+
 def calign(
     src_concepts: dict[int, set[str]],
     tgt_concepts: dict[int, set[str]],

@@ -49,7 +49,6 @@ DTYPES = ("float16", "float32")
 _FORMAT = 1  # bump when the entry layout changes, so old entries are not misread
 _MARKER = "progress.json"
 _INFO = "info.json"
-_META = "meta.json"  # the name harness.cache.Cache looks for to call an entry complete
 _CONTEXT = {
     "encoder": "bidirectional: each state has seen the whole sentence",
     "decoder": "teacher-forced decoder with an empty encoder input: the state at position i has seen tokens before i only",
@@ -111,12 +110,13 @@ def extract_word_vectors(
         sentences_sha256=_sentences_hash(sentences), format=_FORMAT,
     )
     entry = inputs.cache.entry_dir(KIND, key)
-    if not (entry / _META).is_file():
+    if not inputs.cache.is_complete(KIND, key):
         model, tokenizer = inputs.model, inputs.tokenizer  # loading is timed as "load"
         with inputs.timed("extract"):
             forward = _forward_fn(model, tokenizer, side, inputs.source.arch == "encoder-decoder", inputs.device)
             _compute(forward, inputs.device, tokenizer, sentences, key, entry, aggregation, dtype, max_length,
                      batch_size, shard_size)
+            inputs.cache.publish(Path(f"{entry}.partial"), KIND, key)
     return _open(entry, sentences)
 
 
@@ -249,7 +249,7 @@ def _compute(
     forward: Forward, device: str, tokenizer: Any, sentences: list[list[str]], key: dict[str, Any], entry: Path,
     aggregation: str, dtype: str, max_length: int, batch_size: int, shard_size: int,
 ) -> None:
-    """Fill ``<entry>.partial`` shard by shard (resuming when it is there), then publish it."""
+    """Fill ``<entry>.partial`` shard by shard (resuming when it is there) and finish it."""
     import torch
 
     if not getattr(tokenizer, "is_fast", False):
@@ -276,7 +276,7 @@ def _compute(
                 marker["done"] = shard_end
                 _write_json(partial / _MARKER, marker)
     del store
-    _publish(partial, entry, key, plan, marker, aggregation)
+    _finish(partial, key, plan, marker, aggregation)
 
 
 def _plan(tokenizer: Any, sentences: list[list[str]], max_length: int) -> dict[str, Any]:
@@ -377,8 +377,8 @@ def _selection(batch: list[_Encoded], offsets: np.ndarray, aggregation: str) -> 
     return token_b, token_t, owner, rows
 
 
-def _publish(partial: Path, entry: Path, key: dict[str, Any], plan: dict[str, Any], marker: dict[str, Any], aggregation: str) -> None:
-    """Write info and meta, then move the entry into place with one os.replace."""
+def _finish(partial: Path, key: dict[str, Any], plan: dict[str, Any], marker: dict[str, Any], aggregation: str) -> None:
+    """Write the entry's info and drop the resume bookkeeping; the caller then publishes it."""
     info = {
         "side": key["side"], "aggregation": aggregation, "dtype": key["dtype"], "max_length": key["max_length"],
         "language": key["language"], "corpus_fingerprint": key["corpus_fingerprint"], "context": _CONTEXT[key["side"]],
@@ -389,11 +389,6 @@ def _publish(partial: Path, entry: Path, key: dict[str, Any], plan: dict[str, An
     _write_json(partial / _INFO, info)
     (partial / _MARKER).unlink()
     (partial / "offsets.npy").unlink()
-    (partial / _META).write_text(json.dumps(key, sort_keys=True, default=str, indent=1))
-    if entry.exists():  # another process finished first; keep theirs
-        shutil.rmtree(partial, ignore_errors=True)
-        return
-    os.replace(partial, entry)
 
 
 def _open(entry: Path, sentences: list[list[str]]) -> WordVectors:

@@ -230,7 +230,7 @@ def planted_task(monkeypatch: pytest.MonkeyPatch, tmp_path):
     corpus, concept_of, centres = planted_corpus()
 
     def patch(module) -> Representations:
-        monkeypatch.setattr(module, "load_corpus", lambda spec, languages: corpus)
+        monkeypatch.setattr(module, "load_corpus", lambda spec, languages, limit=0: corpus)
         monkeypatch.setattr(module, "extract_vectors", lambda inputs, corp, languages, params: {
             lang: FakeVectors(corp.sentences[lang], concept_of, centres, seed=n) for n, lang in enumerate(languages)})
         return Representations(SimpleNamespace(model_id="fake", revision="0"), Cache(tmp_path / "cache"))
