@@ -18,6 +18,7 @@ from harness.vocab import Vocabulary, build_vocabulary
 
 if TYPE_CHECKING:
     import torch
+
     from harness.sources import ModelSource
 
 

@@ -19,8 +19,21 @@ import numpy as np
 from harness.errors import UserError
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
-    CalignResult, ConceptParams, calign, cap_aligned_pairs, cap_occurrences, cluster_layer, concepts_from_labels,
-    corpus_info, extract_vectors, layer_plot, layer_summary, load_corpus, parse_layers, rows_at, vectors_key,
+    CalignResult,
+    ConceptParams,
+    calign,
+    cap_aligned_pairs,
+    cap_occurrences,
+    cluster_layer,
+    concepts_from_labels,
+    corpus_info,
+    extract_vectors,
+    layer_plot,
+    layer_summary,
+    load_corpus,
+    parse_layers,
+    rows_at,
+    vectors_key,
 )
 
 if TYPE_CHECKING:

@@ -18,8 +18,18 @@ import numpy as np
 from harness.errors import UserError
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
-    ColapResult, ConceptParams, cap_occurrences, cluster_layer, colap, corpus_info, extract_vectors, layer_plot,
-    layer_summary, load_corpus, parse_layers, vectors_key,
+    ColapResult,
+    ConceptParams,
+    cap_occurrences,
+    cluster_layer,
+    colap,
+    corpus_info,
+    extract_vectors,
+    layer_plot,
+    layer_summary,
+    load_corpus,
+    parse_layers,
+    vectors_key,
 )
 
 if TYPE_CHECKING:

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import unicodedata
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from harness.errors import UserError

@@ -12,7 +12,13 @@ from harness.cache import Cache
 from harness.errors import UserError
 from harness.representations import Representations
 from tasks.concepts import (
-    calign, cap_aligned_pairs, cap_occurrences, colap, concepts_from_labels, parse_layers, rows_at,
+    calign,
+    cap_aligned_pairs,
+    cap_occurrences,
+    colap,
+    concepts_from_labels,
+    parse_layers,
+    rows_at,
 )
 
 

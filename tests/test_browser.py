@@ -1,0 +1,125 @@
+"""The built site in a real headless browser (Debian's chromium driven by Playwright).
+
+Skips cleanly when /usr/bin/chromium or the playwright package is absent. The browser is
+launched from the system binary: never ``playwright install`` (no downloads in CI).
+"""
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.tracking import Tracker
+from leaderboard.collect import collect
+from leaderboard.render import slug, write_site
+from tests.mlflow_plant import full_results, model_tags, plant
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+EVIL = "<script>alert(1)</script>"
+TIMEOUT_MS = 15_000
+
+sync_api = pytest.importorskip("playwright.sync_api")
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is absent (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A site of three models whose headlines sort differently per column, one with a hostile name."""
+    root = tmp_path_factory.mktemp("browser")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    for name, score in (("beta", 0.8), ("alpha", 0.6), (EVIL, 0.7)):
+        plant(tracker, model_tags(name, name.encode().hex()[:40].ljust(40, "0")), full_results(score))
+    write_site(collect(uri), root / "site")
+    return root / "site"
+
+
+@pytest.fixture(scope="module")
+def base_url(site: Path) -> Iterator[str]:
+    """The site served over HTTP on 127.0.0.1 (a free port), stopped after the module."""
+    handler = functools.partial(QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """A static file handler that does not log every request to stderr."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Stay quiet."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """One headless chromium for the module."""
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True, timeout=TIMEOUT_MS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture()
+def page(browser) -> Iterator[object]:
+    """A fresh page that records console errors, page errors and dialogs."""
+    context = browser.new_context()
+    tab = context.new_page()
+    tab.set_default_timeout(TIMEOUT_MS)
+    tab.problems = []  # type: ignore[attr-defined]
+    tab.on("console", lambda msg: msg.type == "error" and tab.problems.append(f"console: {msg.text}"))
+    tab.on("pageerror", lambda err: tab.problems.append(f"pageerror: {err}"))
+    tab.on("dialog", lambda dialog: (tab.problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    yield tab
+    context.close()
+
+
+def model_order(page) -> list[str]:
+    """The model names of the table's rows, top to bottom, as the browser shows them."""
+    return page.locator("#board tbody tr td:first-child").all_inner_texts()
+
+
+def test_header_click_sorts_the_table(page, base_url: str) -> None:
+    page.goto(f"{base_url}/index.html")
+    assert model_order(page) == [EVIL, "alpha", "beta"]  # as rendered: by model name
+    header = page.locator("#board thead th", has_text="script_separability")
+    header.click()
+    assert model_order(page) == ["alpha", EVIL, "beta"]  # 0.6, 0.7, 0.8 ascending
+    assert header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert model_order(page) == ["beta", EVIL, "alpha"]
+    model_header = page.locator("#board thead th", has_text="Model")
+    model_header.click()
+    by_name = model_order(page)
+    model_header.click()
+    assert model_order(page) == by_name[::-1] and by_name[1:] == ["alpha", "beta"]
+    assert page.problems == []
+
+
+def test_hostile_model_name_is_text_and_fires_nothing(page, base_url: str) -> None:
+    page.goto(f"{base_url}/index.html")
+    assert page.get_by_text(EVIL, exact=True).count() >= 1
+    page.goto(f"{base_url}/models/{slug(EVIL)}.html")
+    assert page.locator("h1").inner_text() == EVIL
+    assert page.problems == []
+
+
+def test_detail_page_charts_render(page, base_url: str) -> None:
+    page.goto(f"{base_url}/index.html")
+    page.get_by_role("link", name="beta", exact=True).click()
+    page.wait_for_url(f"**/models/{slug('beta')}.html")
+    charts = page.locator("figure svg")
+    assert charts.count() == 4
+    for i in range(charts.count()):
+        box = charts.nth(i).bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 100
+    assert page.locator("figure svg rect").count() > 0 and page.locator("figure svg polyline").count() == 1
+    assert page.problems == []

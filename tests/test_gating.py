@@ -1,0 +1,148 @@
+"""compare / check exit codes on planted regressions, noise, improvements and bad input."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.tracking import Tracker
+from leaderboard.gating import Expectation, judge, parse_tolerances, tolerance_for
+from tests.mlflow_plant import metadata, model_tags, plant, result
+
+
+def results(accuracy: float, mean_count: float, latin: float = 0.9) -> list:
+    """Two tasks: accuracy (higher is better, no interval) and mean_count (lower is better, interval 1.5-1.7 around 1.6)."""
+    return [
+        (result("script_separability", {"accuracy": accuracy, "accuracy/LATIN": latin}), metadata("script_separability")),
+        (result("neighbour_script_count", {"mean_count": mean_count},
+                intervals={"mean_count": (mean_count - 0.1, mean_count + 0.1)}),
+         metadata("neighbour_script_count", higher_is_better=False)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Planted parent runs: a baseline and candidates that differ from it in one way each."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('gate') / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    planted = {
+        "baseline": results(0.900, 1.60),
+        "same": results(0.900, 1.60),
+        "drop": results(0.880, 1.60),            # accuracy falls 0.02 > 0.01
+        "noise": results(0.895, 1.68),           # within tolerance; mean_count inside [1.5, 1.7]
+        "better": results(0.950, 1.20),          # both improve
+        "count_up": results(0.900, 1.75),        # lower-is-better metric rises out of its interval
+        "latin_drop": results(0.900, 1.60, latin=0.85),  # a non-headline metric falls
+    }
+    ids = {name: plant(tracker, model_tags("m", f"{name:0<40}"), res)[0] for name, res in planted.items()}
+    ids["uri"] = uri
+    ids["task_run"] = plant(tracker, model_tags("solo", "f" * 40), results(0.9, 1.6)[:1])[1]["script_separability"]
+    return ids
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run the commands through the xlingbench CLI."""
+    outcome = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+    return outcome.exit_code, outcome.output
+
+
+def compare(runs: dict[str, str], candidate: str, *extra: str) -> tuple[int, str]:
+    """``compare BASELINE CANDIDATE`` on the planted store."""
+    return invoke("compare", runs["baseline"], runs[candidate], "--tracking-uri", runs["uri"], *extra)
+
+
+@pytest.mark.parametrize(("candidate", "code"), [("same", 0), ("noise", 0), ("better", 0), ("drop", 1), ("count_up", 1), ("latin_drop", 0)])
+def test_compare_exit_codes(runs: dict[str, str], candidate: str, code: int) -> None:
+    exit_code, output = compare(runs, candidate)
+    assert exit_code == code, output
+    assert ("REGRESSION" in output) == (code == 1)
+
+
+def test_compare_prints_every_metric(runs: dict[str, str]) -> None:
+    _, output = compare(runs, "drop")
+    for metric in ("accuracy/LATIN", "mean_count_ci_low", "mean_count_ci_high"):
+        assert metric in output
+    assert "-0.02" in output and "script_separability/accuracy" in output
+
+
+def test_per_metric_tolerance(runs: dict[str, str]) -> None:
+    assert compare(runs, "drop", "--tolerance", "accuracy=0.05")[0] == 0
+    assert compare(runs, "drop", "--tolerance", "neighbour_script_count:accuracy=0.05")[0] == 1  # other task's
+    assert compare(runs, "latin_drop", "--tolerance", "accuracy/*=0.01")[0] == 1  # gates a non-headline metric
+    assert compare(runs, "noise", "--tolerance", "mean_count=0.05")[0] == 1  # explicit tolerance beats interval
+
+
+def test_selectors_and_task_runs(runs: dict[str, str]) -> None:
+    assert invoke("compare", "xlingbench:model=m,revision=" + f"{'drop':0<40}", runs["baseline"], "--tracking-uri", runs["uri"])[0] == 0
+    assert invoke("compare", runs["baseline"], "xlingbench:model=m,revision=" + f"{'drop':0<40}", "--tracking-uri", runs["uri"])[0] == 1
+    code, output = invoke("compare", runs["task_run"], runs["drop"], "--tracking-uri", runs["uri"])
+    assert code == 1 and "neighbour_script_count" not in output  # only the task run's task
+
+
+@pytest.mark.parametrize("ref", ["0123456789abcdef0123456789abcdef", "xlingbench:model=nobody", "nope:model=m", ":model=m"])
+def test_bad_references_are_user_errors(runs: dict[str, str], ref: str) -> None:
+    code, output = invoke("compare", ref, runs["baseline"], "--tracking-uri", runs["uri"])
+    assert code == 2 and output.startswith("error: "), output
+    assert len(output.strip().splitlines()) == 1
+
+
+def test_unreachable_server_and_bad_tolerance(runs: dict[str, str]) -> None:
+    assert invoke("compare", "a", "b", "--tracking-uri", "http://127.0.0.1:9")[0] == 2
+    assert invoke("compare", runs["baseline"], runs["same"], "--tracking-uri", runs["uri"], "--tolerance", "accuracy")[0] == 2
+
+
+def test_check_against_expect_file(tmp_path: Path, runs: dict[str, str]) -> None:
+    expect = tmp_path / "expected.json"
+    assert invoke("check", "--expect", str(expect), "--run", runs["baseline"], "--tracking-uri", runs["uri"], "--write-expect")[0] == 0
+    written = json.loads(expect.read_text())
+    assert written["neighbour_script_count"]["mean_count"] == pytest.approx(
+        {"value": 1.6, "low": 1.5, "high": 1.7, "higher_is_better": False})
+    assert written["script_separability"]["accuracy"]["tolerance"] == 0.01
+    for candidate, code in (("same", 0), ("noise", 0), ("better", 0), ("drop", 1), ("count_up", 1)):
+        assert invoke("check", "--expect", str(expect), "--run", runs[candidate], "--tracking-uri", runs["uri"])[0] == code, candidate
+
+
+def test_check_toml_round_trip_and_simple_form(tmp_path: Path, runs: dict[str, str]) -> None:
+    toml = tmp_path / "expected.toml"
+    assert invoke("check", "--expect", str(toml), "--run", runs["baseline"], "--tracking-uri", runs["uri"], "--write-expect")[0] == 0
+    assert invoke("check", "--expect", str(toml), "--run", runs["drop"], "--tracking-uri", runs["uri"])[0] == 1
+    simple = tmp_path / "simple.json"
+    simple.write_text(json.dumps({"script_separability": {"accuracy": 0.95, "accuracy/LATIN": {"value": 0.9, "tolerance": 0.1}}}))
+    code, output = invoke("check", "--expect", str(simple), "--run", runs["better"], "--tracking-uri", runs["uri"])
+    assert code == 0, output
+    assert invoke("check", "--expect", str(simple), "--run", runs["noise"], "--tracking-uri", runs["uri"])[0] == 1  # 0.895 < 0.95-0.01
+
+
+@pytest.mark.parametrize("content", [
+    "{not json", "[]", '{"script_separability": 3}', '{"script_separability": {"accuracy": "0.9"}}',
+    '{"script_separability": {"accuracy": {"value": 0.9, "tolerence": 0.1}}}',
+    '{"script_separability": {"accuracy": {"value": 0.9, "low": 0.8}}}',
+    '{"script_separability": {"accuracy": {"value": true}}}',
+])
+def test_malformed_expect_file_exits_2(tmp_path: Path, runs: dict[str, str], content: str) -> None:
+    expect = tmp_path / "bad.json"
+    expect.write_text(content)
+    code, output = invoke("check", "--expect", str(expect), "--run", runs["baseline"], "--tracking-uri", runs["uri"])
+    assert code == 2 and output.startswith("error: expect file"), output
+
+
+def test_missing_task_in_candidate_regresses(tmp_path: Path, runs: dict[str, str]) -> None:
+    expect = tmp_path / "e.json"
+    expect.write_text(json.dumps({"colap": {"colap_max": 50}}))
+    code, output = invoke("check", "--expect", str(expect), "--run", runs["baseline"], "--tracking-uri", runs["uri"])
+    assert code == 1 and "missing" in output
+
+
+def test_rule_edges() -> None:
+    assert judge(Expectation(0.9), 0.89, True)[1] == "ok"  # a drop of exactly the tolerance passes
+    assert judge(Expectation(0.9), 0.8899, True)[1] == "REGRESSION"
+    assert judge(Expectation(1.6, low=1.5, high=1.7), 1.49, True)[1] == "REGRESSION"
+    assert judge(Expectation(1.6, low=1.5, high=1.7), 1.69, False)[1] == "ok"
+    assert judge(Expectation(1.6), None, True)[1] == "missing"
+    patterns = parse_tolerances(["accuracy/*=0.02", "script_separability:accuracy/LATIN=0.5"])
+    assert tolerance_for("script_separability", "accuracy/LATIN", patterns) == 0.5
+    assert tolerance_for("other", "accuracy/LATIN", patterns) == 0.02
+    assert tolerance_for("other", "accuracy", patterns) is None
