@@ -47,6 +47,7 @@ class Params:
     ks: str = "1,10,50"  # the k of hit@k, comma-separated (10, the headline, is always added)
     examples: int = 10  # queries per pair shown with their nearest neighbours
     seed: int = 150  # which queries are shown
+    match_case: bool = True  # false: a translation counts in any capitalisation (for lowercase MUSE)
 
 
 @dataclass
@@ -65,26 +66,34 @@ def surface_key(token: str) -> str:
     return strip_markers(token).lower()
 
 
-def build_queries(tokens: Sequence[str], entries: dict[str, list[str]], special_ids: frozenset[int] = frozenset()) -> Queries:
-    """Queries and translation ids of ``entries`` (English word -> translations) in ``tokens``."""
+def build_queries(tokens: Sequence[str], entries: dict[str, list[str]], special_ids: frozenset[int] = frozenset(),
+                  match_case: bool = True) -> Queries:
+    """Queries and translation ids of ``entries`` (English word -> translations) in ``tokens``.
+
+    With ``match_case=False`` a translation also counts in any capitalisation (MUSE is all
+    lowercase, so ``wasser`` then finds ``▁Wasser``); the default follows METHODS.md.
+    """
     ids: dict[str, int] = {}
+    folded: dict[str, list[int]] = {}
     variants: dict[str, list[int]] = {}
     for i, tok in enumerate(tokens):
         if i not in special_ids:
             ids.setdefault(tok, i)
+            folded.setdefault(tok.lower(), []).append(i)
             variants.setdefault(surface_key(tok), []).append(i)
+    forms = (lambda t: _either_form(ids, t)) if match_case else (lambda t: _any_case(folded, t))
     found = Queries()
     for word, translations in entries.items():
         query = ids.get(WORD_START + word, ids.get(word))
         if query is None:
             continue
         key = surface_key(tokens[query])
-        kept = [t for t in translations if surface_key(t) != key and _either_form(ids, t)]
+        kept = [t for t in translations if surface_key(t) != key and forms(t)]
         if not kept:
             continue
         found.words.append(word)
         found.query_ids.append(query)
-        found.targets.append(np.array(sorted({i for t in kept for i in _either_form(ids, t)}), dtype=np.int64))
+        found.targets.append(np.array(sorted({i for t in kept for i in forms(t)}), dtype=np.int64))
         found.variants.append(np.array(variants[key], dtype=np.int64))
         found.translations.append(kept)
     return found
@@ -93,6 +102,11 @@ def build_queries(tokens: Sequence[str], entries: dict[str, list[str]], special_
 def _either_form(ids: dict[str, int], word: str) -> list[int]:
     """Token ids of ``word`` with and without the word-start marker."""
     return [ids[form] for form in (WORD_START + word, word) if form in ids]
+
+
+def _any_case(folded: dict[str, list[int]], word: str) -> list[int]:
+    """Token ids of ``word`` in any capitalisation, with and without the word-start marker."""
+    return [i for form in (WORD_START + word.lower(), word.lower()) for i in folded.get(form, [])]
 
 
 def best_ranks(unit: np.ndarray, queries: Queries, device: str = "cpu") -> np.ndarray:
@@ -126,7 +140,7 @@ def run(inputs, params: Params) -> TaskResult:
     metrics: dict[str, float] = {}
     rows, examples, empty = [], [], []
     for dictionary in dictionaries:
-        queries = build_queries(vocab.tokens, dictionary.entries, vocab.special_ids)
+        queries = build_queries(vocab.tokens, dictionary.entries, vocab.special_ids, params.match_case)
         if not queries.words:
             empty.append(dictionary.pair)
             continue

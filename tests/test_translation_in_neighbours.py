@@ -46,6 +46,14 @@ def test_queries_take_single_tokens_either_form_and_drop_identical_pairs() -> No
     assert found.translations[2] == ["Hund"]  # Köter is no single token
 
 
+def test_lowercase_dictionaries_match_capitalised_tokens_only_on_request() -> None:
+    lowercase = {"water": ["wasser"], "house": ["haus"], "dog": ["hund"]}
+    assert task.build_queries(TOKENS, lowercase, frozenset({0})).words == []
+    found = task.build_queries(TOKENS, lowercase, frozenset({0}), match_case=False)
+    assert found.words == ["water", "house", "dog"]
+    assert [[TOKENS[i] for i in t] for t in found.targets] == [["▁Wasser"], ["Haus"], ["▁Hund"]]
+
+
 def test_planted_translations_rank_first_once_variants_are_skipped() -> None:
     found = task.build_queries(TOKENS, ENTRIES)
     np.testing.assert_array_equal(task.best_ranks(unit(planted_matrix()), found), [1, 1, 1])
