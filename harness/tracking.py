@@ -68,7 +68,7 @@ class Tracker:
         tags = {**model_tags, "xlingbench.role": "task", "xlingbench.task": metadata.name,
                 "xlingbench.task_version": metadata.version, "xlingbench.main_score": metadata.main_score,
                 "xlingbench.higher_is_better": str(metadata.higher_is_better).lower()}
-        with mlflow.start_run(run_name=metadata.name, nested=True, tags=tags) as run:
+        with mlflow.start_run(run_name=metadata.name, nested=True, tags={**tags, **info_tags(result.info)}) as run:
             mlflow.log_params(_clean_params(result.params))
             mlflow.log_metrics(_flat_metrics(result))
             for name, series in result.step_metrics.items():
@@ -117,6 +117,23 @@ def _flat_metrics(result: TaskResult) -> dict[str, float]:
     for phase, seconds in result.timings.items():
         metrics[metric_key(f"time_{phase}_s")] = float(seconds)
     return metrics
+
+
+def info_tags(info: dict[str, Any], prefix: str = "info") -> dict[str, str]:
+    """``TaskResult.info`` (fingerprints, versions, warnings...) as searchable ``info.*`` tags.
+
+    Nested dicts are flattened with dots; lists and long values are JSON, cut at 500 characters.
+    The whole record is also in the run's ``result.json``.
+    """
+    tags: dict[str, str] = {}
+    for key, value in info.items():
+        name = metric_key(f"{prefix}.{key}")
+        if isinstance(value, dict):
+            tags.update(info_tags(value, name))
+        elif value is not None:
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+            tags[name] = text[:_MAX_PARAM]
+    return tags
 
 
 def _clean_params(params: dict[str, Any]) -> dict[str, str]:

@@ -81,6 +81,9 @@ def test_tasks_1_to_3_on_a_planted_model(planted, tracking_uri, tmp_path, monkey
     assert translation["hit_at_1/en-ru"] == 0.0 and translation["hit_at_10/en-ru"] == 1.0
     assert 2.0 <= translation["mean_rank/en-ru"] <= 3.0
     assert translation["queries/en-de"] == CONCEPTS
+    tags = _search(tracking_uri, "tags.`xlingbench.task` = 'translation_in_neighbours'")[0].data.tags
+    assert len(tags["info.dictionaries.en-de.sha256"]) == 64  # the dictionary's fingerprint
+    assert tags["info.unidata_version"] and tags["xlingbench.revision"]
     assert _metrics(tracking_uri, "neighbour_script_count")["mean_count"] >= 1.0
     # a second run of the same revision reads the matrix from the cache; `script` drops special tokens
     from harness.sources import PretrainedSource

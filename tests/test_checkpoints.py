@@ -1,0 +1,66 @@
+"""Training checkpoints: three revisions of one tiny model give one metric-vs-step series per task."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.registry import ModelSpec
+from harness.runner import plan_revisions
+from tests.tiny_models import encoder_model, publish, save_model, sentencepiece_tokenizer
+
+STEPS = (100, 200, 300)
+LATIN, CYRILLIC = "abcdefghijklmnopqrstuvwxyz", "абвгдежзиклмнопрстуфхцчшщэюя"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory, hub_cache) -> dict[int, str]:
+    """One repo, three branches: a script offset that grows with training, so the curve rises."""
+    rng = np.random.default_rng(3)
+    pieces = ["\u2581" + "".join(rng.choice(list(alphabet), 5)) for alphabet in (LATIN, CYRILLIC) for _ in range(40)]
+    base = rng.normal(size=(4 + len(pieces), 16))
+    commits = {}
+    for step in STEPS:
+        matrix = base.copy()
+        matrix[4:44, 0] += step / 100  # Latin tokens drift apart from Cyrillic ones as training goes on
+        folder = tmp_path_factory.mktemp(f"step{step}") / "model"
+        save_model(folder, sentencepiece_tokenizer(pieces), encoder_model(matrix.astype(np.float32)))
+        commits[step] = publish(folder, hub_cache, "tiny/checkpointed", f"step{step}")
+    return commits
+
+
+def test_three_revisions_give_one_series_per_task(checkpoints, tracking_uri, tmp_path):
+    revisions = [arg for step in STEPS for arg in ("-r", f"step{step}@{step}")]
+    result = CliRunner().invoke(app, [
+        "run", "-m", "tiny/checkpointed", *revisions, "-t", "script_separability", "-t", "neighbour_script_count",
+        "--set", "min_tokens=30", "--set", "sample=1.0", "--tracking-uri", tracking_uri,
+        "--cache-dir", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name("xlingbench").experiment_id
+    trajectories = client.search_runs([experiment], "tags.`xlingbench.role` = 'trajectory'")
+    assert len(trajectories) == 1 and trajectories[0].data.tags["xlingbench.model"] == "tiny/checkpointed"
+    run_id = trajectories[0].info.run_id
+    for key in ("script_separability/accuracy", "neighbour_script_count/mean_count"):
+        history = client.get_metric_history(run_id, key)
+        assert sorted(point.step for point in history) == list(STEPS), key
+    accuracy = {p.step: p.value for p in client.get_metric_history(run_id, "script_separability/accuracy")}
+    assert accuracy[100] <= accuracy[300]
+    models = client.search_runs([experiment], "tags.`xlingbench.role` = 'model'")
+    assert sorted(m.data.tags["xlingbench.revision"] for m in models) == sorted(checkpoints.values())
+    assert sorted(int(m.data.tags["xlingbench.step"]) for m in models) == list(STEPS)
+
+
+def test_revision_parsing():
+    spec = ModelSpec(name="m", hub_id="o/m")
+    assert plan_revisions(spec, [], False) == [(None, None)]
+    assert plan_revisions(spec, ["main", "step5@5"], False) == [("main", None), ("step5", 5)]
+    from harness.errors import UserError
+
+    with pytest.raises(UserError, match="step after @ must be a whole number"):
+        plan_revisions(spec, ["x@y"], False)
+    with pytest.raises(UserError, match="lists no checkpoints"):
+        plan_revisions(spec, [], True)
