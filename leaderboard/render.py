@@ -275,7 +275,7 @@ def published_table(published: dict[str, dict[str, float]]) -> str:
         for model, value in sorted(numbers.items())
     )
     return (
-        "<h2>Published numbers</h2><p>From the papers (see docs/METHODS.md); shown beside ours where the model name matches.</p>"
+        "<h2>Published numbers</h2><p>From the papers (see docs/tasks.md); shown beside ours where the model name matches.</p>"
         f"<table><thead><tr><th>Task</th><th>Model</th><th>Published</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -340,7 +340,8 @@ def _is_number(text: str) -> bool:
 def charts(row: TaskRow, extras: Extras) -> list[str]:
     """The SVG charts for one task run, from its metrics, count table or per-layer history."""
     out: list[str] = []
-    accuracy = {k.split("/", 1)[1]: v for k, v in row.metrics.items() if k.startswith("accuracy/")}
+    accuracy = {k.split("/", 1)[1]: v for k, v in row.metrics.items()
+                if k.startswith("accuracy/") and not k.endswith(("_ci_low", "_ci_high"))}
     if accuracy:
         out.append(bar_chart("Accuracy per category", list(accuracy), {"accuracy": list(accuracy.values())}, "category", "accuracy"))
     out.extend(count_charts(row, extras))

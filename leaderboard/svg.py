@@ -25,29 +25,29 @@ def _ticks(low: float, high: float, count: int = 5) -> list[float]:
     return [first + i * step for i in range(math.ceil((high - first) / step) + 1)]
 
 
-def _frame(title: str, xlabel: str, ylabel: str, ticks: list[float], y_of) -> list[str]:
+def _frame(title: str, xlabel: str, ylabel: str, ticks: list[float], y_of, width: int = WIDTH) -> list[str]:
     """The svg element's opening, title, axis labels and horizontal grid lines."""
     parts = [
-        (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" aria-label="{escape(title)}">'),
+        (f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" height="{HEIGHT}" '
+        f'viewBox="0 0 {width} {HEIGHT}" aria-label="{escape(title)}">'),
         f"<title>{escape(title)}</title>",
-        f'<text x="{WIDTH / 2}" y="16" text-anchor="middle" font-weight="bold">{escape(title)}</text>',
-        f'<text x="{WIDTH / 2}" y="{HEIGHT - 4}" text-anchor="middle">{escape(xlabel)}</text>',
+        f'<text x="{width / 2}" y="16" text-anchor="middle" font-weight="bold">{escape(title)}</text>',
+        f'<text x="{width / 2}" y="{HEIGHT - 4}" text-anchor="middle">{escape(xlabel)}</text>',
         f'<text x="12" y="{HEIGHT / 2}" text-anchor="middle" transform="rotate(-90 12 {HEIGHT / 2})">{escape(ylabel)}</text>',
     ]
     for tick in ticks:
         y = y_of(tick)
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{tick:.4g}</text>')
     return parts
 
 
-def _legend(names: list[str]) -> list[str]:
+def _legend(names: list[str], width: int = WIDTH) -> list[str]:
     """One coloured label per series, top right; nothing for a single unnamed series."""
     if len(names) < 2:
         return []
     return [
-        f'<text x="{WIDTH - RIGHT}" y="{TOP + 12 * i}" text-anchor="end" font-size="11" '
+        f'<text x="{width - RIGHT}" y="{TOP + 12 * i}" text-anchor="end" font-size="11" '
         f'fill="{PALETTE[i % len(PALETTE)]}">{escape(name)}</text>'
         for i, name in enumerate(names)
     ]
@@ -63,8 +63,9 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float]], xla
     def y_of(v: float) -> float:
         return TOP + plot_h * (high - v) / (high - low)
 
-    parts = _frame(title, xlabel, ylabel, ticks, y_of)
-    group_w = (WIDTH - LEFT - RIGHT) / max(len(labels), 1)
+    width = max(WIDTH, LEFT + RIGHT + 16 * len(labels) * max(len(series), 1))  # room for every label
+    parts = _frame(title, xlabel, ylabel, ticks, y_of, width)
+    group_w = (width - LEFT - RIGHT) / max(len(labels), 1)
     bar_w = group_w * 0.8 / max(len(series), 1)
     for i, label in enumerate(labels):
         x0 = LEFT + i * group_w + group_w * 0.1
@@ -81,7 +82,7 @@ def bar_chart(title: str, labels: list[str], series: dict[str, list[float]], xla
             f'<text x="{cx:.1f}" y="{HEIGHT - BOTTOM + 12}" font-size="10" text-anchor="end" '
             f'transform="rotate(-45 {cx:.1f} {HEIGHT - BOTTOM + 12})">{escape(label)}</text>'
         )
-    return "".join(parts + _legend(list(series)) + ["</svg>"])
+    return "".join(parts + _legend(list(series), width) + ["</svg>"])
 
 
 def line_chart(title: str, series: dict[str, list[tuple[float, float]]], xlabel: str = "", ylabel: str = "") -> str:
