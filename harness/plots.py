@@ -35,7 +35,9 @@ def _draw(ax: "object", plot: Plot) -> None:
     if plot.kind == "bar":
         labels = [str(x) for x in plot.x]
         ax.bar(labels, plot.y, color="#4C72B0")
-        ax.tick_params(axis="x", labelrotation=60 if len(labels) > 6 else 0)
+        if len(labels) > 6:  # long category names: slanted, anchored at their tick
+            for label in ax.get_xticklabels():
+                label.set(rotation=60, ha="right", rotation_mode="anchor")
     elif plot.kind == "hist":
         bins = plot.x if plot.x else "auto"
         ax.hist(plot.y, bins=bins, color="#4C72B0", edgecolor="white")

@@ -9,7 +9,6 @@ the curve itself is the step metric ``colap``.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -55,7 +54,6 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     languages = _languages(params.languages)
     corpus = load_corpus(params.data, languages, params.sentences)
     vectors = extract_vectors(inputs, corpus, languages, params)
-    started = time.perf_counter()
     # At most max_occurrences per word type of each language: the same string in two languages is two types.
     rows = {lang: cap_occurrences(vectors[lang].words, params.max_occurrences, params.seed) for lang in languages}
     words = [vectors[lang].words[r] for lang in languages for r in rows[lang].tolist()]
@@ -79,7 +77,6 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         step_metrics={"colap": series},
         tables={"per_layer": per_layer, "overlapping_concepts": samples},
         plots=[layer_plot("colap", label, series)],
-        timings={"compute": time.perf_counter() - started},
         info={
             "languages": languages, "corpus": corpus_info(corpus), "occurrence_cap": "word type per language",
             "k_requested": params.k, "k": k, "warnings": [warning] if warning else [],

@@ -18,7 +18,6 @@ bootstrap interval of the mean (``bootstrap`` resamples, seeded).
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -84,7 +83,6 @@ def run(inputs, params: Params) -> TaskResult:
         raise UserError(f"neighbours={params.neighbours}, bootstrap={params.bootstrap}: both must be >= 1.",
                         "Set neighbour_script_count.neighbours and .bootstrap to positive integers.")
     vocab = inputs.vocabulary
-    started = time.perf_counter()
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
     candidates = np.flatnonzero([label is not None for label in labels])
     queries = sample_queries(candidates, params.sample, params.seed)
@@ -98,10 +96,10 @@ def run(inputs, params: Params) -> TaskResult:
     info = {"labels": params.labels, **unicode_versions(), "queries": len(queries),
             "candidates": len(candidates), "queries_sha256": digest,
             "unlabelled_tokens": int(len(labels) - len(candidates))}
-    return _result(counts, params, info, time.perf_counter() - started)
+    return _result(counts, params, info)
 
 
-def _result(counts: np.ndarray, params: Params, info: dict, seconds: float) -> TaskResult:
+def _result(counts: np.ndarray, params: Params, info: dict) -> TaskResult:
     """Summary metrics, the count distribution as a table and a bar plot."""
     values, freq = np.unique(counts, return_counts=True)
     metrics = {"mean_count": float(counts.mean()), "std_count": float(counts.std()),
@@ -112,7 +110,7 @@ def _result(counts: np.ndarray, params: Params, info: dict, seconds: float) -> T
                 xlabel="distinct categories", ylabel="queries", x=[int(v) for v in values], y=[float(n) for n in freq])
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics,
                       intervals={"mean_count": interval}, tables={"distribution": table}, plots=[plot],
-                      timings={"compute": seconds}, info=info)
+                      info=info)
 
 
 TASK = Task(

@@ -20,7 +20,6 @@ uncertainty; it is a yardstick for regression gating, not a confidence interval 
 """
 from __future__ import annotations
 
-import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -156,7 +155,6 @@ def run(inputs, params: Params) -> TaskResult:
     """Adapter: labels and unit rows from ``inputs`` -> :func:`separability` -> TaskResult."""
     check_scheme(params.labels)
     vocab = inputs.vocabulary
-    started = time.perf_counter()
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
     ids = (restrict_to(vocab.tokens, read_token_list(params.tokens), params.tokens)
            if params.tokens else np.arange(len(vocab)))
@@ -173,10 +171,10 @@ def run(inputs, params: Params) -> TaskResult:
             "categories_below_min_tokens": found.too_small,
             "undersampling": "numpy RandomState(seed).choice, as imblearn RandomUnderSampler(random_state=seed)",
             "unconverged_fits": int(sum(found.unconverged.values()))}
-    return _result(found, params, info, time.perf_counter() - started)
+    return _result(found, params, info)
 
 
-def _result(found: Separability, params: Params, info: dict, seconds: float) -> TaskResult:
+def _result(found: Separability, params: Params, info: dict) -> TaskResult:
     """Metrics, intervals, table and plot of one scored vocabulary."""
     scores = found.scores
     metrics = {"accuracy": found.accuracy, "categories": float(len(scores))}
@@ -194,7 +192,7 @@ def _result(found: Separability, params: Params, info: dict, seconds: float) -> 
     plot = Plot(name="accuracy_by_category", kind="bar", title="Category vs rest: mean fold accuracy",
                 xlabel="category", ylabel="accuracy", x=[s.category for s in scores], y=[s.accuracy for s in scores])
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics, intervals=intervals,
-                      tables={"categories": table}, plots=[plot], timings={"compute": seconds}, info=info)
+                      tables={"categories": table}, plots=[plot], info=info)
 
 
 TASK = Task(

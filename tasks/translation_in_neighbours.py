@@ -23,7 +23,6 @@ still separates a language-clustered space (XLM-R) from a semantic one (mT5).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
@@ -136,7 +135,6 @@ def run(inputs, params: Params) -> TaskResult:
     targets = [t.strip() for t in params.pairs.split(",") if t.strip()]
     dictionaries = load_dictionaries(params.dictionary, inputs.cache.root / "dictionaries", targets)
     vocab = inputs.vocabulary
-    started = time.perf_counter()
     metrics: dict[str, float] = {}
     rows, examples, empty = [], [], []
     for dictionary in dictionaries:
@@ -161,7 +159,7 @@ def run(inputs, params: Params) -> TaskResult:
                   y=[row[f"hit_at_{k}"] for row in rows]) for k in ks]
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics,
                       tables={"pairs": rows, "examples": examples}, plots=plots,
-                      timings={"compute": time.perf_counter() - started}, info=info)
+                      info=info)
 
 
 def _pair_row(pair: str, ranks: np.ndarray, ks: list[int], metrics: dict[str, float]) -> dict:

@@ -62,3 +62,6 @@ def test_calign_and_colap_per_layer_on_pud_en_de(shared_data, tracking_uri, tmp_
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)} | {
             a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert "result.json" in artifacts and any(p.startswith("plots/") for p in artifacts)
+        assert run.data.metrics["time_total_s"] >= run.data.metrics["time_compute_s"] > 0
+    calign_run = _task_runs(tracking_uri)["calign"].data
+    assert calign_run.metrics["time_extract_s"] > 0 and calign_run.metrics["time_align_s"] > 0
