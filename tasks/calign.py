@@ -19,6 +19,7 @@ import numpy as np
 from harness.errors import UserError
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
+    REFERENCE,
     CalignResult,
     ConceptParams,
     calign,
@@ -220,7 +221,7 @@ TASK = Task(
     metadata=TaskMetadata(
         name="calign",
         description="Percentage of source-language latent concepts (K-means over word vectors) aligned to a target-language concept through a translation dictionary, per layer.",
-        reference="Mousi et al. 2024, Exploring Alignment in Shared Cross-lingual Spaces (ACL), arXiv 2405.14535",
+        reference=REFERENCE,
         main_score="calign_max",
         version="1",
         needs="hidden_states",

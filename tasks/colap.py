@@ -17,6 +17,7 @@ import numpy as np
 from harness.errors import UserError
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
+    REFERENCE,
     ColapResult,
     ConceptParams,
     cap_occurrences,
@@ -117,7 +118,7 @@ TASK = Task(
     metadata=TaskMetadata(
         name="colap",
         description="Percentage of latent concepts (K-means over the word vectors of several languages mixed) in which at least two languages each make up at least 30% of the occurrences, per layer.",
-        reference="Mousi et al. 2024, Exploring Alignment in Shared Cross-lingual Spaces (ACL), arXiv 2405.14535",
+        reference=REFERENCE,
         main_score="colap_max",
         version="1",
         needs="hidden_states",

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from tasks.parallel_data import ParallelCorpus
     from tasks.word_vectors import WordVectors
 
+#: the paper both latent-concept tasks follow
+REFERENCE = "Mousi et al. 2024, Exploring Alignment in Shared Cross-lingual Spaces (ACL), arXiv 2405.14535"
+
 #: word vectors are stored on disk as float16 (METHODS.md: arrays, not JSON)
 VECTOR_DTYPE = "float16"
 
