@@ -63,3 +63,14 @@ def test_unknown_hub_model_is_one_clear_error():
 def test_unknown_registry_name_suggests_the_closest():
     with pytest.raises(UserError, match="did you mean 'xlm-roberta-base'"):
         resolve_model("xlm-roberta-bas")
+
+
+def test_a_model_without_input_embeddings_is_refused():
+    from harness.sources import _input_embedding
+
+    class NoEmbedding:
+        def get_input_embeddings(self):
+            return None
+
+    with pytest.raises(UserError, match="m/x has no input embedding matrix"):
+        _input_embedding(NoEmbedding(), "m/x")
