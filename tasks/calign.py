@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import UserError
+from harness.progress import progress
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
     REFERENCE,
@@ -82,7 +83,8 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     dictionary.info["coverage"] = _coverage(set(words[source]), set(words[target]), dictionary.translations, source, target)
     k, warnings = _shared_k([len(set(words[lang])) for lang in (source, target)], params.k)
     series, per_layer, samples = [], [], []
-    for layer in parse_layers(params.layers, vectors[source].num_layers):
+    layers = parse_layers(params.layers, vectors[source].num_layers)
+    for layer in progress(layers, desc="calign: concepts per layer", total=len(layers), unit="layer"):
         concepts = {
             lang: concepts_from_labels(
                 cluster_layer(inputs, [(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed,

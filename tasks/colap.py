@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.errors import UserError
+from harness.progress import progress
 from tasks.base import Task, TaskMetadata, TaskResult
 from tasks.concepts import (
     REFERENCE,
@@ -62,7 +63,8 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     n_types = len(set(zip(occurrence_langs.tolist(), words)))
     k, warning = choose_k(n_types, params.k)
     series, per_layer, samples = [], [], []
-    for layer in parse_layers(params.layers, vectors[languages[0]].num_layers):
+    layers = parse_layers(params.layers, vectors[languages[0]].num_layers)
+    for layer in progress(layers, desc="colap: concepts per layer", total=len(layers), unit="layer"):
         labels = cluster_layer(inputs, [(vectors[lang], rows[lang]) for lang in languages], layer=layer, k=k,
                                seed=params.seed, vectors_key=vectors_key(corpus, params, languages))
         result = colap(labels, occurrence_langs, params.theta_o)
