@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -79,6 +80,8 @@ def run(
         meta = outcome.task.metadata
         value = outcome.result.metrics.get(meta.main_score, float("nan"))
         console.print(f"[green]done[/] {outcome.model} {meta.name}: {meta.main_score} = {value:.4f}")
+        for warning in outcome.result.info.get("warnings", []):
+            console.print(f"[yellow]warning[/] {escape(f'{outcome.model} {meta.name}: {warning}')}", highlight=False)
         step = "" if outcome.step is None else f" (step {outcome.step})"
         table = tables.setdefault((outcome.model, outcome.revision), _result_table(
             f"{outcome.model} @ {outcome.revision[:12]}{step}"))

