@@ -13,6 +13,9 @@ import logging
 import os
 import re
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +27,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "xlingbench"
 _INVALID = re.compile(r"[^\w\-. /:]")
 _MAX_PARAM = 500
+HEALTH_TIMEOUT_S = 5.0
 
 
 def metric_key(name: str) -> str:
@@ -46,7 +50,7 @@ class Tracker:
             logging.getLogger(name).setLevel(logging.WARNING)
 
         self.uri = resolve_tracking_uri(tracking_uri)
-        _check_reachable(self.uri)
+        check_server(self.uri)
         mlflow.set_tracking_uri(self.uri)
         self.experiment_id = mlflow.set_experiment(experiment).experiment_id
         self.client = mlflow.MlflowClient(self.uri)
@@ -155,15 +159,29 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _check_reachable(uri: str) -> None:
-    """Fail with one clear line when a tracking server does not answer."""
+def public_uri(tracking_uri: str) -> str:
+    """The URI without any ``user:password@`` part, fit to print or publish."""
+    parts = urllib.parse.urlsplit(tracking_uri)
+    if not parts.password and not parts.username:
+        return tracking_uri
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_server(uri: str) -> None:
+    """Fail with one clear line when a tracking server does not answer its /health endpoint.
+
+    MLflow itself retries an unreachable server for minutes before it gives up.
+    """
     if not uri.startswith(("http://", "https://")):
         return
-    import requests
-
     try:
-        requests.get(uri.rstrip("/") + "/health", timeout=5).raise_for_status()
-    except requests.RequestException as exc:
-        raise UserError(f"the MLflow tracking server at {uri} did not answer ({exc.__class__.__name__}).",
-                        "Start it (see README: 'A shared tracking server') or drop --tracking-uri "
-                        "to log to the local SQLite store.") from exc
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as reply:
+            if reply.status == 200:
+                return
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise UserError(f"the MLflow tracking server at {public_uri(uri)} did not answer ({err}).",
+                        "Start it (README: 'A shared tracking server'), pass the right --tracking-uri, "
+                        "or drop --tracking-uri to use the local SQLite store.") from err
+    raise UserError(f"the MLflow tracking server at {public_uri(uri)} is not healthy.", "Check the server's log.")

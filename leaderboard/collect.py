@@ -12,10 +12,6 @@ The run layout read here is the one in docs/ARCHITECTURE.md ("MLflow run layout"
 from __future__ import annotations
 
 import difflib
-import os
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -24,16 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import UserError
+from harness.tracking import DEFAULT_EXPERIMENT, check_server, public_uri, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-DEFAULT_EXPERIMENT = "xlingbench"
 TAG = "xlingbench."
 PAGE_SIZE = 1000
-HEALTH_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -80,11 +74,6 @@ class Leaderboard:
     trajectories: list[TrajectoryRun] = field(default_factory=list)
 
 
-def resolve_tracking_uri(tracking_uri: str | None) -> str:
-    """The URI to read: the option, else ``MLFLOW_TRACKING_URI``, else the harness default."""
-    return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-
-
 def connect(tracking_uri: str | None) -> tuple[MlflowClient, str]:
     """A client for an existing store; fails fast and clearly instead of creating an empty one.
 
@@ -95,26 +84,12 @@ def connect(tracking_uri: str | None) -> tuple[MlflowClient, str]:
 
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
-        _check_server(uri)
+        check_server(uri)
     elif uri.startswith("sqlite:///"):
         _check_path(Path(uri.removeprefix("sqlite:///")), uri)
     elif uri.startswith("file:") or "://" not in uri:
         _check_path(Path(uri.removeprefix("file://").removeprefix("file:")), uri)
     return MlflowClient(tracking_uri=uri), uri
-
-
-def _check_server(uri: str) -> None:
-    """Ask the server's /health endpoint with a short timeout."""
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as reply:
-            if reply.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise UserError(
-            f"cannot reach the MLflow server at {public_uri(uri)} ({err}).",
-            "Start it (see docs/leaderboard.md) or pass the right --tracking-uri.",
-        ) from err
-    raise UserError(f"the MLflow server at {public_uri(uri)} is not healthy.", "Check the server's log.")
 
 
 def _check_path(path: Path, uri: str) -> None:
@@ -150,16 +125,6 @@ def search_all(client: MlflowClient, ids: list[str], filter_string: str = "") ->
         token = page.token
         if not token:
             return runs
-
-
-def public_uri(tracking_uri: str) -> str:
-    """The URI without any ``user:password@`` part, fit to print or publish."""
-    parts = urllib.parse.urlsplit(tracking_uri)
-    if not parts.password and not parts.username:
-        return tracking_uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
