@@ -22,6 +22,15 @@ DEFAULT_CACHE_DIR = Path(os.environ.get("XLINGBENCH_CACHE", ".xlingbench-cache")
 _META = "meta.json"
 
 
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write one file so that a crash leaves the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
+        tmp.write(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp.name, path)
+
+
 def cache_key(parts: Mapping[str, Any]) -> str:
     """A stable hash of the parts that determine an entry (model id, revision, parameters...)."""
     canonical = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)

@@ -24,7 +24,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from harness.cache import Cache, cache_key
+from harness.cache import Cache, cache_key, write_atomic
 from harness.errors import UserError
 
 Link = tuple[int, int]
@@ -183,10 +183,7 @@ def best_translations(table: LexicalTable, top_n: int) -> dict[str, list[str]]:
 def write_lexical_table(table: LexicalTable, path: str | Path) -> None:
     """Write ``table`` as the published code reads it: ``src -> tgt: Probability = p`` a line,
     each source word's translations best first; written to a temporary file then renamed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(_table_lines(table)), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(Path(path), "".join(_table_lines(table)))
 
 
 def _table_lines(table: LexicalTable) -> Iterable[str]:

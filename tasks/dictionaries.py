@@ -23,9 +23,7 @@ record.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import unicodedata
 import urllib.error
 import urllib.request
@@ -33,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from harness.cache import write_atomic
 from harness.errors import UserError
 
 DEFAULT_TARGETS = ("de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "ko", "it", "pt", "tr")
@@ -124,10 +123,7 @@ def download_muse(target: str, cache_dir: Path) -> Path:
             "Run once with internet access, pass local files (dictionary=path/en-de.txt,...), "
             "or use the offline default dictionary=cldr.",
         ) from err
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".part") as tmp:
-        tmp.write(data)
-    os.replace(tmp.name, path)
+    write_atomic(path, data)
     return path
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from array import array
 from collections import defaultdict
@@ -34,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from harness.cache import write_atomic
 from harness.errors import UserError
 from harness.progress import progress
 
@@ -405,7 +405,4 @@ def _layer_file(layer: int) -> str:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never a torn one."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, default=str))

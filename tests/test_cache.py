@@ -42,3 +42,13 @@ def test_an_interrupted_write_leaves_no_entry(tmp_path):
 def test_object_arrays_are_refused(tmp_path):
     with pytest.raises(ValueError):
         Cache(tmp_path).save("k", {"p": 1}, {"x": np.array([{"a": 1}], dtype=object)})
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
+    from harness.cache import write_atomic
+
+    target = tmp_path / "sub" / "f.json"
+    write_atomic(target, "old")
+    write_atomic(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["f.json"]
