@@ -87,7 +87,7 @@ class Tracker:
         self.client.log_metric(run_id, metric_key(f"{task}/{metric}"), float(value), step=int(step))
 
     def _trajectory_run(self, model: str) -> str:
-        query = f"tags.`xlingbench.role` = 'trajectory' and tags.`xlingbench.model` = '{model}'"
+        query = f"{tag_clause('xlingbench.role', 'trajectory')} and {tag_clause('xlingbench.model', model)}"
         found = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         if found:
             return found[0].info.run_id
@@ -157,6 +157,15 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in row.items()})
     return out.getvalue()
+
+
+def tag_clause(key: str, value: str) -> str:
+    """One ``tags."key" = 'value'`` clause of an MLflow filter string, quoted to fit ``value``."""
+    if "'" in value and '"' in value:
+        raise UserError(f"the tag value {value!r} has both quote characters, which MLflow cannot filter on.",
+                        "Select by another tag, or rename the model.")
+    quote = '"' if "'" in value else "'"
+    return f'tags."{key}" = {quote}{value}{quote}'
 
 
 def public_uri(tracking_uri: str) -> str:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UserError
+from harness.tracking import tag_clause
 from leaderboard.collect import TAG, TaskRow, connect, mlflow_errors, task_row
 
 if TYPE_CHECKING:
@@ -178,20 +179,12 @@ def select(client: MlflowClient, selector: str) -> Run:
     if found is None:
         raise UserError(f"no MLflow experiment named {experiment!r}.", "Check the part of the selector before the colon.")
     runs = client.search_runs(
-        [found.experiment_id], filter_string=" and ".join(_tag_clause(k, v) for k, v in tags.items()),
+        [found.experiment_id], filter_string=" and ".join(tag_clause(k, v) for k, v in tags.items()),
         max_results=1, order_by=["attributes.start_time DESC"],
     )
     if not runs:
         raise UserError(f"no run matches {selector!r}.", "Check the tag values in the MLflow UI (tags xlingbench.*).")
     return runs[0]
-
-
-def _tag_clause(key: str, value: str) -> str:
-    """One ``tags."key" = 'value'`` clause of an MLflow filter string."""
-    if "'" in value and '"' in value:
-        raise UserError(f"selector value {value!r} has both quote characters.", "Select by another tag.")
-    quote = '"' if "'" in value else "'"
-    return f'tags."{key}" = {quote}{value}{quote}'
 
 
 # --------------------------------------------------------------------------- compare / check

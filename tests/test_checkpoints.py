@@ -64,3 +64,17 @@ def test_revision_parsing():
         plan_revisions(spec, ["x@y"], False)
     with pytest.raises(UserError, match="lists no checkpoints"):
         plan_revisions(spec, [], True)
+
+
+def test_trajectory_runs_are_found_for_names_with_quotes(tracking_uri):
+    from harness.tracking import Tracker
+
+    tracker = Tracker(tracking_uri)
+    for step in (1, 2):
+        tracker.log_trajectory_point("o'brien/model", "colap", "colap_max", float(step), step)
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([tracker.experiment_id], "tags.`xlingbench.role` = 'trajectory'")
+    assert len(runs) == 1
+    assert [p.step for p in client.get_metric_history(runs[0].info.run_id, "colap/colap_max")] == [1, 2]
