@@ -63,13 +63,10 @@ def run(
 
     With no options: all five tasks on the offline multilingual-e5-small, into ./mlflow.db.
     """
-    from harness.runner import RunRequest, check_overrides
+    from harness.runner import RunRequest
     from harness.runner import run as run_all
 
     tasks = task or task_names()
-    for name in model:
-        resolve_model(name)  # fail on a typo before anything loads
-    check_overrides(tasks, set_ or [])
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
     request = RunRequest(models=model, tasks=tasks, revisions=revision or [], checkpoints=checkpoints,
                          options=options, overrides=set_ or [], device=device, cache_dir=cache_dir,

@@ -58,6 +58,7 @@ def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None)
     """Run every requested task on every requested model revision; log each to MLflow."""
     specs = [resolve_model(name) for name in request.models]
     tasks = [load_task(name) for name in request.tasks]
+    check_overrides(tasks, request.overrides)
     params = {task.metadata.name: build_params(task, request.options, request.overrides) for task in tasks}
     tracker = Tracker(request.tracking_uri, request.experiment)
     device = resolve_device(request.device)
@@ -126,32 +127,31 @@ def run_task(task: Task, inputs: Any, params: Any) -> TaskResult:
 
 
 def build_params(task: Task, options: dict[str, Any], overrides: list[str]) -> Any:
-    """The task's parameter dataclass from its defaults, the run's shared options, then ``--set``."""
+    """The task's parameter dataclass from its defaults, the run's shared options, then ``--set``
+    (overrides naming other tasks or parameters it lacks are skipped: :func:`check_overrides` vets them)."""
     fields = {f.name: f for f in dataclasses.fields(task.params)}
     hints = typing.get_type_hints(task.params)
     values = {k: v for k, v in options.items() if k in fields and v is not None}
     for text in overrides:
         scope, name, raw = _split_override(text)
-        if scope and scope != task.metadata.name:
-            continue
-        if name not in fields:
-            if scope:
-                raise UserError(f"--set {text}: task '{scope}' has no parameter '{name}'.",
-                                f"Its parameters are: {', '.join(fields)}.")
+        if (scope and scope != task.metadata.name) or name not in fields:
             continue
         values[name] = _convert(raw, hints[name], text)
     return task.params(**values)
 
 
-def check_overrides(task_names: list[str], overrides: list[str]) -> None:
-    """Refuse a ``--set name=value`` that no requested task takes (a typo must not pass silently)."""
-    tasks = [load_task(name) for name in task_names]
+def check_overrides(tasks: list[Task], overrides: list[str]) -> None:
+    """Refuse a ``--set`` that no requested task takes, before anything loads (a typo must not pass silently)."""
+    fields = {t.metadata.name: {f.name for f in dataclasses.fields(t.params)} for t in tasks}
     for text in overrides:
         scope, name, _ = _split_override(text)
-        if scope and scope not in task_names:
+        if scope and scope not in fields:
             raise UserError(f"--set {text}: '{scope}' is not among the tasks of this run.",
-                            f"Use one of: {', '.join(task_names)}.")
-        if not any(name in {f.name for f in dataclasses.fields(t.params)} for t in tasks):
+                            f"Use one of: {', '.join(fields)}.")
+        if scope and name not in fields[scope]:
+            raise UserError(f"--set {text}: task '{scope}' has no parameter '{name}'.",
+                            f"Its parameters are: {', '.join(sorted(fields[scope]))}.")
+        if not any(name in names for names in fields.values()):
             raise UserError(f"--set {text}: no task of this run has a parameter '{name}'.",
                             "Run `xlingbench tasks --params` to see each task's parameters.")
 

@@ -100,6 +100,8 @@ def test_tasks_1_to_3_on_a_planted_model(planted, tracking_uri, tmp_path, monkey
     (["run", "-m", "xlm-roberta-bas"], "did you mean 'xlm-roberta-base'"),
     (["run", "-t", "calig"], "did you mean 'calign'"),
     (["run", "--set", "nosuch=1"], "no task of this run has a parameter 'nosuch'"),
+    (["run", "-t", "calign", "--set", "calign.theta_o=0.3"], "task 'calign' has no parameter 'theta_o'"),
+    (["run", "-t", "calign", "--set", "colap.k=3"], "'colap' is not among the tasks of this run"),
     (["run", "-t", "colap", "--set", "colap.k=many"], "'many' is not a valid int"),
     (["run", "--tracking-uri", "http://127.0.0.1:9"], "did not answer"),
     (["models", "--checkpoints", "nope"], "unknown model 'nope'"),
