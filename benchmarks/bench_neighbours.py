@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pytest
 
-from tasks.neighbours import top_k_neighbours
+from xlingbench.compute.neighbours import top_k_neighbours
 
 Q = int(os.environ.get("XLINGBENCH_BENCH_Q", 2_000))
 V = int(os.environ.get("XLINGBENCH_BENCH_V", 250_000))

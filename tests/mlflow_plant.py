@@ -1,4 +1,4 @@
-"""Plant runs of the xlingbench layout into an MLflow store, through the harness's own Tracker.
+"""Plant runs of the xlingbench layout into an MLflow store, through the xlingbench's own Tracker.
 
 Why through the Tracker: the leaderboard and the gate read what the Tracker writes, so a
 change of layout on either side fails these tests instead of passing against a hand copy.
@@ -7,8 +7,8 @@ and benchmarks/bench_leaderboard.py.
 """
 from __future__ import annotations
 
-from harness.tracking import Tracker
-from tasks.base import TaskMetadata, TaskResult
+from xlingbench.sinks.mlflow_sink import Tracker
+from xlingbench.core.task import TaskMetadata, TaskResult
 
 MAIN_SCORES = {
     "script_separability": "accuracy",

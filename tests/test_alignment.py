@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import tasks.alignment as alignment
-from harness.cache import Cache
-from harness.errors import UserError
-from tasks.alignment import best_translations, grow_diag_final_and, lexical_table, read_links, write_lexical_table
-from tasks.dictionaries import read_lexical_table
+import xlingbench.inputs.alignment as alignment
+from xlingbench.inputs.cache import Cache
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.alignment import best_translations, grow_diag_final_and, lexical_table, read_links, write_lexical_table
+from xlingbench.inputs.dictionaries import read_lexical_table
 
 PUD = Path("/work/shared/data/pud")
 MUSE = Path("/work/shared/data/muse")
@@ -100,7 +100,7 @@ def test_induction_recovers_a_planted_dictionary_and_is_cached(tmp_path: Path, m
 @pytest.mark.skipif(not (PUD / "pud.en.tok").is_file() or not (MUSE / "en-de.tsv").is_file(), reason="PUD / MUSE data absent")
 def test_induced_en_de_dictionary_agrees_with_muse_on_frequent_words(tmp_path: Path) -> None:
     pytest.importorskip("eflomal")
-    from tasks.dictionaries import group, read_muse
+    from xlingbench.inputs.dictionaries import group, read_muse
 
     src, tgt = ([line.split() for line in (PUD / f"pud.{lang}.tok").read_text(encoding="utf-8").splitlines()] for lang in ("en", "de"))
     induced = alignment.induce_dictionary(src, tgt, cache=Cache(tmp_path), corpus_fingerprint="pud", pair=("en", "de"))

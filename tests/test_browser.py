@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.tracking import Tracker
-from leaderboard.collect import collect
-from leaderboard.render import slug, write_site
+from xlingbench.sinks.mlflow_sink import Tracker
+from xlingbench.leaderboard.collect import collect
+from xlingbench.leaderboard.render import slug, write_site
 from tests.mlflow_plant import full_results, model_tags, plant
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.cache import Cache, cache_key
+from xlingbench.inputs.cache import Cache, cache_key
 
 
 def test_round_trip_and_key_order_independence(tmp_path):
@@ -45,7 +45,7 @@ def test_object_arrays_are_refused(tmp_path):
 
 
 def test_write_atomic_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
-    from harness.cache import write_atomic
+    from xlingbench.inputs.cache import write_atomic
 
     target = tmp_path / "sub" / "f.json"
     write_atomic(target, "old")

@@ -5,8 +5,8 @@ import unicodedata
 
 import pytest
 
-from harness.errors import UserError
-from tasks.categories import label_vocabulary, paper_category, script_category, unicode_versions
+from xlingbench.core.errors import UserError
+from xlingbench.compute.categories import label_vocabulary, paper_category, script_category, unicode_versions
 
 
 @pytest.mark.parametrize(

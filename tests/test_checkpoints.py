@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.registry import ModelSpec
-from harness.runner import plan_revisions
+from xlingbench.cli.main import app
+from xlingbench.inputs.registry import ModelSpec
+from xlingbench.harness.runner import plan_revisions
 from tests.tiny_models import encoder_model, publish, save_model, sentencepiece_tokenizer
 
 STEPS = (100, 200, 300)
@@ -58,7 +58,7 @@ def test_revision_parsing():
     spec = ModelSpec(name="m", hub_id="o/m")
     assert plan_revisions(spec, [], False) == [(None, None)]
     assert plan_revisions(spec, ["main", "step5@5"], False) == [("main", None), ("step5", 5)]
-    from harness.errors import UserError
+    from xlingbench.core.errors import UserError
 
     with pytest.raises(UserError, match="step after @ must be a whole number"):
         plan_revisions(spec, ["x@y"], False)
@@ -67,7 +67,7 @@ def test_revision_parsing():
 
 
 def test_trajectory_runs_are_found_for_names_with_quotes(tracking_uri):
-    from harness.tracking import Tracker
+    from xlingbench.sinks.mlflow_sink import Tracker
 
     tracker = Tracker(tracking_uri)
     for step in (1, 2):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from xlingbench.cli.main import app
 from tests.tiny_models import encoder_model, publish, save_model, sentencepiece_tokenizer
 
 CONCEPTS = 30
@@ -86,7 +86,7 @@ def test_tasks_1_to_3_on_a_planted_model(planted, tracking_uri, tmp_path, monkey
     assert tags["info.unidata_version"] and tags["xlingbench.revision"]
     assert _metrics(tracking_uri, "neighbour_script_count")["mean_count"] >= 1.0
     # a second run of the same revision reads the matrix from the cache; `script` drops special tokens
-    from harness.sources import PretrainedSource
+    from xlingbench.inputs.sources import PretrainedSource
 
     monkeypatch.setattr(PretrainedSource, "load_embedding_matrix", lambda self: pytest.fail("matrix re-read"))
     again = runner.invoke(app, args[:5] + ["--labels", "script", "--set", "script_separability.min_tokens=20",

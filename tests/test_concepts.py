@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness.cache import Cache
-from harness.errors import UserError
-from harness.representations import Representations
-from tasks.concepts import (
+from xlingbench.inputs.cache import Cache
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.representations import Representations
+from xlingbench.compute.concepts import (
     calign,
     cap_aligned_pairs,
     cap_occurrences,
@@ -245,8 +245,8 @@ def planted_task(monkeypatch: pytest.MonkeyPatch, tmp_path):
 
 
 def test_calign_task_on_planted_concepts(planted_task, tmp_path) -> None:
-    pytest.importorskip("tasks.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
-    import tasks.calign as calign_task
+    pytest.importorskip("xlingbench.inputs.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
+    import xlingbench.tasks.calign as calign_task
 
     patch, corpus = planted_task
     inputs = patch(calign_task)
@@ -264,8 +264,8 @@ def test_calign_task_on_planted_concepts(planted_task, tmp_path) -> None:
 
 
 def test_calign_task_shrinks_k_and_says_so(planted_task, tmp_path) -> None:
-    pytest.importorskip("tasks.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
-    import tasks.calign as calign_task
+    pytest.importorskip("xlingbench.inputs.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
+    import xlingbench.tasks.calign as calign_task
 
     inputs = planted_task[0](calign_task)
     muse = tmp_path / "en-de.txt"
@@ -276,8 +276,8 @@ def test_calign_task_shrinks_k_and_says_so(planted_task, tmp_path) -> None:
 
 
 def test_calign_task_errors_on_a_dictionary_without_matching_words(planted_task, tmp_path) -> None:
-    pytest.importorskip("tasks.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
-    import tasks.calign as calign_task
+    pytest.importorskip("xlingbench.inputs.dictionaries", reason="tasks/dictionaries.py (read_muse) not written yet")
+    import xlingbench.tasks.calign as calign_task
 
     inputs = planted_task[0](calign_task)
     muse = tmp_path / "de-en.txt"
@@ -289,7 +289,7 @@ def test_calign_task_errors_on_a_dictionary_without_matching_words(planted_task,
 
 
 def test_colap_task_on_planted_concepts(planted_task) -> None:
-    import tasks.colap as colap_task
+    import xlingbench.tasks.colap as colap_task
 
     inputs = planted_task[0](colap_task)
     result = colap_task.run(inputs, colap_task.Params(k=30, seed=0))

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from tasks import dictionaries as d
+from xlingbench.core.errors import UserError
+from xlingbench.inputs import dictionaries as d
 
 SHARED_MUSE = Path(__file__).resolve().parents[2] / "shared" / "data" / "muse"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.tracking import Tracker
-from leaderboard.gating import Expectation, judge, parse_tolerances, tolerance_for
+from xlingbench.cli.main import app
+from xlingbench.sinks.mlflow_sink import Tracker
+from xlingbench.leaderboard.gating import Expectation, judge, parse_tolerances, tolerance_for
 from tests.mlflow_plant import metadata, model_tags, plant, result
 
 

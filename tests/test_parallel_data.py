@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import UserError
-from tasks.parallel_data import clean_message, corpus_summary, fingerprint, load_parallel
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.parallel_data import clean_message, corpus_summary, fingerprint, load_parallel
 
 PUD = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud"
 needs_django = pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="django (offline extra) not installed")

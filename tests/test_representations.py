@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from harness.cache import Cache
-from harness.representations import Representations
+from xlingbench.inputs.cache import Cache
+from xlingbench.inputs.representations import Representations
 
 
 class _Source:

@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
-from harness.errors import UserError
-from tasks import script_separability as task
+from xlingbench.core.errors import UserError
+from xlingbench.tasks import script_separability as task
 from tests.tiny_models import fake_inputs
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.registry import ModelSpec, resolve_model
-from harness.sources import PretrainedSource, open_source
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.registry import ModelSpec, resolve_model
+from xlingbench.inputs.sources import PretrainedSource, open_source
 from tests.tiny_models import encoder_model, publish, save_model, sentencepiece_tokenizer
 
 PIECES = ["\u2581water", "\u2581Wasser", "\u2581eau", "\u2581fire", "\u2581Feuer", "\u2581feu"]
@@ -66,7 +66,7 @@ def test_unknown_registry_name_suggests_the_closest():
 
 
 def test_a_model_without_input_embeddings_is_refused():
-    from harness.sources import _input_embedding
+    from xlingbench.inputs.sources import _input_embedding
 
     class NoEmbedding:
         def get_input_embeddings(self):

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.tracking import Tracker
-from leaderboard.collect import collect
-from leaderboard.render import render_markdown, write_site
+from xlingbench.sinks.mlflow_sink import Tracker
+from xlingbench.leaderboard.collect import collect
+from xlingbench.leaderboard.render import render_markdown, write_site
 from tests.mlflow_plant import full_results, model_tags, plant
 
 START_TIMEOUT_S = 120

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from tasks import translation_in_neighbours as task
+from xlingbench.core.errors import UserError
+from xlingbench.tasks import translation_in_neighbours as task
 from tests.tiny_models import fake_inputs
 
 TOKENS = ["<s>", "▁water", "▁Water", "water", "▁Wasser", "▁house", "Haus", "▁dog", "▁Hund", "▁taxi", "▁Taxi",

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.errors import UserError
-from harness.vocab import build_vocabulary, normalise_token, strip_markers, tokenizer_style
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.vocab import build_vocabulary, normalise_token, strip_markers, tokenizer_style
 from tests.tiny_models import sentencepiece_tokenizer
 
 

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.cache import Cache
-from harness.errors import UserError
-from harness.representations import Representations
-from tasks.word_vectors import KIND, WordVectors, extract_word_vectors
+from xlingbench.inputs.cache import Cache
+from xlingbench.core.errors import UserError
+from xlingbench.inputs.representations import Representations
+from xlingbench.inputs.word_vectors import KIND, WordVectors, extract_word_vectors
 
 VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "</s>", "<s>", "the", "cat", "sat", "on", "mat"]

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.cache import Cache
-from harness.representations import Representations
+from xlingbench.inputs.cache import Cache
+from xlingbench.inputs.representations import Representations
 
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
 
@@ -89,7 +89,7 @@ def planted_clusters(groups: dict[str, list[str]], dim: int = 16, spread: float 
 
 
 class FakeTokenizer:
-    """Just what harness.vocab.build_vocabulary reads from a slow SentencePiece tokenizer."""
+    """Just what xlingbench.inputs.vocab.build_vocabulary reads from a slow SentencePiece tokenizer."""
 
     def __init__(self, tokens: list[str], special_ids: list[int]) -> None:
         self.tokens, self.all_special_ids = tokens, special_ids

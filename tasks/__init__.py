@@ -1,1 +1,0 @@
-"""The five xlingbench tasks, each a metadata record plus a pure computation over arrays."""

@@ -1,0 +1,118 @@
+"""The ``leaderboard``, ``compare`` and ``check`` commands, added to the xlingbench CLI by :func:`register`.
+
+mlflow is imported inside the commands only, so ``xlingbench --help`` stays fast.
+Exit codes: 0 ok, 1 regression, 2 user error (printed as one line, no traceback).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., None])
+
+TRACKING_HELP = "MLflow tracking URI: http(s)://host:port of a server, or sqlite:///path.db. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
+RUN_HELP = "A run id (parent model run or task run) or a selector EXPERIMENT:KEY=VALUE[,KEY=VALUE], e.g. xlingbench:model=xlm-roberta-xl,step=2000."
+
+TrackingUri = Annotated[str | None, typer.Option("--tracking-uri", help=TRACKING_HELP, show_default=False)]
+
+
+class Format(str, Enum):
+    """Output formats of the leaderboard command."""
+
+    html = "html"
+    markdown = "markdown"
+
+
+def leaderboard(
+    tracking_uri: TrackingUri = None,
+    experiment: Annotated[list[str], typer.Option("--experiment", "-e", help="Experiment to read; repeat for several. Default: xlingbench.")] = [],  # noqa: B006 - typer needs a list default
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write to (markdown: OUT/leaderboard.md, or a file ending in .md, or '-' for stdout).")] = Path("leaderboard-site"),
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="html: a static site (index.html + one page per model). markdown: the models x tasks table, e.g. for $GITHUB_STEP_SUMMARY.")] = Format.html,
+) -> None:
+    """Build the leaderboard of every model and task logged to MLflow.
+
+    Example: xlingbench leaderboard --tracking-uri http://mlflow:5000 --out site/
+    Example: xlingbench leaderboard -f markdown -o - >> "$GITHUB_STEP_SUMMARY"
+    """
+    from xlingbench.leaderboard.collect import collect
+    from xlingbench.leaderboard.render import group, published_numbers, render_markdown, write_site
+
+    board = collect(tracking_uri, experiment)
+    if fmt is Format.markdown:
+        text = render_markdown(board, published_numbers(group(board)[1]))
+        if str(out) == "-":
+            typer.echo(text, nl=False)
+            return
+        target = out if out.suffix == ".md" else out / "leaderboard.md"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {target}")
+        return
+    index = write_site(board, out)
+    typer.echo(f"wrote {index} ({len(board.rows)} task runs)")
+
+
+def compare(
+    baseline: Annotated[str, typer.Argument(help="The reference. " + RUN_HELP, show_default=False)],
+    candidate: Annotated[str, typer.Argument(help="The run to judge. Same forms as BASELINE.", show_default=False)],
+    tracking_uri: TrackingUri = None,
+    tolerance: Annotated[list[str], typer.Option("--tolerance", "-t", help="METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed): the largest acceptable drop of that metric, absolute. Gates the metric even if it is not a headline; overrides a logged interval. Repeatable.")] = [],  # noqa: B006
+) -> None:
+    """Compare every metric of two runs; exit 1 if a gated metric regressed.
+
+    Gated: each task's headline metric, and metrics named by --tolerance. A metric regresses
+    when it moves the bad way by more than its tolerance (default 0.01), or, when the baseline
+    logged an interval (<metric>_ci_low/_ci_high) and no --tolerance names it, when the
+    candidate falls outside that interval on the bad side. A missing task or metric regresses.
+
+    Example: xlingbench compare 3f2a... 9c1b... --tolerance 'accuracy/*=0.02'
+    """
+    from rich.console import Console
+
+    from xlingbench.leaderboard.gating import compare as run_compare
+    from xlingbench.leaderboard.gating import print_report
+
+    report = run_compare(baseline, candidate, tolerance, tracking_uri)
+    print_report(report, Console())
+    if report.regressed:
+        raise typer.Exit(1)
+
+
+def check(
+    expect: Annotated[Path, typer.Option("--expect", help="JSON (or .toml) file of expected values: {TASK: {METRIC: NUMBER or {value, tolerance, low, high, higher_is_better}}}.", show_default=False)],
+    run: Annotated[str, typer.Option("--run", help=RUN_HELP, show_default=False)],
+    tracking_uri: TrackingUri = None,
+    write_expect: Annotated[bool, typer.Option("--write-expect", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else tolerance 0.01).")] = False,
+) -> None:
+    """Check a run against a committed file of expected values; exit 1 on a regression.
+
+    Same rule as compare, with the file's values as the baseline; an entry's own tolerance
+    beats its interval (low/high), which beats the default tolerance 0.01.
+
+    Example: xlingbench check --expect expected.json --run xlingbench:model=my-model,step=2000
+    """
+    from rich.console import Console
+
+    from xlingbench.leaderboard.gating import check as run_check
+    from xlingbench.leaderboard.gating import print_report
+    from xlingbench.leaderboard.gating import write_expect as write
+
+    if write_expect:
+        count = write(expect, run, tracking_uri)
+        typer.echo(f"wrote {expect} ({count} task headlines)")
+        return
+    report = run_check(expect, run, tracking_uri)
+    print_report(report, Console())
+    if report.regressed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the leaderboard, compare and check commands to the xlingbench app."""
+    app.command("leaderboard")(leaderboard)
+    app.command("compare")(compare)
+    app.command("check")(check)

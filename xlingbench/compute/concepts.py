@@ -1,0 +1,307 @@
+"""Latent concepts (tasks 4-5): occurrence capping, concepts from cluster labels, CALIGN, COLAP.
+
+Concepts are K-means clusters of word occurrences (Mousi et al. 2024, "Exploring Alignment in
+Shared Cross-lingual Spaces"); a concept is the *set of word types* of its occurrences. The
+metrics follow docs/METHODS.md, not the published scripts, which (1) report K as the number of
+aligned concepts, because every source concept gets an entry whether or not it aligned, (2) test
+concept sizes one-sided (source/target > 0.6 lets a tiny target match a large source) and with
+strict inequalities where the paper says "at least", and (3) for COLAP compare a string with an
+integer (no Python 3 run) and take the threshold as a percentage. Here: CALIGN counts only source
+concepts aligned to at least one target concept, sizes are compared as min/max >= size_ratio,
+thresholds are fractions with ">=" and the minimum size is "more than min_types".
+
+The first half is pure (arrays and sets in, numbers out; what the tests call). The second half
+holds the few steps of ``run`` shared by :mod:`xlingbench.tasks.calign` and :mod:`xlingbench.tasks.colap`.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Hashable, Sequence
+
+import numpy as np
+
+from xlingbench.core.errors import UserError
+from xlingbench.core.task import Plot
+
+if TYPE_CHECKING:
+    from xlingbench.inputs.representations import Representations
+    from xlingbench.inputs.parallel_data import ParallelCorpus
+    from xlingbench.inputs.word_vectors import WordVectors
+
+#: the paper both latent-concept tasks follow
+REFERENCE = "Mousi et al. 2024, Exploring Alignment in Shared Cross-lingual Spaces (ACL), arXiv 2405.14535"
+
+#: word vectors are stored on disk as float16 (METHODS.md: arrays, not JSON)
+VECTOR_DTYPE = "float16"
+
+
+@dataclass
+class CalignResult:
+    """CALIGN of one layer: percentage of source concepts aligned to >= 1 target concept."""
+
+    percentage: float
+    n_aligned: int
+    n_source_concepts: int
+    #: aligned source concept id -> the target concept ids it is aligned to (sorted)
+    alignments: dict[int, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class ColapResult:
+    """COLAP of one layer: percentage of concepts where >= 2 languages each hold >= theta_o."""
+
+    percentage: float
+    n_overlapping: int
+    n_concepts: int
+    overlapping: list[int] = field(default_factory=list)
+    #: concept id -> language -> share of the concept's token occurrences
+    shares: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+
+@dataclass
+class ConceptParams:
+    """Parameters tasks 4 and 5 share (``--set task.<name>=value``); defaults are the paper's."""
+
+    data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
+    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
+    languages: str = "en,de"  # CALIGN: source,target; COLAP: two or more
+    k: int = 600
+    max_occurrences: int = 15
+    aggregation: str = "last"
+    side: str = "encoder"
+    layers: str = "all"
+    seed: int = 0
+    max_length: int = 512
+    batch_size: int = 16
+
+def calign(
+    src_concepts: dict[int, set[str]],
+    tgt_concepts: dict[int, set[str]],
+    translations: dict[str, list[str]],
+    theta_a: float = 0.8,
+    min_types: int = 5,
+    size_ratio: float = 0.6,
+) -> CalignResult:
+    """CALIGN of source concepts against target concepts with dictionary ``translations`` (T(w)).
+
+    Cs is aligned to Ct when: |{w in Cs : T(w) meets Ct}| / |Cs| >= theta_a, |Cs| > min_types,
+    and min(|Cs|, |Ct|) / max(|Cs|, |Ct|) >= size_ratio (two-sided). Sizes count word types.
+    """
+    _check_fraction("theta_a", theta_a, allow_zero=False)
+    _check_fraction("size_ratio", size_ratio, allow_zero=True)
+    concepts_of = _concepts_of_words(tgt_concepts)
+    alignments: dict[int, list[int]] = {}
+    for sid, words in src_concepts.items():
+        if len(words) <= min_types:
+            continue
+        hits = Counter(tid for w in words for tid in _target_concepts(w, translations, concepts_of))
+        matched = [
+            tid for tid, n in hits.items()
+            if n / len(words) >= theta_a and _sizes_close(len(words), len(tgt_concepts[tid]), size_ratio)
+        ]
+        if matched:
+            alignments[sid] = sorted(matched)
+    n_source = len(src_concepts)
+    return CalignResult(_percent(len(alignments), n_source), len(alignments), n_source, alignments)
+
+
+def _target_concepts(word: str, translations: dict[str, list[str]], concepts_of: dict[str, set[int]]) -> set[int]:
+    """Target concepts holding at least one translation of ``word`` (each counted once per word)."""
+    return {tid for t in translations.get(word, ()) for tid in concepts_of.get(t, ())}
+
+
+def _concepts_of_words(concepts: dict[int, set[str]]) -> dict[str, set[int]]:
+    """Word type -> the concepts it belongs to (a type's occurrences can fall in several)."""
+    index: dict[str, set[int]] = {}
+    for cid, words in concepts.items():
+        for w in words:
+            index.setdefault(w, set()).add(cid)
+    return index
+
+
+def _sizes_close(a: int, b: int, size_ratio: float) -> bool:
+    """Whether two concept sizes differ by at most (1 - size_ratio), judged from the larger."""
+    return min(a, b) / max(a, b) >= size_ratio
+
+
+def colap(concept_labels: Sequence[int] | np.ndarray, languages_of_occurrences: Sequence[str] | np.ndarray, theta_o: float = 0.3) -> ColapResult:
+    """COLAP: percentage of concepts in which at least two languages each make up at least
+    ``theta_o`` of the concept's token occurrences (occurrence i is in concept_labels[i])."""
+    _check_fraction("theta_o", theta_o, allow_zero=False)
+    labels = np.asarray(concept_labels)
+    if len(labels) != len(languages_of_occurrences):
+        raise ValueError("concept_labels and languages_of_occurrences differ in length")
+    concept_ids, concept_idx = np.unique(labels, return_inverse=True)
+    languages, language_idx = np.unique(np.asarray(languages_of_occurrences, dtype=str), return_inverse=True)
+    counts = np.zeros((len(concept_ids), len(languages)), dtype=np.int64)
+    np.add.at(counts, (concept_idx, language_idx), 1)
+    shares = counts / counts.sum(1, keepdims=True)
+    overlaps = (shares >= theta_o).sum(1) >= 2
+    overlapping = [int(c) for c in concept_ids[overlaps]]
+    return ColapResult(
+        percentage=_percent(len(overlapping), len(concept_ids)),
+        n_overlapping=len(overlapping),
+        n_concepts=len(concept_ids),
+        overlapping=overlapping,
+        shares={int(c): {str(lang): float(s) for lang, s in zip(languages, row) if s > 0} for c, row in zip(concept_ids, shares)},
+    )
+
+
+def concepts_from_labels(labels: Sequence[int] | np.ndarray, words: Sequence[str]) -> dict[int, set[str]]:
+    """Concept id -> the set of word types of its occurrences (occurrence i is ``words[i]``)."""
+    concepts: dict[int, set[str]] = {}
+    for label, word in zip(np.asarray(labels).tolist(), words):
+        concepts.setdefault(label, set()).add(word)
+    return concepts
+
+
+def cap_occurrences(keys: Sequence[Hashable], max_per_key: int, seed: int) -> np.ndarray:
+    """Indices (ascending) of at most ``max_per_key`` occurrences of each key, chosen at random
+    with ``seed``: a frequent word (or word pair) must not fill the concepts by itself."""
+    if max_per_key < 1:
+        raise UserError(f"max_occurrences={max_per_key} keeps nothing.", "Set max_occurrences to 1 or more (15 by default).")
+    seen: Counter[Hashable] = Counter()
+    kept = []
+    for index in np.random.default_rng(seed).permutation(len(keys)).tolist():
+        if seen[keys[index]] < max_per_key:
+            seen[keys[index]] += 1
+            kept.append(index)
+    return np.sort(np.asarray(kept, dtype=np.int64))
+
+
+def cap_aligned_pairs(
+    links: np.ndarray, src_sents: Sequence[Sequence[str]], tgt_sents: Sequence[Sequence[str]], max_per_pair: int, seed: int
+) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+    """(sentence, position) of the source and of the target words kept when at most
+    ``max_per_pair`` links of each aligned word pair are kept; ``links`` rows are
+    (sentence, source position, target position). Unaligned words are left out."""
+    pairs = [(src_sents[k][i], tgt_sents[k][j]) for k, i, j in links.tolist()]
+    kept = links[cap_occurrences(pairs, max_per_pair, seed)].tolist()
+    return {(k, i) for k, i, _ in kept}, {(k, j) for k, _, j in kept}
+
+
+def rows_at(sentence_ids: np.ndarray, word_positions: np.ndarray, positions: set[tuple[int, int]]) -> np.ndarray:
+    """Rows (ascending) of word vectors whose (sentence, word position) is in ``positions``."""
+    keys = zip(np.asarray(sentence_ids).tolist(), np.asarray(word_positions).tolist())
+    return np.asarray([row for row, key in enumerate(keys) if key in positions], dtype=np.int64)
+
+
+def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
+    low_ok = value >= 0 if allow_zero else value > 0
+    if not (low_ok and value <= 1):
+        bound = "[0, 1]" if allow_zero else "(0, 1]"
+        raise UserError(f"{name}={value} is not a fraction in {bound}.", f"Set {name} as a fraction, e.g. 0.8, not 80.")
+
+
+def _percent(part: int, whole: int) -> float:
+    return 100.0 * part / whole if whole else math.nan
+
+
+# --- steps of run() shared by calign and colap --------------------------------------------------
+
+
+def load_corpus(spec: str, languages: Sequence[str], limit: int = 0) -> "ParallelCorpus":
+    """The parallel corpus ``spec`` in ``languages`` (pairs of >= 300 words dropped), cut to its
+    first ``limit`` sentences when ``limit`` > 0; the fingerprint is then that of the cut, so cached
+    vectors of the cut and of the whole corpus never mix. (Imported here so that listing tasks
+    does not import the data loaders.)"""
+    import dataclasses
+
+    from xlingbench.inputs.parallel_data import fingerprint, load_parallel
+
+    corpus = load_parallel(spec, list(languages))
+    if limit <= 0 or limit >= len(corpus):
+        return corpus
+    sentences = {lang: lines[:limit] for lang, lines in corpus.sentences.items()}
+    return dataclasses.replace(corpus, sentences=sentences, fingerprint=fingerprint(sentences))
+
+
+def extract_vectors(inputs: "Representations", corpus: "ParallelCorpus", languages: Sequence[str], params: Any) -> dict[str, "WordVectors"]:
+    """Word vectors (float16, all layers) of every sentence of each language."""
+    from xlingbench.inputs.word_vectors import extract_word_vectors
+
+    return {
+        lang: extract_word_vectors(
+            inputs, corpus.sentences[lang], language=lang, corpus_fingerprint=corpus.fingerprint,
+            aggregation=params.aggregation, side=params.side, batch_size=params.batch_size,
+            max_length=params.max_length, dtype=VECTOR_DTYPE,
+        )
+        for lang in languages
+    }
+
+
+def vectors_key(corpus: "ParallelCorpus", params: Any, languages: Sequence[str]) -> dict[str, Any]:
+    """What determines the word vectors being clustered (the model is added by the cache)."""
+    return {
+        "corpus": corpus.fingerprint, "languages": list(languages), "aggregation": params.aggregation,
+        "side": params.side, "max_length": params.max_length, "dtype": VECTOR_DTYPE,
+    }
+
+
+def corpus_info(corpus: "ParallelCorpus") -> dict[str, Any]:
+    """What a result records about its parallel data."""
+    return {
+        "source": corpus.source, "fingerprint": corpus.fingerprint, "word_tokenizer": corpus.word_tokenizer,
+        "dropped_long": corpus.dropped_long, "n_sentences": len(next(iter(corpus.sentences.values()), [])),
+    }
+
+
+def parse_layers(spec: str, num_layers: int) -> list[int]:
+    """Layers named by ``spec`` ("all" or a comma list of 0..L, 0 = embedding output)."""
+    if spec.strip().lower() == "all":
+        return list(range(num_layers))
+    try:
+        layers = sorted({int(part) for part in spec.split(",") if part.strip()})
+    except ValueError:
+        raise UserError(f"layers={spec!r} is not 'all' or a comma list of integers.", "Use e.g. --set task.layers=0,6,12.") from None
+    outside = [layer for layer in layers if not 0 <= layer < num_layers]
+    if outside or not layers:
+        raise UserError(f"layers={spec!r}: the model has layers 0..{num_layers - 1}.", f"Use layers between 0 and {num_layers - 1}, or 'all'.")
+    return layers
+
+
+def cluster_layer(
+    inputs: "Representations",
+    blocks: Sequence[tuple["WordVectors", np.ndarray]],
+    *,
+    layer: int,
+    k: int,
+    seed: int,
+    vectors_key: dict[str, Any],
+) -> np.ndarray:
+    """K-means labels of the chosen rows of one layer (blocks of (vectors, rows) stacked in
+    order), cached by the vectors' identity, the rows, k, seed and layer."""
+    from xlingbench.compute.kmeans import kmeans
+
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(rows, dtype=np.int64).tobytes() + b"|" for _, rows in blocks))
+    parts = {**vectors_key, "rows": digest.hexdigest()[:24], "layer": layer, "k": k, "seed": seed, "algorithm": "kmeans++/lloyd"}
+
+    def compute() -> dict[str, np.ndarray]:
+        x = np.concatenate([np.asarray(vectors.layer(layer)[rows]) for vectors, rows in blocks])
+        return {"labels": kmeans(x, k, seed=seed, device=inputs.device).labels}
+
+    return inputs.cached("concepts", parts, compute)["labels"]
+
+
+def layer_summary(name: str, series: list[tuple[int, float]]) -> dict[str, float]:
+    """Headline numbers of a per-layer series: the peak (and its layer), the last layer, the mean."""
+    layers, values = zip(*series)
+    best = int(np.argmax(values))
+    return {
+        f"{name}_max": float(values[best]),
+        f"{name}_max_layer": float(layers[best]),
+        f"{name}_last": float(values[-1]),
+        f"{name}_mean": float(np.mean(values)),
+    }
+
+
+def layer_plot(name: str, label: str, series: list[tuple[int, float]]) -> Plot:
+    """The metric against layer, as a line plot."""
+    return Plot(
+        name=f"{name}_by_layer", kind="line", title=f"{name.upper()} by layer ({label})", xlabel="layer",
+        ylabel=f"{name.upper()} (%)", series={label: ([float(layer) for layer, _ in series], [v for _, v in series])},
+    )

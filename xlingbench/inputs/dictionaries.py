@@ -1,0 +1,213 @@
+"""Bilingual dictionaries: MUSE files, lexical tables, and the offline CLDR default.
+
+A dictionary for a language pair ``en-<x>`` maps each English word to its translations
+(``{"water": ["Wasser"], ...}``), in file order. Sources:
+
+- ``muse``: the MUSE ground-truth dictionaries (Conneau et al. 2018, CC BY-NC 4.0), downloaded
+  once from ``dl.fbaipublicfiles.com`` into the xlingbench cache (needs the internet once).
+- local files in MUSE format (``source target`` a line, tab or space separated), named
+  ``en-<x>.txt`` / ``en-<x>.tsv`` so that the pair is read from the name, or a directory of them.
+- ``cldr`` (the default, offline): Unicode CLDR display names shipped with ``babel`` (Unicode
+  licence, permissive: https://www.unicode.org/license.txt). For each key (a language, territory,
+  script or currency code, a month, a weekday, a unit) the English name is paired with the target
+  locale's name. Only names that are one word on both sides (letters and combining marks only:
+  no spaces, digits or punctuation) are kept; multi-word names are dropped rather than split,
+  because CLDR gives no word alignment. Names keep CLDR's casing, which is the form used inside
+  running text ("German" / "allemand" / "Deutsch"; "January" / "janvier"). These are real
+  translations made by people, but of a narrow vocabulary: names, not general words.
+
+Also the lexical-table format of the CALIGN code (``src -> tgt: Probability = p``), used by
+tasks 4 and 5. Every dictionary carries a fingerprint (sha256 of its sorted pairs) for the run
+record.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from xlingbench.inputs.cache import write_atomic
+from xlingbench.core.errors import UserError
+
+DEFAULT_TARGETS = ("de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "ko", "it", "pt", "tr")
+MUSE_URL = "https://dl.fbaipublicfiles.com/arrival/dictionaries/en-{target}.txt"
+_PAIR_NAME = re.compile(r"^en-([A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?)$")
+_LEXICAL_LINE = re.compile(r"^(\S+) -> (\S+): Probability = (\S+)\s*$")
+#: CLDR sections whose names are aligned by key across locales
+_CLDR_SECTIONS = ("languages", "territories", "scripts", "currencies", "months", "days", "units")
+
+
+@dataclass(frozen=True)
+class Dictionary:
+    """One language pair's dictionary: English word -> translations, and where it came from."""
+
+    pair: str  # "en-de"
+    entries: dict[str, list[str]]
+    source: str  # "cldr 47", a file path, or a URL
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 of the sorted (source, target) pairs: the same pairs give the same print."""
+        lines = sorted(f"{src}\t{tgt}" for src, targets in self.entries.items() for tgt in targets)
+        return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+    def record(self) -> dict[str, object]:
+        """What a run logs about this dictionary."""
+        pairs = sum(len(t) for t in self.entries.values())
+        return {"source": self.source, "sha256": self.fingerprint, "words": len(self.entries), "pairs": pairs}
+
+
+def group(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(source, target) pairs -> source -> distinct targets, in first-seen order."""
+    entries: dict[str, list[str]] = {}
+    for src, tgt in pairs:
+        targets = entries.setdefault(src, [])
+        if tgt not in targets:
+            targets.append(tgt)
+    return entries
+
+
+def _read_text(path: Path, what: str, fix: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read the {what} {path}: {err}.", fix) from err
+
+
+def read_muse(path: str | Path) -> list[tuple[str, str]]:
+    """(source, target) pairs of a MUSE-format file; lines without exactly two fields are skipped."""
+    path = Path(path)
+    fix = "Give a UTF-8 file with one 'source target' pair a line (tab or space separated)."
+    pairs = [tuple(fields) for fields in map(str.split, _read_text(path, "dictionary", fix).splitlines())
+             if len(fields) == 2]
+    if not pairs:
+        raise UserError(f"the dictionary {path} has no line of the form 'source target'.", fix)
+    return pairs  # type: ignore[return-value]
+
+
+def read_lexical_table(path: str | Path) -> dict[str, list[tuple[str, float]]]:
+    """Source word -> [(target, probability)], most probable first, from ``src -> tgt: Probability = p`` lines."""
+    path = Path(path)
+    fix = "Give a UTF-8 file with lines of the form 'src -> tgt: Probability = 0.5'."
+    table: dict[str, list[tuple[str, float]]] = {}
+    for line in _read_text(path, "lexical table", fix).splitlines():
+        found = _LEXICAL_LINE.match(line)
+        if found is None:
+            continue
+        try:
+            table.setdefault(found[1], []).append((found[2], float(found[3])))
+        except ValueError:
+            continue
+    if not table:
+        raise UserError(f"the lexical table {path} has no line of the form 'src -> tgt: Probability = p'.", fix)
+    return {src: sorted(row, key=lambda t: (-t[1], t[0])) for src, row in table.items()}
+
+
+def download_muse(target: str, cache_dir: Path) -> Path:
+    """The MUSE en-<target> dictionary, downloaded once into ``cache_dir`` (atomic write)."""
+    path = cache_dir / "muse" / f"en-{target}.txt"
+    if path.is_file():
+        return path
+    url = MUSE_URL.format(target=target)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise UserError(
+            f"could not download the MUSE dictionary en-{target} from {url}: {err}.",
+            "Run once with internet access, pass local files (dictionary=path/en-de.txt,...), "
+            "or use the offline default dictionary=cldr.",
+        ) from err
+    write_atomic(path, data)
+    return path
+
+
+def _one_word(name: str | None) -> bool:
+    """Letters and combining marks only, starting with a letter (Hindi vowel signs are marks)."""
+    return bool(name) and unicodedata.category(name[0]).startswith("L") and all(
+        unicodedata.category(ch)[0] in "LM" for ch in name
+    )
+
+
+def _cldr_names(locale: object, section: str) -> dict[object, str]:
+    """Key -> display name of one CLDR section of a babel Locale."""
+    if section == "months":
+        return dict(locale.months["format"]["wide"])  # type: ignore[attr-defined]
+    if section == "days":
+        return dict(locale.days["format"]["wide"])  # type: ignore[attr-defined]
+    if section == "units":
+        names = locale.unit_display_names  # type: ignore[attr-defined]
+        return {key: names[key]["long"] for key in names if "long" in names[key]}
+    return dict(getattr(locale, section))
+
+
+def cldr_dictionary(target: str) -> Dictionary:
+    """English -> ``target`` single-word names from CLDR (via babel), aligned by key."""
+    from babel import Locale, UnknownLocaleError
+    from babel.core import get_cldr_version
+
+    try:
+        english, other = Locale.parse("en"), Locale.parse(target)
+    except (UnknownLocaleError, ValueError) as err:
+        raise UserError(f"CLDR has no locale {target!r}: {err}.", "Use a CLDR locale code such as de, zh or pt_BR.") from err
+    pairs = []
+    for section in _CLDR_SECTIONS:
+        theirs = _cldr_names(other, section)
+        for key, name in _cldr_names(english, section).items():
+            if _one_word(name) and _one_word(theirs.get(key)):
+                pairs.append((name, theirs[key]))
+    if not pairs:
+        raise UserError(f"CLDR gives no single-word English-{target} names.", "Choose another language pair.")
+    return Dictionary(f"en-{target}", group(pairs), f"cldr {get_cldr_version()} (babel)")
+
+
+def pair_of_file(path: Path) -> str:
+    """``en-de`` from ``en-de.txt`` / ``en-de.tsv``; UserError when the name says no pair."""
+    found = _PAIR_NAME.match(path.stem)
+    if found is None:
+        raise UserError(f"cannot tell the language pair of the dictionary {path} from its name.",
+                        "Name dictionary files en-<lang>.txt or en-<lang>.tsv (English first), e.g. en-de.tsv.")
+    return f"en-{found[1]}"
+
+
+def load_dictionaries(spec: str, cache_dir: Path, targets: Sequence[str] = ()) -> list[Dictionary]:
+    """Dictionaries for ``spec``: "cldr", "muse", or comma-separated MUSE files/directories.
+
+    ``targets`` (e.g. ``["de", "ja"]``) keeps only those pairs; empty means the default targets
+    for ``cldr``/``muse`` and every file given otherwise.
+    """
+    if spec in ("cldr", "muse"):
+        chosen = list(targets) or list(DEFAULT_TARGETS)
+        if spec == "cldr":
+            return [cldr_dictionary(t) for t in chosen]
+        return [_from_file(download_muse(t, cache_dir), f"en-{t}", MUSE_URL.format(target=t)) for t in chosen]
+    files = [f for part in spec.split(",") if part.strip() for f in _expand(Path(part.strip()))]
+    found = [_from_file(f, pair_of_file(f), str(f)) for f in files]
+    kept = [d for d in found if not targets or d.pair in {f"en-{t}" for t in targets}]
+    if not kept:
+        raise UserError(f"no dictionary for the pairs {', '.join(targets)} in {spec}.",
+                        "Add files named en-<lang>.txt for them, or change the pairs parameter.")
+    return kept
+
+
+def _expand(path: Path) -> list[Path]:
+    """A file as itself; a directory as its ``en-*.txt`` / ``en-*.tsv`` files, sorted."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".txt", ".tsv") and p.name.startswith("en-"))
+        if not files:
+            raise UserError(f"the directory {path} holds no en-<lang>.txt or en-<lang>.tsv dictionary.",
+                            "Point dictionary= at MUSE-format files named en-<lang>.txt.")
+        return files
+    if not path.is_file():
+        raise UserError(f"the dictionary {path} does not exist.",
+                        "Give dictionary=cldr, dictionary=muse, or existing files/directories, comma-separated.")
+    return [path]
+
+
+def _from_file(path: Path, pair: str, source: str) -> Dictionary:
+    return Dictionary(pair, group(read_muse(path)), source)

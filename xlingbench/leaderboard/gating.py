@@ -1,0 +1,337 @@
+"""Regression gating: compare two runs, or one run against a committed file of expected values.
+
+Run references (RUN arguments) take two forms:
+
+* a run id: a parent model run (all its task runs are compared) or one task run;
+* a selector ``EXPERIMENT:KEY=VALUE[,KEY=VALUE...]``: the newest parent model run of
+  EXPERIMENT whose tags match, e.g. ``xlingbench:model=xlm-roberta-xl,step=20000``. A key
+  without a dot means the tag ``xlingbench.<key>``; a key with a dot is used as is. With a
+  ``task=...`` key the selector picks the newest matching task run instead.
+
+The rule (also in docs/leaderboard.md). For each gated metric, with ``worse_by`` the change in
+the bad direction (baseline - candidate when higher is better, candidate - baseline otherwise):
+
+1. a metric missing from the candidate is a regression ("missing");
+2. if a tolerance was given explicitly for the metric (``--tolerance`` or the expect file), it
+   decides: regression iff ``worse_by > tolerance``;
+3. else, if the baseline logged an interval (``<metric>_ci_low`` / ``<metric>_ci_high``, or
+   ``low`` / ``high`` in the expect file), it decides: regression iff the candidate lies
+   outside the interval on the bad side (below low when higher is better, above high otherwise);
+4. else the default tolerance (0.01 absolute) decides as in 2.
+
+Gated metrics: each task's headline (``xlingbench.main_score``), plus every metric a
+``--tolerance`` pattern names (compare) or every metric listed (check). Direction: the task's
+``xlingbench.higher_is_better`` tag, or ``higher_is_better`` in the expect file.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from xlingbench.core.errors import UserError
+from xlingbench.sinks.mlflow_sink import tag_clause
+from xlingbench.leaderboard.collect import TAG, TaskRow, connect, mlflow_errors, task_row
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+    from rich.console import Console
+
+DEFAULT_TOLERANCE = 0.01
+#: floating-point slack so that a drop of exactly the tolerance passes
+EPSILON = 1e-12
+EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a gated metric is compared with: a reference value and how far it may fall."""
+
+    value: float
+    tolerance: float | None = None  # explicit tolerance; None -> interval or default
+    low: float | None = None
+    high: float | None = None
+    higher_is_better: bool | None = None  # None -> the task run's tag
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the printed comparison. ``status`` is empty for metrics that are only shown."""
+
+    task: str
+    metric: str
+    baseline: float | None
+    candidate: float | None
+    rule: str = ""
+    status: str = ""  # "ok" | "improved" | "REGRESSION" | "missing" | ""
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of a comparison; ``regressed`` decides the exit code."""
+
+    baseline: str
+    candidate: str
+    lines: list[Line]
+
+    @property
+    def regressed(self) -> bool:
+        """Whether any gated metric regressed or went missing."""
+        return any(line.status in ("REGRESSION", "missing") for line in self.lines)
+
+
+def judge(expect: Expectation, candidate: float | None, higher_is_better: bool) -> tuple[str, str]:
+    """``(rule, status)`` for one gated metric, by the rule in this module's docstring."""
+    if candidate is None or math.isnan(candidate):
+        return "present", "missing"
+    worse_by = expect.value - candidate if higher_is_better else candidate - expect.value
+    if expect.tolerance is None and expect.low is not None and expect.high is not None:
+        bound = expect.low if higher_is_better else expect.high
+        regressed = candidate < bound if higher_is_better else candidate > bound
+        rule = f"{'≥' if higher_is_better else '≤'} {bound:.4g} (interval)"
+    else:
+        tolerance = DEFAULT_TOLERANCE if expect.tolerance is None else expect.tolerance
+        regressed = worse_by > tolerance + EPSILON
+        rule = f"{'drop' if higher_is_better else 'rise'} ≤ {tolerance:g}"
+    if regressed:
+        return rule, "REGRESSION"
+    return rule, "improved" if worse_by < 0 else "ok"
+
+
+# --------------------------------------------------------------------------- tolerances
+
+
+def parse_tolerances(items: list[str]) -> dict[str, float]:
+    """``["accuracy=0.02", "calign:calign=1"]`` -> patterns to tolerances (UserError if malformed)."""
+    parsed: dict[str, float] = {}
+    for item in items:
+        pattern, sep, number = item.rpartition("=")
+        try:
+            value = float(number)
+        except ValueError:
+            value = math.nan
+        if not sep or not pattern or not value >= 0:
+            raise UserError(
+                f"bad --tolerance {item!r}.",
+                "Write METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed), e.g. --tolerance 'accuracy/*=0.02'.",
+            )
+        parsed[pattern] = value
+    return parsed
+
+
+def tolerance_for(task: str, metric: str, patterns: dict[str, float]) -> float | None:
+    """The explicit tolerance of a metric: a ``TASK:METRIC`` pattern beats a ``METRIC`` pattern; last given wins."""
+    qualified = [v for p, v in patterns.items() if ":" in p and fnmatchcase(f"{task}:{metric}", p)]
+    plain = [v for p, v in patterns.items() if ":" not in p and fnmatchcase(metric, p)]
+    return (qualified or plain or [None])[-1]
+
+
+# --------------------------------------------------------------------------- run references
+
+
+def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
+    """``task -> row`` for a run id or an ``EXPERIMENT:KEY=VALUE,...`` selector."""
+    with mlflow_errors(uri):
+        run = select(client, ref) if "=" in ref else get_run(client, ref)
+        if run.data.tags.get(TAG + "role") == "task":
+            return {task_row(run, uri).task: task_row(run, uri)}
+        children = client.search_runs(
+            [run.info.experiment_id],
+            filter_string=f"tags.\"mlflow.parentRunId\" = '{run.info.run_id}' and tags.\"{TAG}role\" = 'task'",
+            max_results=1000,
+        )
+    if not children:
+        raise UserError(f"run {ref} has no task runs.", "Pass a parent model run or a task run of the xlingbench layout.")
+    rows = sorted((task_row(child, uri) for child in children), key=lambda row: row.start_time)
+    return {row.task: row for row in rows}  # the newest run of a task wins
+
+
+def get_run(client: MlflowClient, run_id: str) -> Run:
+    """The run with this id, or a UserError naming it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as err:
+        raise UserError(
+            f"no run with id {run_id!r}.",
+            "Copy the id from the MLflow UI, or use a selector EXPERIMENT:model=NAME,revision=REV.",
+        ) from err
+
+
+def select(client: MlflowClient, selector: str) -> Run:
+    """The newest run matching ``EXPERIMENT:KEY=VALUE,...`` (a task run if ``task`` is a key)."""
+    head = selector[: selector.index("=")]
+    experiment, colon, _ = head.rpartition(":")
+    if not colon or not experiment:
+        raise UserError(f"bad run selector {selector!r}.", "Write EXPERIMENT:KEY=VALUE[,KEY=VALUE], e.g. xlingbench:model=xlm-roberta-xl.")
+    pairs = [item.partition("=") for item in selector[len(experiment) + 1 :].split(",")]
+    if any(not key or not sep for key, sep, _ in pairs):
+        raise UserError(f"bad run selector {selector!r}.", "Each part after the colon must be KEY=VALUE, separated by commas.")
+    tags = {(key if "." in key else TAG + key): value for key, _, value in pairs}
+    tags[TAG + "role"] = "task" if TAG + "task" in tags else "model"
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise UserError(f"no MLflow experiment named {experiment!r}.", "Check the part of the selector before the colon.")
+    runs = client.search_runs(
+        [found.experiment_id], filter_string=" and ".join(tag_clause(k, v) for k, v in tags.items()),
+        max_results=1, order_by=["attributes.start_time DESC"],
+    )
+    if not runs:
+        raise UserError(f"no run matches {selector!r}.", "Check the tag values in the MLflow UI (tags xlingbench.*).")
+    return runs[0]
+
+
+# --------------------------------------------------------------------------- compare / check
+
+
+def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], patterns: dict[str, float]) -> list[Line]:
+    """Every metric of every task of the baseline, gated where it is a headline or has a tolerance."""
+    lines: list[Line] = []
+    for task, base in sorted(baseline.items()):
+        cand = candidate.get(task)
+        if cand is None:
+            lines.append(Line(task, base.main_score, base.value, None, "task run present", "missing"))
+            continue
+        for metric in sorted(set(base.metrics) | set(cand.metrics)):
+            value, new = base.metrics.get(metric), cand.metrics.get(metric)
+            tolerance = tolerance_for(task, metric, patterns)
+            if value is None or (metric != base.main_score and tolerance is None):
+                lines.append(Line(task, metric, value, new))
+                continue
+            low, high = base.metrics.get(f"{metric}_ci_low"), base.metrics.get(f"{metric}_ci_high")
+            rule, status = judge(Expectation(value, tolerance, low, high), new, base.higher_is_better)
+            lines.append(Line(task, metric, value, new, rule, status))
+    return lines
+
+
+def compare(baseline: str, candidate: str, tolerances: list[str], tracking_uri: str | None = None) -> Report:
+    """Compare two run references (see the module docstring for the syntax and the rule)."""
+    patterns = parse_tolerances(tolerances)
+    client, uri = connect(tracking_uri)
+    lines = compare_rows(resolve(client, uri, baseline), resolve(client, uri, candidate), patterns)
+    return Report(baseline, candidate, lines)
+
+
+def load_expectations(path: Path) -> dict[str, dict[str, Expectation]]:
+    """Read and validate an expect file (JSON, or TOML by the ``.toml`` suffix)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except OSError as err:
+        raise UserError(f"cannot read expect file {path}: {err.strerror}.", "Pass an existing file to --expect.") from err
+    except (ValueError, tomllib.TOMLDecodeError) as err:
+        raise UserError(f"expect file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}.",
+                        "See docs/leaderboard.md for the format, or write one with --write-expect.") from err
+    if not isinstance(data, dict) or not data:
+        raise UserError(f"expect file {path} must map task names to metrics.", 'e.g. {"script_separability": {"accuracy": 0.95}}')
+    return {task: {m: _expectation(path, task, m, e) for m, e in _table(path, task, metrics).items()} for task, metrics in data.items()}
+
+
+def _table(path: Path, task: str, metrics: Any) -> dict[str, Any]:
+    """A task's entry must be a non-empty table of metrics."""
+    if not isinstance(metrics, dict) or not metrics:
+        raise UserError(f"expect file {path}: {task!r} must map metric names to values.", 'e.g. {"accuracy": {"value": 0.95}}')
+    return metrics
+
+
+def _expectation(path: Path, task: str, metric: str, entry: Any) -> Expectation:
+    """A bare number, or a table with ``value`` and optional tolerance/low/high/higher_is_better."""
+    where = f"expect file {path}: {task}.{metric}"
+    entry = {"value": entry} if _is_number(entry) else entry
+    if not isinstance(entry, dict) or not _is_number(entry.get("value")) or set(entry) - EXPECT_KEYS:
+        raise UserError(f"{where} is malformed.", f"Write a number or a table with keys from {sorted(EXPECT_KEYS)} ('value' required).")
+    numbers = {k: entry.get(k) for k in ("tolerance", "low", "high")}
+    if any(v is not None and not _is_number(v) for v in numbers.values()):
+        raise UserError(f"{where}: tolerance, low and high must be numbers.", "Remove the quotes around them.")
+    if ("low" in entry) != ("high" in entry):
+        raise UserError(f"{where}: give both low and high, or neither.", "They are the interval the value may move in.")
+    direction = entry.get("higher_is_better")
+    if direction is not None and not isinstance(direction, bool):
+        raise UserError(f"{where}: higher_is_better must be true or false.", "")
+    return Expectation(float(entry["value"]), numbers["tolerance"], numbers["low"], numbers["high"], direction)
+
+
+def _is_number(value: Any) -> bool:
+    """An int or float, not a bool (JSON true must not pass as 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check(expect_file: Path, run: str, tracking_uri: str | None = None) -> Report:
+    """Compare a run with the expected values of a committed file."""
+    expected = load_expectations(expect_file)
+    client, uri = connect(tracking_uri)
+    rows = resolve(client, uri, run)
+    lines: list[Line] = []
+    for task, metrics in sorted(expected.items()):
+        row = rows.get(task)
+        for metric, expect in sorted(metrics.items()):
+            value = row.metrics.get(metric) if row else None
+            higher = expect.higher_is_better if expect.higher_is_better is not None else (row.higher_is_better if row else True)
+            rule, status = judge(expect, value, higher)
+            lines.append(Line(task, metric, expect.value, value, rule, status))
+    return Report(str(expect_file), run, lines)
+
+
+def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The headline of each task run as an expect-file entry (its interval where logged)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for task, row in sorted(rows.items()):
+        if row.value is None:
+            continue
+        entry: dict[str, Any] = {"value": row.value, "higher_is_better": row.higher_is_better}
+        low, high = row.metrics.get(f"{row.main_score}_ci_low"), row.metrics.get(f"{row.main_score}_ci_high")
+        if low is not None and high is not None:
+            entry.update(low=low, high=high)
+        else:
+            entry["tolerance"] = DEFAULT_TOLERANCE
+        out[task] = {row.main_score: entry}
+    return out
+
+
+def write_expect(path: Path, run: str, tracking_uri: str | None = None) -> int:
+    """Write an expect file (JSON, or TOML by suffix) from a run's headlines; returns the number of tasks."""
+    client, uri = connect(tracking_uri)
+    data = expectations_of(resolve(client, uri, run))
+    text = to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n"
+    path.write_text(text, encoding="utf-8")
+    return len(data)
+
+
+def to_toml(data: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """The two-level expect structure as TOML (keys quoted: metric names contain '/')."""
+    blocks = []
+    for task, metrics in data.items():
+        for metric, entry in metrics.items():
+            body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sorted(entry.items()))
+            blocks.append(f"[{json.dumps(task)}.{json.dumps(metric)}]\n{body}\n")
+    return "\n".join(blocks)
+
+
+def print_report(report: Report, console: Console) -> None:
+    """The comparison as a rich table and a one-line verdict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(f"baseline {report.baseline}  vs  candidate {report.candidate}"))
+    for name in ("task", "metric", "baseline", "candidate", "change", "rule", "status"):
+        table.add_column(name, justify="right" if name in ("baseline", "candidate", "change") else "left")
+    styles = {"REGRESSION": "bold red", "missing": "bold red", "improved": "green", "ok": "green"}
+    for line in report.lines:
+        change = "" if line.baseline is None or line.candidate is None else f"{line.candidate - line.baseline:+.4g}"
+        table.add_row(escape(line.task), escape(line.metric), _num(line.baseline), _num(line.candidate), change, line.rule,
+                      f"[{styles[line.status]}]{line.status}[/]" if line.status else "")
+    console.print(table)
+    bad = [f"{line.task}/{line.metric}" for line in report.lines if line.status in ("REGRESSION", "missing")]
+    gated = sum(1 for line in report.lines if line.status)
+    console.print(f"[bold red]REGRESSION[/] in {escape(', '.join(bad))}" if bad else f"[green]ok[/]: {gated} gated metric(s), no regression")
+
+
+def _num(value: float | None) -> str:
+    """A table cell for a number."""
+    return "" if value is None else f"{value:.4g}"

@@ -1,0 +1,233 @@
+"""Task 4, CALIGN: how many latent concepts of language s have a translation-equivalent concept
+in language t, per layer (Mousi et al. 2024; docs/METHODS.md "Task 4").
+
+Headline: ``calign_max``, the peak of the per-layer curve. The paper reports CALIGN as "up to
+42% of concepts" — the best layer — and its finding is that alignment grows with depth and
+peaks in the upper layers, not always at the very last one (fine-tuned and decoder layers drop
+again). The peak is that quoted number; ``calign_last`` and ``calign_mean`` are logged beside it,
+and ``calign_max_layer`` says where the peak is. The curve itself is the step metric ``calign``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xlingbench.core.errors import UserError
+from xlingbench.core.progress import progress
+from xlingbench.core.task import Task, TaskMetadata, TaskResult
+from xlingbench.compute.concepts import (
+    REFERENCE,
+    CalignResult,
+    ConceptParams,
+    calign,
+    cap_aligned_pairs,
+    cap_occurrences,
+    cluster_layer,
+    concepts_from_labels,
+    corpus_info,
+    extract_vectors,
+    layer_plot,
+    layer_summary,
+    load_corpus,
+    parse_layers,
+    rows_at,
+    vectors_key,
+)
+
+if TYPE_CHECKING:
+    from xlingbench.inputs.representations import Representations
+    from xlingbench.inputs.parallel_data import ParallelCorpus
+    from xlingbench.inputs.word_vectors import WordVectors
+
+#: aligned concepts shown per layer in the ``aligned_concepts`` table
+SAMPLE_CONCEPTS = 5
+#: word types shown per concept in that table
+SAMPLE_WORDS = 30
+
+
+@dataclass
+class Params(ConceptParams):
+    """CALIGN parameters: the shared ones plus the alignment conditions."""
+
+    dictionary: str = "induced"  # "induced" (eflomal on the same data) or a MUSE / lexical-table file
+    theta_a: float = 0.8
+    top_n: int = 10
+    min_types: int = 5
+    size_ratio: float = 0.6
+
+
+@dataclass
+class _Dictionary:
+    """T(w) for the run and what the result records about where it came from."""
+
+    translations: dict[str, list[str]]
+    info: dict[str, Any]
+    links: np.ndarray | None = None  # symmetrised links when induced (used for occurrence capping)
+    rows: list[dict[str, Any]] | None = None  # the induced table, saved as a run artifact
+
+
+def run(inputs: "Representations", params: Params) -> TaskResult:
+    """Concepts per language and layer, then CALIGN of source against target concepts."""
+    source, target = _pair(params.languages)
+    corpus = load_corpus(params.data, [source, target], params.sentences)
+    started = time.perf_counter()
+    dictionary = _dictionary(inputs, params, corpus, source, target)
+    align_s = time.perf_counter() - started
+    vectors = extract_vectors(inputs, corpus, [source, target], params)
+    rows, cap_unit = _kept_rows(params, corpus, dictionary, vectors, source, target)
+    words = {lang: [vectors[lang].words[r] for r in rows[lang].tolist()] for lang in (source, target)}
+    dictionary.info["coverage"] = _coverage(set(words[source]), set(words[target]), dictionary.translations, source, target)
+    k, warnings = _shared_k([len(set(words[lang])) for lang in (source, target)], params.k)
+    series, per_layer, samples = [], [], []
+    layers = parse_layers(params.layers, vectors[source].num_layers)
+    for layer in progress(layers, desc="calign: concepts per layer", total=len(layers), unit="layer"):
+        concepts = {
+            lang: concepts_from_labels(
+                cluster_layer(inputs, [(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed,
+                              vectors_key=vectors_key(corpus, params, [lang])),
+                words[lang],
+            )
+            for lang in (source, target)
+        }
+        result = calign(concepts[source], concepts[target], dictionary.translations, params.theta_a, params.min_types, params.size_ratio)
+        series.append((layer, result.percentage))
+        per_layer.append({"layer": layer, "calign": result.percentage, "n_aligned": result.n_aligned,
+                          "n_source_concepts": result.n_source_concepts, "k": k})
+        samples += _sample_rows(layer, result, concepts[source], concepts[target], params.seed)
+    pair = f"{source}-{target}"
+    tables = {"per_layer": per_layer, "aligned_concepts": samples}
+    if dictionary.rows is not None:
+        tables["dictionary"] = dictionary.rows
+    return TaskResult(
+        task="calign",
+        params=asdict(params),
+        metrics=layer_summary("calign", series),
+        step_metrics={"calign": series},
+        tables=tables,
+        plots=[layer_plot("calign", pair, series)],
+        timings={"align": align_s},
+        info={
+            "pair": pair, "corpus": corpus_info(corpus), "dictionary": dictionary.info, "occurrence_cap": cap_unit,
+            "k_requested": params.k, "k": k, "warnings": warnings,
+            "occurrences": {lang: len(words[lang]) for lang in words}, "types": {lang: len(set(words[lang])) for lang in words},
+            "vectors": {lang: vectors[lang].info for lang in vectors},
+        },
+    )
+
+
+def _pair(languages: str) -> tuple[str, str]:
+    """(source, target) from "en,de"."""
+    langs = [lang.strip() for lang in languages.split(",") if lang.strip()]
+    if len(langs) != 2 or langs[0] == langs[1]:
+        raise UserError(f"languages={languages!r}: CALIGN needs exactly two different languages, source then target.",
+                        "Use e.g. --set task.languages=en,de.")
+    return langs[0], langs[1]
+
+
+def _dictionary(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
+    """T(w): induced by word alignment of the corpus, or read from a file."""
+    if params.top_n < 1:
+        raise UserError(f"top_n={params.top_n} gives no translations.", "Set top_n to 1 or more (10 by default).")
+    if params.dictionary == "induced":
+        return _induced(inputs, params, corpus, source, target)
+    return _from_file(Path(params.dictionary), params.top_n, f"{source}-{target}")
+
+
+def _induced(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
+    from xlingbench.inputs.alignment import best_translations, induce_dictionary
+    from xlingbench.inputs.dictionaries import Dictionary
+
+    induced = induce_dictionary(corpus.sentences[source], corpus.sentences[target], cache=inputs.cache,
+                                corpus_fingerprint=corpus.fingerprint, pair=(source, target))
+    translations = best_translations(induced.table, params.top_n)
+    rows = [{"source": s, "target": t, "probability": p}
+            for s, kept in translations.items() for t, p in induced.table[s] if t in kept]
+    info = {**Dictionary(f"{source}-{target}", translations, str(induced.path)).record(), "kind": "induced",
+            "aligner": "eflomal", "symmetrisation": "grow-diag-final-and", "alignment_key": induced.fingerprint}
+    return _Dictionary(translations, info, links=induced.links, rows=rows)
+
+
+def _from_file(path: Path, top_n: int, pair: str) -> _Dictionary:
+    """A MUSE file (``src tgt`` a line: the first ``top_n`` of each word in file order) or a
+    lexical table (``src -> tgt: Probability = p``: the ``top_n`` most probable)."""
+    from xlingbench.inputs.alignment import best_translations
+    from xlingbench.inputs.dictionaries import Dictionary, group, read_lexical_table, read_muse
+
+    if not path.is_file():
+        raise UserError(f"The dictionary {path} does not exist.", "Pass an existing MUSE or lexical-table file, or dictionary=induced.")
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        first = next((line for line in lines if line.strip()), "")
+    if " -> " in first and ": Probability = " in first:
+        kind, translations = "lexical_table", best_translations(read_lexical_table(path), top_n)
+    else:
+        kind, translations = "muse", {s: ts[:top_n] for s, ts in group(read_muse(path)).items()}
+    return _Dictionary(translations, {**Dictionary(pair, translations, str(path)).record(), "kind": kind})
+
+
+def _kept_rows(
+    params: Params, corpus: "ParallelCorpus", dictionary: _Dictionary, vectors: dict[str, "WordVectors"], source: str, target: str
+) -> tuple[dict[str, np.ndarray], str]:
+    """Rows of each language's word vectors kept by the occurrence cap, and the cap's unit.
+
+    With induced links: at most ``max_occurrences`` links per aligned word pair (the paper's
+    unit), keeping only aligned words. With a dictionary file there are no links: at most
+    ``max_occurrences`` occurrences per word type of each language.
+    """
+    if dictionary.links is None:
+        rows = {lang: cap_occurrences(vectors[lang].words, params.max_occurrences, params.seed) for lang in (source, target)}
+        return rows, "word type"
+    src_pos, tgt_pos = cap_aligned_pairs(dictionary.links, corpus.sentences[source], corpus.sentences[target],
+                                         params.max_occurrences, params.seed)
+    rows = {lang: rows_at(vectors[lang].sentence_ids, vectors[lang].word_positions, positions)
+            for lang, positions in ((source, src_pos), (target, tgt_pos))}
+    return rows, "aligned word pair"
+
+
+def _coverage(src_types: set[str], tgt_types: set[str], translations: dict[str, list[str]], source: str, target: str) -> float:
+    """Share of source word types with a translation among the target word types; none is an error."""
+    covered = sum(1 for w in src_types if any(t in tgt_types for t in translations.get(w, ())))
+    if covered == 0:
+        raise UserError(f"The dictionary has no entry linking a {source} word of the corpus to a {target} word of it.",
+                        f"Check that the dictionary is {source}->{target} (source first) and matches the data's tokenisation.")
+    return covered / len(src_types)
+
+
+def _shared_k(n_types: list[int], requested: int) -> tuple[int, list[str]]:
+    """One K for both languages (concept sizes are compared, so both are cut alike): the
+    smaller of :func:`xlingbench.compute.kmeans.choose_k` over the two languages."""
+    from xlingbench.compute.kmeans import choose_k
+
+    chosen = [choose_k(n, requested) for n in n_types]
+    return min(k for k, _ in chosen), [w for _, w in chosen if w]
+
+
+def _sample_rows(layer: int, result: CalignResult, src: dict[int, set[str]], tgt: dict[int, set[str]], seed: int) -> list[dict[str, Any]]:
+    """A seeded sample of this layer's aligned concepts with their words, for reading by eye."""
+    aligned = sorted(result.alignments)
+    picked = np.random.default_rng(seed).choice(len(aligned), size=min(SAMPLE_CONCEPTS, len(aligned)), replace=False)
+    rows = []
+    for sid in sorted(aligned[i] for i in picked.tolist()):
+        tid = result.alignments[sid][0]
+        rows.append({"layer": layer, "source_concept": sid, "source_types": len(src[sid]),
+                     "source_words": " ".join(sorted(src[sid])[:SAMPLE_WORDS]),
+                     "target_concepts": " ".join(map(str, result.alignments[sid])), "target_types": len(tgt[tid]),
+                     "target_words": " ".join(sorted(tgt[tid])[:SAMPLE_WORDS])})
+    return rows
+
+
+TASK = Task(
+    metadata=TaskMetadata(
+        name="calign",
+        description="Percentage of source-language latent concepts (K-means over word vectors) aligned to a target-language concept through a translation dictionary, per layer.",
+        reference=REFERENCE,
+        main_score="calign_max",
+        version="1",
+        needs="hidden_states",
+    ),
+    params=Params,
+    run=run,
+)

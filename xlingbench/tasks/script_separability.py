@@ -1,0 +1,211 @@
+"""Task 1 — script separability (Wen-Yi & Mimno 2023, section 4; METHODS.md "Task 1").
+
+How linearly separable is each token category from all the others in the input embeddings?
+For each category with at least ``min_tokens`` tokens: category vs rest, the larger side
+randomly undersampled to the size of the smaller, sklearn ``LogisticRegression()`` with its
+defaults, ``folds``-fold stratified cross-validation without shuffling; the category's score is
+the mean fold accuracy. The headline is the unweighted mean over categories.
+
+Undersampling reproduces imblearn's ``RandomUnderSampler(random_state=seed)`` as the published
+code used it (a fresh sampler per category): a ``numpy.random.RandomState(seed)`` draws
+``choice(n_larger, n_smaller, replace=False)`` from the larger class; with equal sizes the
+category's own class is the one drawn (imblearn treats the rest, label 0, as the minority). Rows
+are ordered rest first, then the category (the side kept whole in token-id order, the drawn
+side in draw order), as imblearn returns them — the order decides the folds. So for the same rows and labels the numbers match the published
+script's.
+
+Intervals: mean fold accuracy ± 1.96 standard errors over folds (for the headline: over the
+per-fold means across categories). The folds share training data, so this understates the
+uncertainty; it is a yardstick for regression gating, not a confidence interval proper.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from xlingbench.core.errors import UserError
+from xlingbench.core.progress import progress
+from xlingbench.core.task import Plot, Task, TaskMetadata, TaskResult
+from xlingbench.compute.categories import check_scheme, label_vocabulary, unicode_versions
+
+
+@dataclass
+class Params:
+    """Parameters of ``script_separability`` (``--set script_separability.<name>=<value>``)."""
+
+    labels: str = "paper"  # labelling scheme: "paper" (published) or "script" (Unicode Script)
+    seed: int = 150  # undersampling seed (the published code's random_state)
+    min_tokens: int = 500  # categories with fewer tokens are not scored
+    folds: int = 10  # stratified folds, not shuffled
+    tokens: str = ""  # optional file: score only these tokens (one normalised token a line)
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """One category's cross-validated separability."""
+
+    category: str
+    tokens: int
+    fold_scores: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.fold_scores))
+
+
+def undersample(is_category: np.ndarray, seed: int) -> np.ndarray:
+    """Row indices of a balanced sample, as imblearn's RandomUnderSampler(random_state=seed)."""
+    rng = np.random.RandomState(seed)
+    rest, cat = np.flatnonzero(~is_category), np.flatnonzero(is_category)
+    if len(cat) >= len(rest):  # ties: the category's side is drawn, as imblearn does
+        cat = cat[rng.choice(len(cat), size=len(rest), replace=False)]
+    else:
+        rest = rest[rng.choice(len(rest), size=len(cat), replace=False)]
+    return np.concatenate([rest, cat])
+
+
+def category_separability(
+    unit: np.ndarray, is_category: np.ndarray, *, seed: int, folds: int
+) -> tuple[np.ndarray, int]:
+    """Fold accuracies of category-vs-rest on a balanced sample, and the count of unconverged fits."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    rows = undersample(is_category, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        scores = cross_val_score(
+            LogisticRegression(), unit[rows], is_category[rows].astype(int), cv=StratifiedKFold(folds)
+        )
+    return scores, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+@dataclass(frozen=True)
+class Separability:
+    """Scores of the categories large enough to score, and what was left out."""
+
+    scores: list[CategoryScore]  # largest category first
+    too_small: dict[str, int]  # category -> tokens, for categories under min_tokens
+    unconverged: dict[str, int]  # category -> fits that hit LogisticRegression's max_iter (100)
+
+    @property
+    def accuracy(self) -> float:
+        """The headline: unweighted mean over the scored categories."""
+        return float(np.mean([s.accuracy for s in self.scores]))
+
+
+def separability(
+    unit: np.ndarray, labels: np.ndarray, *, seed: int = 150, min_tokens: int = 500, folds: int = 10
+) -> Separability:
+    """Score every category with >= ``min_tokens`` tokens; rows labelled None are left out."""
+    if len(unit) != len(labels):
+        raise ValueError(f"{len(unit)} rows but {len(labels)} labels")
+    kept = np.array([label is not None for label in labels], dtype=bool)
+    unit, labels = unit[kept], labels[kept].astype(str)
+    names, counts = np.unique(labels, return_counts=True)
+    scores, too_small, unconverged = [], {}, {}
+    order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
+    for i in progress(order, desc="separability", total=len(order), unit="category"):
+        name, count = str(names[i]), int(counts[i])
+        if count < min_tokens:
+            too_small[name] = count
+            continue
+        fold_scores, unconverged[name] = category_separability(unit, labels == name, seed=seed, folds=folds)
+        scores.append(CategoryScore(name, count, fold_scores))
+    return Separability(scores, too_small, unconverged)
+
+
+def normal_interval(values: np.ndarray) -> tuple[float, float]:
+    """Mean ± 1.96 standard errors of ``values`` (see the module docstring for its limits)."""
+    half = 1.96 * float(np.std(values, ddof=1)) / np.sqrt(len(values)) if len(values) > 1 else 0.0
+    return float(np.mean(values)) - half, float(np.mean(values)) + half
+
+
+def read_token_list(path: str) -> list[str]:
+    """Token strings from ``path``, one a line (in the xlingbench's normalised ``▁`` form)."""
+    file = Path(path)
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"cannot read the token list {file}: {err}.",
+                        "Pass a UTF-8 text file with one token a line (tokens=<path>).") from err
+    tokens = [line for line in lines if line]
+    if not tokens:
+        raise UserError(f"the token list {file} is empty.", "Put one token string a line in it.")
+    return tokens
+
+
+def restrict_to(vocab_tokens: list[str], wanted: list[str], source: str) -> np.ndarray:
+    """Ids of the vocabulary tokens named in ``wanted`` (sorted); UserError when none match."""
+    wanted_set = set(wanted)
+    ids = np.array([i for i, tok in enumerate(vocab_tokens) if tok in wanted_set], dtype=np.int64)
+    if len(ids) == 0:
+        raise UserError(
+            f"none of the {len(wanted_set)} tokens in {source} is in this model's vocabulary.",
+            "Write tokens in the normalised form (word start as ▁, e.g. ▁water).",
+        )
+    return ids
+
+
+def run(inputs, params: Params) -> TaskResult:
+    """Adapter: labels and unit rows from ``inputs`` -> :func:`separability` -> TaskResult."""
+    check_scheme(params.labels)
+    vocab = inputs.vocabulary
+    labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
+    ids = (restrict_to(vocab.tokens, read_token_list(params.tokens), params.tokens)
+           if params.tokens else np.arange(len(vocab)))
+    found = separability(
+        vocab.unit_embeddings[ids], labels[ids], seed=params.seed, min_tokens=params.min_tokens, folds=params.folds
+    )
+    if not found.scores:
+        raise UserError(
+            f"no {params.labels} category of {inputs.model_id} has {params.min_tokens} or more tokens.",
+            "Lower script_separability.min_tokens, or score a larger token list.",
+        )
+    info = {"labels": params.labels, **unicode_versions(), "tokens_scored": len(ids),
+            "unlabelled_tokens": int(sum(label is None for label in labels[ids])),
+            "categories_below_min_tokens": found.too_small,
+            "undersampling": "numpy RandomState(seed).choice, as imblearn RandomUnderSampler(random_state=seed)",
+            "unconverged_fits": int(sum(found.unconverged.values()))}
+    return _result(found, params, info)
+
+
+def _result(found: Separability, params: Params, info: dict) -> TaskResult:
+    """Metrics, intervals, table and plot of one scored vocabulary."""
+    scores = found.scores
+    metrics = {"accuracy": found.accuracy, "categories": float(len(scores))}
+    intervals = {"accuracy": normal_interval(np.mean([s.fold_scores for s in scores], axis=0))}
+    for s in scores:
+        metrics[f"accuracy/{s.category}"] = s.accuracy
+        metrics[f"tokens/{s.category}"] = float(s.tokens)
+        intervals[f"accuracy/{s.category}"] = normal_interval(s.fold_scores)
+    table = [
+        {"category": s.category, "tokens": s.tokens, "accuracy": s.accuracy,
+         "fold_std": float(np.std(s.fold_scores)), "fold_min": float(np.min(s.fold_scores)),
+         "fold_max": float(np.max(s.fold_scores)), "unconverged_fits": found.unconverged[s.category]}
+        for s in scores
+    ]
+    plot = Plot(name="accuracy_by_category", kind="bar", title="Category vs rest: mean fold accuracy",
+                xlabel="category", ylabel="accuracy", x=[s.category for s in scores], y=[s.accuracy for s in scores])
+    return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics, intervals=intervals,
+                      tables={"categories": table}, plots=[plot], info=info)
+
+
+TASK = Task(
+    metadata=TaskMetadata(
+        name="script_separability",
+        description="Mean accuracy of linear probes separating each token category from the rest "
+        "in the input embeddings (balanced, 10-fold CV).",
+        reference="Wen-Yi & Mimno 2023, Hyperpolyglot LLMs, EMNLP (arXiv 2311.18034), section 4",
+        main_score="accuracy",
+        version="1",
+        needs="embeddings",
+        published={"xlm-roberta-xl": 0.9924, "mt5-xl": 0.9332},
+    ),
+    params=Params,
+    run=run,
+)
