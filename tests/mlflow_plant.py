@@ -1,14 +1,17 @@
-"""Plant runs of the xlingbench layout into an MLflow store, through the xlingbench's own Tracker.
+"""Plant runs of the xlingbench layout into an MLflow store, through xlingbench's own MLflow sink.
 
-Why through the Tracker: the leaderboard and the gate read what the Tracker writes, so a
+Why through the sink: the leaderboard and the gate read what the sink writes, so a
 change of layout on either side fails these tests instead of passing against a hand copy.
 Shared by tests/test_leaderboard.py, test_gating.py, test_browser.py, test_tracking_server.py
 and benchmarks/bench_leaderboard.py.
 """
 from __future__ import annotations
 
-from xlingbench.sinks.mlflow_sink import Tracker
-from xlingbench.core.task import TaskMetadata, TaskResult
+import time
+
+from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
+from xlingbench.sinks import SinkSettings
+from xlingbench.sinks.mlflow_sink import MlflowSink
 
 MAIN_SCORES = {
     "script_separability": "accuracy",
@@ -22,23 +25,28 @@ MAIN_SCORES = {
 def metadata(task: str, higher_is_better: bool = True) -> TaskMetadata:
     """Metadata of a planted task: the real task's name and headline key."""
     return TaskMetadata(name=task, description="planted", reference="test", main_score=MAIN_SCORES.get(task, "score"),
-                        version="1", needs="embeddings", higher_is_better=higher_is_better)
+                        version="1", higher_is_better=higher_is_better)
 
 
-def model_tags(model: str, revision: str, step: int | None = None, family: str = "test-family", size: str = "270M") -> dict[str, str]:
-    """The parent-run tags of one model revision."""
-    tags = {"xlingbench.model": model, "xlingbench.model_id": f"org/{model}", "xlingbench.revision": revision,
-            "xlingbench.family": family, "xlingbench.arch": "encoder", "xlingbench.size": size,
-            "xlingbench.licence": "mit"}
-    if step is not None:
-        tags["xlingbench.step"] = str(step)
-    return tags
+def open_sink(uri: str, experiment: str = "xlingbench") -> MlflowSink:
+    """The MLflow sink on ``uri``, as the runner opens it."""
+    return MlflowSink(SinkSettings(tracking_uri=uri, experiment=experiment))
 
 
-def plant(tracker: Tracker, tags: dict[str, str], results: list[tuple[TaskResult, TaskMetadata]]) -> tuple[str, dict[str, str]]:
+def model_revision(model: str, revision: str, step: int | None = None, family: str = "test-family", size: str = "270M") -> ModelRevision:
+    """One planted model revision."""
+    return ModelRevision(name=model, model_id=f"org/{model}", revision=revision, step=step, family=family, arch="encoder",
+                         size=size, licence="mit", provenance={"device": "cpu", "dtype": "float32"})
+
+
+def plant(sink: MlflowSink, model: ModelRevision, results: list[tuple[TaskResult, TaskMetadata]],
+          fingerprint: str = "planted") -> tuple[str, dict[str, str]]:
     """One parent run with one task run per result; returns (parent id, task -> task run id)."""
-    with tracker.model_run(tags, {"device": "cpu", "dtype": "float32"}) as parent:
-        children = {meta.name: tracker.log_task(result, meta, tags) for result, meta in results}
+    now = time.time()
+    outcomes = [Outcome(model, meta, result, now, now + 1, f"{fingerprint}-{meta.name}") for result, meta in results]
+    children = {o.task.name: sink.write(o) for o in outcomes}
+    sink.finish_model(model, outcomes)
+    parent = sink.client.get_run(next(iter(children.values()))).data.tags["mlflow.parentRunId"]
     return parent, children
 
 
@@ -64,10 +72,10 @@ def full_results(score: float) -> list[tuple[TaskResult, TaskMetadata]]:
 
 
 def clone_models(uri: str, parent_id: str, count: int, experiment: str = "xlingbench") -> None:
-    """``count`` copies of a Tracker-planted model (parent + task runs), renamed ``clone-<i>``.
+    """``count`` copies of a sink-planted model (parent + task runs), renamed ``clone-<i>``.
 
-    Hundreds of runs through the Tracker take minutes (it logs artifacts); copying the tags
-    and metrics of runs the Tracker wrote keeps its layout at a fraction of the cost.
+    Hundreds of runs through the sink take minutes (it logs artifacts); copying the tags
+    and metrics of runs the sink wrote keeps its layout at a fraction of the cost.
     """
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from xlingbench.sinks.mlflow_sink import Tracker
 from xlingbench.leaderboard.collect import collect
 from xlingbench.leaderboard.render import slug, write_site
-from tests.mlflow_plant import full_results, model_tags, plant
+from tests.mlflow_plant import full_results, model_revision, open_sink, plant
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -33,9 +32,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A site of three models whose headlines sort differently per column, one with a hostile name."""
     root = tmp_path_factory.mktemp("browser")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    tracker = Tracker(uri)
+    tracker = open_sink(uri)
     for name, score in (("beta", 0.8), ("alpha", 0.6), (EVIL, 0.7)):
-        plant(tracker, model_tags(name, name.encode().hex()[:40].ljust(40, "0")), full_results(score))
+        plant(tracker, model_revision(name, name.encode().hex()[:40].ljust(40, "0")), full_results(score))
     write_site(collect(uri), root / "site")
     return root / "site"
 

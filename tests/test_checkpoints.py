@@ -67,14 +67,12 @@ def test_revision_parsing():
 
 
 def test_trajectory_runs_are_found_for_names_with_quotes(tracking_uri):
-    from xlingbench.sinks.mlflow_sink import Tracker
+    from tests.mlflow_plant import metadata, model_revision, open_sink, plant, result
 
-    tracker = Tracker(tracking_uri)
+    sink = open_sink(tracking_uri)
     for step in (1, 2):
-        tracker.log_trajectory_point("o'brien/model", "colap", "colap_max", float(step), step)
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking_uri)
-    runs = client.search_runs([tracker.experiment_id], "tags.`xlingbench.role` = 'trajectory'")
+        plant(sink, model_revision("o'brien/model", f"{step:040d}", step=step), [(result("colap", {"colap_max": float(step)}), metadata("colap"))])
+    client = sink.client
+    runs = client.search_runs([sink.experiment_id], "tags.`xlingbench.role` = 'trajectory'")
     assert len(runs) == 1
     assert [p.step for p in client.get_metric_history(runs[0].info.run_id, "colap/colap_max")] == [1, 2]

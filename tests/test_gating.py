@@ -8,9 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from xlingbench.cli.main import app
-from xlingbench.sinks.mlflow_sink import Tracker
 from xlingbench.leaderboard.gating import Expectation, judge, parse_tolerances, tolerance_for
-from tests.mlflow_plant import metadata, model_tags, plant, result
+from tests.mlflow_plant import metadata, model_revision, open_sink, plant, result
 
 
 def results(accuracy: float, mean_count: float, latin: float = 0.9) -> list:
@@ -27,7 +26,7 @@ def results(accuracy: float, mean_count: float, latin: float = 0.9) -> list:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Planted parent runs: a baseline and candidates that differ from it in one way each."""
     uri = f"sqlite:///{tmp_path_factory.mktemp('gate') / 'mlflow.db'}"
-    tracker = Tracker(uri)
+    tracker = open_sink(uri)
     planted = {
         "baseline": results(0.900, 1.60),
         "same": results(0.900, 1.60),
@@ -37,9 +36,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "count_up": results(0.900, 1.75),        # lower-is-better metric rises out of its interval
         "latin_drop": results(0.900, 1.60, latin=0.85),  # a non-headline metric falls
     }
-    ids = {name: plant(tracker, model_tags("m", f"{name:0<40}"), res)[0] for name, res in planted.items()}
+    ids = {name: plant(tracker, model_revision("m", f"{name:0<40}"), res)[0] for name, res in planted.items()}
     ids["uri"] = uri
-    ids["task_run"] = plant(tracker, model_tags("solo", "f" * 40), results(0.9, 1.6)[:1])[1]["script_separability"]
+    ids["task_run"] = plant(tracker, model_revision("solo", "f" * 40), results(0.9, 1.6)[:1])[1]["script_separability"]
     return ids
 
 

@@ -1,4 +1,4 @@
-"""The collector and the renderers on a SQLite store planted through the xlingbench's Tracker."""
+"""The collector and the renderers on a SQLite store planted through the xlingbench's MLflow sink."""
 from __future__ import annotations
 
 import re
@@ -10,10 +10,9 @@ from typer.testing import CliRunner
 
 from xlingbench.cli.main import app
 from xlingbench.core.errors import UserError
-from xlingbench.sinks.mlflow_sink import Tracker
 from xlingbench.leaderboard.collect import collect, public_uri, run_url
 from xlingbench.leaderboard.render import published_numbers, render_markdown, slug, write_site
-from tests.mlflow_plant import clone_models, full_results, model_tags, plant
+from tests.mlflow_plant import clone_models, full_results, model_revision, open_sink, plant
 
 EVIL = "<script>alert(1)</script>"
 
@@ -27,15 +26,13 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="module")
 def store(tracking_uri: str) -> dict[str, str]:
     """Two models (one with a hostile name), one checkpointed model with a trajectory."""
-    tracker = Tracker(tracking_uri)
+    tracker = open_sink(tracking_uri)
     parents = {
-        "xlm-roberta-xl": plant(tracker, model_tags("xlm-roberta-xl", "a" * 40, family="xlm-r", size="3.5B"), full_results(0.98))[0],
-        EVIL: plant(tracker, model_tags(EVIL, "b" * 40, family='"><img src=x onerror=alert(2)>', size="560M"), full_results(0.70))[0],
-        "tiny@100": plant(tracker, model_tags("tiny", "c" * 40, step=100), full_results(0.40))[0],
-        "tiny@200": plant(tracker, model_tags("tiny", "d" * 40, step=200), full_results(0.60))[0],
+        "xlm-roberta-xl": plant(tracker, model_revision("xlm-roberta-xl", "a" * 40, family="xlm-r", size="3.5B"), full_results(0.98))[0],
+        EVIL: plant(tracker, model_revision(EVIL, "b" * 40, family='"><img src=x onerror=alert(2)>', size="560M"), full_results(0.70))[0],
+        "tiny@100": plant(tracker, model_revision("tiny", "c" * 40, step=100), full_results(0.40))[0],
+        "tiny@200": plant(tracker, model_revision("tiny", "d" * 40, step=200), full_results(0.60))[0],
     }
-    for step, value in ((100, 0.40), (200, 0.60)):
-        tracker.log_trajectory_point("tiny", "script_separability", "accuracy", value, step)
     return parents
 
 
@@ -50,7 +47,9 @@ def test_collect_reads_every_task_run_and_trajectory(tracking_uri: str, store: d
     assert row.url == ""  # no UI behind a SQLite store
     counts = next(r for r in board.rows if r.task == "neighbour_script_count")
     assert counts.higher_is_better is False
-    assert [(t.model, t.metric_keys) for t in board.trajectories] == [("tiny", ("script_separability/accuracy",))]
+    keys = ("calign/calign_max", "neighbour_script_count/mean_count", "script_separability/accuracy",
+            "translation_in_neighbours/hit_at_10")
+    assert [(t.model, t.metric_keys) for t in board.trajectories] == [("tiny", keys)]
 
 
 def test_run_links_point_at_the_ui_without_credentials() -> None:
@@ -114,8 +113,8 @@ def test_cli_writes_markdown_and_site(tmp_path: Path, tracking_uri: str, store: 
 
 
 def test_collector_issues_one_search_for_hundreds_of_runs(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    tracker = Tracker(tracking_uri, "bulk")
-    parent, _ = plant(tracker, model_tags("template", "e" * 40), full_results(0.5)[:2])
+    tracker = open_sink(tracking_uri, "bulk")
+    parent, _ = plant(tracker, model_revision("template", "e" * 40), full_results(0.5)[:2])
     clone_models(tracking_uri, parent, 70, "bulk")  # 71 models x (parent + 2 tasks) = 213 runs
     calls: list[int] = []
     original = MlflowClient.search_runs

@@ -6,7 +6,8 @@ import re
 import pytest
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.registry import load_models, load_task, resolve_model, task_names
+from xlingbench.inputs.registry import load_models, resolve_model
+from xlingbench.tasks.registry import load_task, task_names
 
 REQUIRED = ["xlm-roberta-base", "xlm-roberta-large", "xlm-roberta-xl", "xlm-roberta-xxl", "mt5-small", "mt5-base",
             "mt5-large", "mt5-xl", "mt5-xxl", "mbert", "multilingual-e5-small", "multilingual-e5-base",

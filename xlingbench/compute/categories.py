@@ -29,7 +29,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from xlingbench.core.errors import UserError
 from xlingbench.inputs.vocab import strip_markers
 
 SCHEMES = ("paper", "script")
@@ -38,9 +37,9 @@ _NO_SCRIPT = frozenset({"Zyyy", "Zinh", "Zzzz"})
 
 
 def check_scheme(scheme: str) -> str:
-    """``scheme`` if it is a known labelling scheme, else a UserError listing the known ones."""
+    """``scheme`` if it is a known labelling scheme, else a ValueError listing the known ones."""
     if scheme not in SCHEMES:
-        raise UserError(f"unknown labelling scheme {scheme!r}.", f"Use one of: {', '.join(SCHEMES)}.")
+        raise ValueError(f"unknown labelling scheme {scheme!r}; use one of: {', '.join(SCHEMES)}")
     return scheme
 
 

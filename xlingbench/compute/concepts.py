@@ -10,8 +10,8 @@ integer (no Python 3 run) and take the threshold as a percentage. Here: CALIGN c
 concepts aligned to at least one target concept, sizes are compared as min/max >= size_ratio,
 thresholds are fractions with ">=" and the minimum size is "more than min_types".
 
-The first half is pure (arrays and sets in, numbers out; what the tests call). The second half
-holds the few steps of ``run`` shared by :mod:`xlingbench.tasks.calign` and :mod:`xlingbench.tasks.colap`.
+Everything here is pure: arrays and sets in, numbers out (what the tests call). The steps that
+read the model or the cache are methods of :class:`xlingbench.inputs.representations.Representations`.
 """
 from __future__ import annotations
 
@@ -19,23 +19,14 @@ import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Hashable, Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 
-from xlingbench.core.errors import UserError
-from xlingbench.core.task import Plot
-
-if TYPE_CHECKING:
-    from xlingbench.inputs.representations import Representations
-    from xlingbench.inputs.parallel_data import ParallelCorpus
-    from xlingbench.inputs.word_vectors import WordVectors
 
 #: the paper both latent-concept tasks follow
 REFERENCE = "Mousi et al. 2024, Exploring Alignment in Shared Cross-lingual Spaces (ACL), arXiv 2405.14535"
 
-#: word vectors are stored on disk as float16 (METHODS.md: arrays, not JSON)
-VECTOR_DTYPE = "float16"
 
 
 @dataclass
@@ -61,22 +52,6 @@ class ColapResult:
     shares: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
-
-@dataclass
-class ConceptParams:
-    """Parameters tasks 4 and 5 share (``--set task.<name>=value``); defaults are the paper's."""
-
-    data: str = "gettext"  # parallel data: "gettext" (offline), a directory, or hf:<dataset id>
-    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
-    languages: str = "en,de"  # CALIGN: source,target; COLAP: two or more
-    k: int = 600
-    max_occurrences: int = 15
-    aggregation: str = "last"
-    side: str = "encoder"
-    layers: str = "all"
-    seed: int = 0
-    max_length: int = 512
-    batch_size: int = 16
 
 def calign(
     src_concepts: dict[int, set[str]],
@@ -163,7 +138,7 @@ def cap_occurrences(keys: Sequence[Hashable], max_per_key: int, seed: int) -> np
     """Indices (ascending) of at most ``max_per_key`` occurrences of each key, chosen at random
     with ``seed``: a frequent word (or word pair) must not fill the concepts by itself."""
     if max_per_key < 1:
-        raise UserError(f"max_occurrences={max_per_key} keeps nothing.", "Set max_occurrences to 1 or more (15 by default).")
+        raise ValueError(f"max_occurrences={max_per_key} keeps nothing: it must be 1 or more")
     seen: Counter[Hashable] = Counter()
     kept = []
     for index in np.random.default_rng(seed).permutation(len(keys)).tolist():
@@ -194,60 +169,14 @@ def _check_fraction(name: str, value: float, *, allow_zero: bool) -> None:
     low_ok = value >= 0 if allow_zero else value > 0
     if not (low_ok and value <= 1):
         bound = "[0, 1]" if allow_zero else "(0, 1]"
-        raise UserError(f"{name}={value} is not a fraction in {bound}.", f"Set {name} as a fraction, e.g. 0.8, not 80.")
+        raise ValueError(f"{name}={value} is not a fraction in {bound} (write 0.8, not 80)")
 
 
 def _percent(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else math.nan
 
 
-# --- steps of run() shared by calign and colap --------------------------------------------------
-
-
-def load_corpus(spec: str, languages: Sequence[str], limit: int = 0) -> "ParallelCorpus":
-    """The parallel corpus ``spec`` in ``languages`` (pairs of >= 300 words dropped), cut to its
-    first ``limit`` sentences when ``limit`` > 0; the fingerprint is then that of the cut, so cached
-    vectors of the cut and of the whole corpus never mix. (Imported here so that listing tasks
-    does not import the data loaders.)"""
-    import dataclasses
-
-    from xlingbench.inputs.parallel_data import fingerprint, load_parallel
-
-    corpus = load_parallel(spec, list(languages))
-    if limit <= 0 or limit >= len(corpus):
-        return corpus
-    sentences = {lang: lines[:limit] for lang, lines in corpus.sentences.items()}
-    return dataclasses.replace(corpus, sentences=sentences, fingerprint=fingerprint(sentences))
-
-
-def extract_vectors(inputs: "Representations", corpus: "ParallelCorpus", languages: Sequence[str], params: Any) -> dict[str, "WordVectors"]:
-    """Word vectors (float16, all layers) of every sentence of each language."""
-    from xlingbench.inputs.word_vectors import extract_word_vectors
-
-    return {
-        lang: extract_word_vectors(
-            inputs, corpus.sentences[lang], language=lang, corpus_fingerprint=corpus.fingerprint,
-            aggregation=params.aggregation, side=params.side, batch_size=params.batch_size,
-            max_length=params.max_length, dtype=VECTOR_DTYPE,
-        )
-        for lang in languages
-    }
-
-
-def vectors_key(corpus: "ParallelCorpus", params: Any, languages: Sequence[str]) -> dict[str, Any]:
-    """What determines the word vectors being clustered (the model is added by the cache)."""
-    return {
-        "corpus": corpus.fingerprint, "languages": list(languages), "aggregation": params.aggregation,
-        "side": params.side, "max_length": params.max_length, "dtype": VECTOR_DTYPE,
-    }
-
-
-def corpus_info(corpus: "ParallelCorpus") -> dict[str, Any]:
-    """What a result records about its parallel data."""
-    return {
-        "source": corpus.source, "fingerprint": corpus.fingerprint, "word_tokenizer": corpus.word_tokenizer,
-        "dropped_long": corpus.dropped_long, "n_sentences": len(next(iter(corpus.sentences.values()), [])),
-    }
+# --- per-layer series ---------------------------------------------------------------------------
 
 
 def parse_layers(spec: str, num_layers: int) -> list[int]:
@@ -257,34 +186,11 @@ def parse_layers(spec: str, num_layers: int) -> list[int]:
     try:
         layers = sorted({int(part) for part in spec.split(",") if part.strip()})
     except ValueError:
-        raise UserError(f"layers={spec!r} is not 'all' or a comma list of integers.", "Use e.g. --set task.layers=0,6,12.") from None
+        raise ValueError(f"layers={spec!r} is not 'all' or a comma list of integers, e.g. 0,6,12") from None
     outside = [layer for layer in layers if not 0 <= layer < num_layers]
     if outside or not layers:
-        raise UserError(f"layers={spec!r}: the model has layers 0..{num_layers - 1}.", f"Use layers between 0 and {num_layers - 1}, or 'all'.")
+        raise ValueError(f"layers={spec!r}: the model has layers 0..{num_layers - 1}; use layers in that range, or 'all'")
     return layers
-
-
-def cluster_layer(
-    inputs: "Representations",
-    blocks: Sequence[tuple["WordVectors", np.ndarray]],
-    *,
-    layer: int,
-    k: int,
-    seed: int,
-    vectors_key: dict[str, Any],
-) -> np.ndarray:
-    """K-means labels of the chosen rows of one layer (blocks of (vectors, rows) stacked in
-    order), cached by the vectors' identity, the rows, k, seed and layer."""
-    from xlingbench.compute.kmeans import kmeans
-
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(rows, dtype=np.int64).tobytes() + b"|" for _, rows in blocks))
-    parts = {**vectors_key, "rows": digest.hexdigest()[:24], "layer": layer, "k": k, "seed": seed, "algorithm": "kmeans++/lloyd"}
-
-    def compute() -> dict[str, np.ndarray]:
-        x = np.concatenate([np.asarray(vectors.layer(layer)[rows]) for vectors, rows in blocks])
-        return {"labels": kmeans(x, k, seed=seed, device=inputs.device).labels}
-
-    return inputs.cached("concepts", parts, compute)["labels"]
 
 
 def layer_summary(name: str, series: list[tuple[int, float]]) -> dict[str, float]:
@@ -297,11 +203,3 @@ def layer_summary(name: str, series: list[tuple[int, float]]) -> dict[str, float
         f"{name}_last": float(values[-1]),
         f"{name}_mean": float(np.mean(values)),
     }
-
-
-def layer_plot(name: str, label: str, series: list[tuple[int, float]]) -> Plot:
-    """The metric against layer, as a line plot."""
-    return Plot(
-        name=f"{name}_by_layer", kind="line", title=f"{name.upper()} by layer ({label})", xlabel="layer",
-        ylabel=f"{name.upper()} (%)", series={label: ([float(layer) for layer, _ in series], [v for _, v in series])},
-    )

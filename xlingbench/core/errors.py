@@ -6,6 +6,9 @@ prints it as one line and exits non-zero; it never shows a traceback for these.
 """
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
 
 class UserError(Exception):
     """A problem with the user's input or environment, with the fix spelled out."""
@@ -18,3 +21,9 @@ class UserError(Exception):
     def one_line(self) -> str:
         """The message as the CLI prints it."""
         return f"error: {self.problem}" + (f" Fix: {self.fix}" if self.fix else "")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or nothing: a typo names its fix."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""

@@ -1,8 +1,11 @@
-"""What every task declares (metadata, parameters) and returns (a typed, serialisable result).
+"""What every task declares (metadata, parameters, charts) and returns (a typed, serialisable result).
 
 A task module defines ``TASK = Task(metadata=..., params=<dataclass>, run=<function>)`` and is
 registered by name under the ``xlingbench.tasks`` entry point group. Task modules import torch,
 sklearn and transformers inside functions only, so listing tasks stays instant.
+
+This is the bottom layer: every other part of xlingbench (runner, sinks, leaderboard, a plugin
+task in another package) speaks these types, so nothing here imports the rest of xlingbench.
 """
 from __future__ import annotations
 
@@ -12,36 +15,42 @@ from typing import Any, Callable, Literal
 
 
 @dataclass(frozen=True)
+class Chart:
+    """A picture of a task's logged metrics, declared once and drawn everywhere the same way:
+    for one run (the MLflow artifact) and across models and checkpoints (the leaderboard).
+
+    ``kind="bar"``: one bar per metric named ``<metric>/<label>`` (``accuracy/LATIN``).
+    ``kind="line"``: the step metric ``<metric>`` against its step (a layer), one line per run.
+    """
+
+    name: str
+    kind: Literal["bar", "line"]
+    metric: str
+    title: str
+    xlabel: str
+    ylabel: str
+
+
+@dataclass(frozen=True)
 class TaskMetadata:
-    """Who a task is, what its headline metric is, and what the papers published for it."""
+    """Who a task is, what its headline metric is, what it takes and what the papers published.
+
+    ``options`` names the run-wide options (``--labels``, ``--dictionary``, ``--data``,
+    ``--languages``, ``--seed``) this task takes; each is a field of its parameter dataclass.
+    An option reaches only the tasks that declare it. ``higher_is_better=None`` marks a
+    descriptive headline (no better or worse direction, so it is never gated on).
+    """
 
     name: str
     description: str
     reference: str
     main_score: str
     version: str
-    needs: Literal["embeddings", "hidden_states"]
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True
+    options: tuple[str, ...] = ()
+    charts: tuple[Chart, ...] = ()
     #: published headline numbers, keyed by the registry name of the model (e.g. "xlm-roberta-xl")
     published: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Plot:
-    """A picture of a result, rendered by :mod:`xlingbench.sinks.plots` (no plotting code in tasks).
-
-    kind "bar": ``x`` are labels, ``y`` heights. kind "hist": ``y`` are the values to bin
-    (``x`` unused or bin edges). kind "line": ``series`` maps a legend label to (x, y) lists.
-    """
-
-    name: str
-    kind: Literal["bar", "hist", "line"]
-    title: str
-    xlabel: str
-    ylabel: str
-    x: list[Any] = field(default_factory=list)
-    y: list[float] = field(default_factory=list)
-    series: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +60,7 @@ class TaskResult:
     ``metrics`` is flat and holds the headline under ``TaskMetadata.main_score``;
     ``step_metrics`` holds series logged with a step (a layer); ``intervals`` gives
     (low, high) for metrics with an uncertainty (bootstrap, CV folds), used by regression gating.
+    ``timings`` are seconds per phase, filled by the runner (tasks never time themselves).
     """
 
     task: str
@@ -59,7 +69,6 @@ class TaskResult:
     step_metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    plots: list[Plot] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -67,15 +76,62 @@ class TaskResult:
         """A plain dict for ``result.json``."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json_dict(cls, data: dict[str, Any]) -> "TaskResult":
+        """The inverse of :meth:`to_json_dict` (JSON turns tuples into lists; they come back as tuples)."""
+        values = dict(data)
+        values["step_metrics"] = {k: [(int(s), float(v)) for s, v in series] for k, series in data.get("step_metrics", {}).items()}
+        values["intervals"] = {k: (float(lo), float(hi)) for k, (lo, hi) in data.get("intervals", {}).items()}
+        return cls(**values)
+
 
 @dataclass(frozen=True)
 class Task:
     """A registered task: its metadata, its parameter dataclass, and the function that runs it.
 
-    ``run(inputs, params)`` takes a :class:`xlingbench.inputs.representations.Representations` (the
-    model's cached representations) and an instance of ``params``; it returns a TaskResult.
+    ``run(inputs, params)`` takes the model's representations (an object offering the
+    vocabulary, neighbours, word vectors, concepts and dictionaries, cached behind the scenes:
+    :class:`xlingbench.inputs.representations.Representations`) and an instance of ``params``;
+    it returns a TaskResult. The params dataclass may define ``validate(self)`` raising
+    ValueError for values out of range; it is called before any model loads.
     """
 
     metadata: TaskMetadata
     params: type
     run: Callable[[Any, Any], TaskResult]
+
+
+@dataclass(frozen=True)
+class ModelRevision:
+    """One model at one revision, as every sink records it."""
+
+    name: str
+    model_id: str
+    revision: str
+    step: int | None = None
+    family: str = "unknown"
+    arch: str = "unknown"
+    size: str = "unknown"
+    licence: str = "unknown"
+    #: library versions, device, dtype, xlingbench version and commit
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """One task result of one model revision, when it ran, and where each sink put it."""
+
+    model: ModelRevision
+    task: TaskMetadata
+    result: TaskResult
+    started: float
+    ended: float
+    #: configuration fingerprint: what decides the number, model and revision excluded
+    fingerprint: str = ""
+    #: sink name -> what it wrote (an MLflow run id, a file path)
+    refs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def headline(self) -> float:
+        """The task's headline value (NaN when the task did not produce it)."""
+        return float(self.result.metrics.get(self.task.main_score, float("nan")))

@@ -1,124 +1,141 @@
-"""Run tasks over model revisions and send every result to the tracking sink.
+"""Plan a run (models x revisions x tasks), run it, and hand every result to the sinks.
 
-Why a separate module: the CLI only parses; this is where a run is planned (models x
-revisions x tasks), where task parameters are built from the command line, where each phase
-is timed, and where provenance (versions, revision, device) is attached to every result.
+Why a separate module: the CLI and the Python API only say what to run; this is where the
+request is checked as a whole before any model loads (models, revisions, tasks, options,
+typed parameters, sinks), where each model revision's representations are loaded once for all
+its tasks, where each task is timed, and where provenance and the configuration fingerprint
+are attached to every result.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import platform
 import subprocess
 import time
-import typing
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from xlingbench import __version__
-from xlingbench.inputs.cache import DEFAULT_CACHE_DIR, Cache
+from xlingbench.core import params as typed
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.registry import ModelSpec, load_task, resolve_model
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, Tracker
-from xlingbench.core.task import Task, TaskResult
+from xlingbench.core.task import ModelRevision, Outcome, Task, TaskResult
+from xlingbench.inputs.cache import DEFAULT_CACHE_DIR, Cache
+from xlingbench.inputs.registry import ModelSpec, resolve_model
+from xlingbench.sinks import DEFAULT_SINKS, Sink, SinkSettings, open_sinks
+from xlingbench.tasks.registry import load_task
 
 LIBRARIES = ("torch", "transformers", "numpy", "scikit-learn", "mlflow", "safetensors", "tokenizers")
+#: run-wide options (``--labels``, ``--dictionary``, ...); each reaches the tasks that declare it
+OPTIONS = ("labels", "dictionary", "data", "languages", "seed")
 
 
 @dataclass
 class RunRequest:
-    """What the user asked for: models x revisions x tasks, with options and parameter overrides."""
+    """What the user asked for: models x revisions x tasks, with options, parameters and sinks."""
 
     models: list[str]
     tasks: list[str]
     revisions: list[str] = field(default_factory=list)
     checkpoints: bool = False
+    #: run-wide options by name (None: not given)
     options: dict[str, Any] = field(default_factory=dict)
+    #: ``--set`` texts, ``name=value`` (every task that has it) or ``task.name=value``
     overrides: list[str] = field(default_factory=list)
+    #: typed values per task (the Python API): {"calign": {"k": 300}}
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str = "auto"
     cache_dir: Path = DEFAULT_CACHE_DIR
-    tracking_uri: str | None = None
-    experiment: str = DEFAULT_EXPERIMENT
+    sinks: list[str] = field(default_factory=lambda: list(DEFAULT_SINKS))
+    sink_settings: SinkSettings = field(default_factory=SinkSettings)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One model revision to load once and run every task on."""
+
+    spec: ModelSpec
+    revision: str | None
+    step: int | None
 
 
 @dataclass
-class Outcome:
-    """One task result of one model revision, with the MLflow run that holds it."""
+class Plan:
+    """A checked request: nothing in it can fail for a reason the user could have fixed up front."""
 
-    model: str
-    revision: str
-    step: int | None
-    task: Task
-    result: TaskResult
-    run_id: str
+    units: list[Unit]
+    tasks: list[Task]
+    params: dict[str, Any]
+    device: str
+    cache_dir: Path
 
 
-def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None) -> list[Outcome]:
-    """Run every requested task on every requested model revision; log each to MLflow."""
-    specs = [resolve_model(name) for name in request.models]
-    tasks = [load_task(name) for name in request.tasks]
+def plan(request: RunRequest) -> Plan:
+    """Check the whole request and resolve it; loads no model, logs nothing (a bad value is one UserError)."""
+    tasks = [load_task(name) for name in dict.fromkeys(request.tasks)]
+    check_options(tasks, request.options)
     check_overrides(tasks, request.overrides)
-    params = {task.metadata.name: build_params(task, request.options, request.overrides) for task in tasks}
-    tracker = Tracker(request.tracking_uri, request.experiment)
-    device = resolve_device(request.device)
+    unknown = sorted(set(request.params) - {t.metadata.name for t in tasks})
+    if unknown:
+        raise UserError(f"parameters were given for '{unknown[0]}', which is not among the tasks of this run.",
+                        "Add the task, or drop its parameters.")
+    params = {t.metadata.name: typed.build(t.metadata.name, t.params, task_values(t, request)) for t in tasks}
+    units = [Unit(spec, revision, step) for spec in map(resolve_model, request.models)
+             for revision, step in plan_revisions(spec, request.revisions, request.checkpoints)]
+    return Plan(units, tasks, params, resolve_device(request.device), Path(request.cache_dir))
+
+
+def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None,
+        sinks: dict[str, Sink] | None = None) -> list[Outcome]:
+    """Run every requested task on every requested model revision; hand each result to the sinks.
+
+    ``sinks`` replaces the request's named sinks (the Python API passes instances).
+    """
+    checked = plan(request)
+    sinks = open_sinks(request.sinks, request.sink_settings) if sinks is None else sinks
     outcomes = []
-    for spec in specs:
-        for revision, step in plan_revisions(spec, request.revisions, request.checkpoints):
-            for outcome in _run_model(spec, revision, step, tasks, params, tracker, request.cache_dir, device):
-                report(outcome)
-                outcomes.append(outcome)
+    for unit in checked.units:
+        done = []
+        for outcome in run_unit(unit, checked):
+            for name, sink in sinks.items():
+                ref = sink.write(outcome)
+                if ref is not None:
+                    outcome.refs[name] = ref
+            report(outcome)
+            done.append(outcome)
+        if done:
+            for sink in sinks.values():
+                sink.finish_model(done[0].model, done)
+        outcomes += done
     return outcomes
 
 
-def plan_revisions(spec: ModelSpec, revisions: list[str], checkpoints: bool) -> list[tuple[str | None, int | None]]:
-    """(revision, training step) pairs to run: ``REV``, ``REV@STEP``, the registry's checkpoints, or the pin."""
-    if checkpoints:
-        if not spec.checkpoints:
-            raise UserError(f"model '{spec.name}' lists no checkpoints in the registry.",
-                            "Pass revisions with --revision REV@STEP instead.")
-        return [(c.revision, c.step) for c in spec.checkpoints]
-    if not revisions:
-        return [(None, None)]
-    return [_parse_revision(spec, text) for text in revisions]
-
-
-def _parse_revision(spec: ModelSpec, text: str) -> tuple[str, int | None]:
-    revision, _, step = text.partition("@")
-    if step and not step.isdigit():
-        raise UserError(f"--revision '{text}': the step after @ must be a whole number.", "Write REV@STEP, e.g. main@1000.")
-    return revision, int(step) if step else spec.step_of(revision)
-
-
-def _run_model(spec, revision, step, tasks, params, tracker, cache_dir, device) -> list[Outcome]:
+def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
+    """The outcomes of every task on one model revision, loaded once, each as soon as it is done."""
     from xlingbench.inputs.representations import Representations
     from xlingbench.inputs.sources import open_source
 
-    source = open_source(spec, revision)
-    inputs = Representations(source, Cache(cache_dir), device=device)
-    tags = model_tags(spec, source.revision, source.arch, step)
-    outcomes = []
-    with tracker.model_run(tags, provenance(device)):
-        for task in tasks:
-            result = run_task(task, inputs, params[task.metadata.name])
-            run_id = tracker.log_task(result, task.metadata, tags)
-            if step is not None and task.metadata.main_score in result.metrics:
-                tracker.log_trajectory_point(spec.name, task.metadata.name, task.metadata.main_score,
-                                             result.metrics[task.metadata.main_score], step)
-            outcomes.append(Outcome(spec.name, source.revision, step, task, result, run_id))
-    return outcomes
+    source = open_source(unit.spec, unit.revision)
+    inputs = Representations(source, Cache(checked.cache_dir), device=checked.device)
+    model = None
+    for task in checked.tasks:
+        started = time.time()
+        result = run_task(task, inputs, checked.params[task.metadata.name])
+        model = model or model_revision(unit, source.revision, source.arch, checked.device)
+        yield Outcome(model, task.metadata, result, started, time.time(), fingerprint(task, result, model))
 
 
 def run_task(task: Task, inputs: Any, params: Any) -> TaskResult:
-    """Run one task, timing its phases: load and extract as the inputs report them, any phase the
-    task timed itself, and compute as the rest of the wall time."""
+    """Run one task, timing its phases: load, extract, align, cluster as the inputs report them,
+    and compute as the rest of the wall time."""
     before = dict(inputs.timings)
     start = time.perf_counter()
     result = task.run(inputs, params)
     total = time.perf_counter() - start
     phases = {k: v - before.get(k, 0.0) for k, v in inputs.timings.items() if v - before.get(k, 0.0) > 0}
-    # phases a task timed itself (e.g. "align") stay; "compute" is whatever no phase accounts for
-    phases.update({k: v for k, v in result.timings.items() if k not in ("compute", "total")})
     result.timings = {**phases, "compute": max(0.0, total - sum(phases.values())), "total": total}
     result.params = {**dataclasses.asdict(params), **result.params}
     result.info.update(model_id=inputs.model_id, revision=inputs.revision, device=inputs.device,
@@ -126,18 +143,40 @@ def run_task(task: Task, inputs: Any, params: Any) -> TaskResult:
     return result
 
 
-def build_params(task: Task, options: dict[str, Any], overrides: list[str]) -> Any:
-    """The task's parameter dataclass from its defaults, the run's shared options, then ``--set``
-    (overrides naming other tasks or parameters it lacks are skipped: :func:`check_overrides` vets them)."""
-    fields = {f.name: f for f in dataclasses.fields(task.params)}
-    hints = typing.get_type_hints(task.params)
-    values = {k: v for k, v in options.items() if k in fields and v is not None}
-    for text in overrides:
-        scope, name, raw = _split_override(text)
-        if (scope and scope != task.metadata.name) or name not in fields:
+def fingerprint(task: Task, result: TaskResult, model: ModelRevision) -> str:
+    """A hash of everything that decides the number except the model and its revision: the task
+    and its version, every parameter, the data it read (result.info["inputs"]), the dtype and the
+    Unicode version. Runs compare only when their fingerprints are equal."""
+    parts = {"task": task.metadata.name, "version": task.metadata.version, "params": result.params,
+             "inputs": result.info.get("inputs", {}), "dtype": model.provenance.get("dtype"),
+             "unidata_version": unicodedata.unidata_version}
+    canonical = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+
+
+def check_options(tasks: list[Task], options: dict[str, Any]) -> None:
+    """Refuse a run-wide option that no task of the run takes (it would be ignored silently)."""
+    for name, value in options.items():
+        if value is None:
             continue
-        values[name] = _convert(raw, hints[name], text)
-    return task.params(**values)
+        if name not in OPTIONS:
+            raise UserError(f"'{name}' is not a run-wide option.", f"Use one of: {', '.join(OPTIONS)}, or --set TASK.{name}=VALUE.")
+        takers = [t.metadata.name for t in tasks if name in t.metadata.options]
+        if not takers:
+            raise UserError(f"--{name} is taken by none of the tasks of this run ({', '.join(t.metadata.name for t in tasks)}).",
+                            f"Set a task's own parameter instead: --set TASK.{name}=VALUE (see `xlingbench tasks --params`).")
+
+
+def task_values(task: Task, request: RunRequest) -> dict[str, Any]:
+    """The values given for ``task``: options it declares, then ``--set``, then typed API values."""
+    values = {k: v for k, v in request.options.items() if v is not None and k in task.metadata.options}
+    fields = {f.name for f in dataclasses.fields(task.params)}
+    for text in request.overrides:
+        scope, name, raw = _split_override(text)
+        if (not scope or scope == task.metadata.name) and name in fields:
+            values[name] = raw
+    values.update(request.params.get(task.metadata.name, {}))
+    return values
 
 
 def check_overrides(tasks: list[Task], overrides: list[str]) -> None:
@@ -164,39 +203,51 @@ def _split_override(text: str) -> tuple[str, str, str]:
     return scope, name, raw
 
 
-def _convert(raw: str, hint: Any, text: str) -> Any:
-    kind = hint if isinstance(hint, type) else str
-    try:
-        if kind is bool:
-            if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return raw.lower() in ("true", "1", "yes")
-        return kind(raw)
-    except ValueError as exc:
-        raise UserError(f"--set {text}: '{raw}' is not a valid {kind.__name__}.", "Give a value of that type.") from exc
+def plan_revisions(spec: ModelSpec, revisions: list[str], checkpoints: bool) -> list[tuple[str | None, int | None]]:
+    """(revision, training step) pairs to run: ``REV``, ``REV@STEP``, the registry's checkpoints, or the pin."""
+    if checkpoints:
+        if not spec.checkpoints:
+            raise UserError(f"model '{spec.name}' lists no checkpoints in the registry.",
+                            "Pass revisions with --revision REV@STEP instead.")
+        return [(c.revision, c.step) for c in spec.checkpoints]
+    if not revisions:
+        return [(None, None)]
+    return [_parse_revision(spec, text) for text in revisions]
+
+
+def _parse_revision(spec: ModelSpec, text: str) -> tuple[str, int | None]:
+    revision, _, step = text.partition("@")
+    if step and not step.isdigit():
+        raise UserError(f"--revision '{text}': the step after @ must be a whole number.", "Write REV@STEP, e.g. main@1000.")
+    return revision, int(step) if step else spec.step_of(revision)
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``."""
-    if device != "auto":
-        return device
+    """``auto`` becomes ``cuda`` when a GPU is visible, else ``cpu``; a device that cannot be used is a UserError."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise UserError(f"--device {device!r} is not a device.", "Use cpu, cuda, cuda:1 ... or auto.") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: no CUDA GPU is visible to torch on this machine.", "Use --device cpu (or auto).")
+    if kind not in ("cpu", "cuda"):
+        raise UserError(f"--device {device!r}: only cpu and cuda devices are supported.", "Use cpu, cuda, cuda:1 ... or auto.")
+    return device
 
 
-def model_tags(spec: ModelSpec, revision: str, arch: str, step: int | None) -> dict[str, str]:
-    """The tags every run of this model revision carries (the leaderboard reads these)."""
-    tags = {"xlingbench.model": spec.name, "xlingbench.model_id": spec.hub_id, "xlingbench.revision": revision,
-            "xlingbench.family": spec.family, "xlingbench.arch": arch, "xlingbench.size": spec.size,
-            "xlingbench.licence": spec.licence}
-    if step is not None:
-        tags["xlingbench.step"] = str(step)
-    return tags
+def model_revision(unit: Unit, revision: str, arch: str, device: str) -> ModelRevision:
+    """The record every sink keeps of one model revision."""
+    spec = unit.spec
+    return ModelRevision(name=spec.name, model_id=spec.hub_id, revision=revision, step=unit.step, family=spec.family,
+                         arch=arch, size=spec.size, licence=spec.licence, provenance=provenance(device))
 
 
 def provenance(device: str) -> dict[str, Any]:
-    """Versions of the xlingbench, its git commit and the libraries, plus device and dtype."""
+    """Versions of xlingbench, its git commit and the libraries, plus device and dtype."""
     from importlib.metadata import PackageNotFoundError, version
 
     info: dict[str, Any] = {"harness_version": __version__, "harness_commit": _git_commit(),

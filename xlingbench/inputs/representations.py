@@ -1,15 +1,19 @@
-"""A model's representations as tasks consume them, loaded once and cached on disk.
+"""A model's representations as tasks consume them: computed once, cached on disk, timed.
 
 Tasks receive a :class:`Representations` and ask it for what they need: the vocabulary with
-its input embedding matrix (tasks 1-3), the full model for hidden states (tasks 4-5), or a
-cached array computed from either. Every cache key includes the model id and its resolved
-revision, so two checkpoints of one model never share an entry.
+its input embedding matrix (tasks 1-3), nearest neighbours, word vectors of a corpus, K-means
+concepts of a layer, an induced dictionary, dictionaries and parallel text (tasks 3-5). It is
+the cache wrapper around the model: every answer comes from the cache when it is there, so a
+task never writes the cache, never times itself and never downloads. Every cache key includes
+the model id and its resolved revision, so two checkpoints of one model never share an entry.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -19,17 +23,34 @@ from xlingbench.inputs.vocab import Vocabulary, build_vocabulary
 if TYPE_CHECKING:
     import torch
 
+    from xlingbench.inputs.alignment import InducedDictionary
+    from xlingbench.inputs.dictionaries import Dictionary
+    from xlingbench.inputs.parallel_data import ParallelCorpus
     from xlingbench.inputs.sources import ModelSource
+    from xlingbench.inputs.word_vectors import WordVectors
+
+#: word vectors are stored on disk as float16 (METHODS.md: arrays, not JSON)
+VECTOR_DTYPE = "float16"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExtractionSettings:
+    """How word vectors are taken from the network (part of every key derived from them)."""
+
+    aggregation: str = "last"
+    side: str = "encoder"
+    max_length: int = 512
+    batch_size: int = 16
 
 
 class Representations:
-    """Lazy, cached access to one model revision's tokenizer, embeddings and network."""
+    """Lazy, cached access to one model revision's vocabulary, neighbours, word vectors and concepts."""
 
     def __init__(self, source: "ModelSource", cache: Cache, device: str = "cpu") -> None:
         self.source = source
         self.cache = cache
         self.device = device
-        #: seconds spent per phase ("load", "extract"...), read by the runner after each task
+        #: seconds spent per phase ("load", "extract", "align", "cluster"), read by the runner after each task
         self.timings: dict[str, float] = {}
         self._stack: list[tuple[str, float]] = []
 
@@ -45,11 +66,10 @@ class Representations:
         """Cache-key parts for this model revision plus ``parts``."""
         return {"model_id": self.model_id, "revision": self.revision, **parts}
 
-    def cached(
-        self, kind: str, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]
-    ) -> dict[str, np.ndarray]:
-        """Arrays for ``parts`` of this model revision: from the cache, else computed and stored."""
+    def _cached(self, kind: str, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return self.cache.get_or_compute(kind, self.key(**parts), compute)
+
+    # ---------------------------------------------------------------- the model
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -60,7 +80,7 @@ class Representations:
     def vocabulary(self) -> Vocabulary:
         """Token surface strings and the input embedding matrix (padding rows dropped)."""
         with self.timed("load"):
-            arrays = self.cached("embeddings", {}, lambda: {"E": self.source.load_embedding_matrix()})
+            arrays = self._cached("embeddings", {}, lambda: {"E": self.source.load_embedding_matrix()})
             return build_vocabulary(self.tokenizer, arrays["E"], self.model_id)
 
     @cached_property
@@ -68,6 +88,77 @@ class Representations:
         """The network in eval mode on ``self.device`` (only tasks 4-5 need it)."""
         with self.timed("load"):
             return self.source.load_model().to(self.device).eval()
+
+    # ---------------------------------------------------------------- tasks 1-3
+
+    def neighbours(self, query_ids: np.ndarray, k: int) -> np.ndarray:
+        """Ids of the ``k`` nearest other tokens (exact cosine) of each query, nearest first."""
+        from xlingbench.compute.neighbours import top_k_neighbours
+
+        digest = hashlib.sha256(np.ascontiguousarray(query_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
+        parts = {"k": k, "exclude_self": True, "queries_sha256": digest, "queries": len(query_ids)}
+        unit = self.vocabulary.unit_embeddings
+        return self._cached("neighbours", parts, lambda: {"ids": top_k_neighbours(unit, query_ids, k, device=self.device)[0]})["ids"]
+
+    def dictionaries(self, spec: str, targets: Sequence[str] = ()) -> list["Dictionary"]:
+        """Bilingual en-X dictionaries ("cldr", "muse" downloaded into the cache, or files)."""
+        from xlingbench.inputs.dictionaries import load_dictionaries
+
+        with self.timed("load"):
+            return load_dictionaries(spec, self.cache.root / "dictionaries", targets)
+
+    # ---------------------------------------------------------------- tasks 4-5
+
+    def corpus(self, spec: str, languages: Sequence[str], limit: int = 0) -> "ParallelCorpus":
+        """The parallel corpus ``spec`` in ``languages`` (pairs of >= 300 words dropped), cut to its
+        first ``limit`` sentences when ``limit`` > 0; the fingerprint is then that of the cut, so
+        cached vectors of the cut and of the whole corpus never mix."""
+        from xlingbench.inputs.parallel_data import fingerprint, load_parallel
+
+        with self.timed("load"):
+            corpus = load_parallel(spec, list(languages))
+        if limit <= 0 or limit >= len(corpus):
+            return corpus
+        sentences = {lang: lines[:limit] for lang, lines in corpus.sentences.items()}
+        return dataclasses.replace(corpus, sentences=sentences, fingerprint=fingerprint(sentences))
+
+    def word_vectors(self, corpus: "ParallelCorpus", language: str, settings: ExtractionSettings) -> "WordVectors":
+        """Word vectors (float16, every layer) of every sentence of ``language`` in ``corpus``."""
+        from xlingbench.inputs.word_vectors import extract_word_vectors
+
+        return extract_word_vectors(
+            self, corpus.sentences[language], language=language, corpus_fingerprint=corpus.fingerprint,
+            aggregation=settings.aggregation, side=settings.side, batch_size=settings.batch_size,
+            max_length=settings.max_length, dtype=VECTOR_DTYPE,
+        )
+
+    def concepts(
+        self, blocks: Sequence[tuple["WordVectors", np.ndarray]], *, layer: int, k: int, seed: int, identity: Mapping[str, Any]
+    ) -> np.ndarray:
+        """K-means labels of the chosen rows of one layer (blocks of (vectors, rows) stacked in
+        order). ``identity`` says which vectors these are (corpus, languages, settings); the key
+        adds the rows, k, seed and layer."""
+        from xlingbench.compute.kmeans import kmeans
+
+        digest = hashlib.sha256(b"".join(np.ascontiguousarray(rows, dtype=np.int64).tobytes() + b"|" for _, rows in blocks))
+        parts = {**identity, "rows": digest.hexdigest()[:24], "layer": layer, "k": k, "seed": seed, "algorithm": "kmeans++/lloyd"}
+
+        def compute() -> dict[str, np.ndarray]:
+            x = np.concatenate([np.asarray(vectors.layer(layer)[rows]) for vectors, rows in blocks])
+            return {"labels": kmeans(x, k, seed=seed, device=self.device).labels}
+
+        with self.timed("cluster"):
+            return self._cached("concepts", parts, compute)["labels"]
+
+    def induced_dictionary(self, corpus: "ParallelCorpus", source: str, target: str) -> "InducedDictionary":
+        """The dictionary of ``source``-``target`` induced by word alignment of ``corpus`` (cached)."""
+        from xlingbench.inputs.alignment import induce_dictionary
+
+        with self.timed("align"):
+            return induce_dictionary(corpus.sentences[source], corpus.sentences[target], cache=self.cache,
+                                     corpus_fingerprint=corpus.fingerprint, pair=(source, target))
+
+    # ---------------------------------------------------------------- timing
 
     def timed(self, phase: str) -> "_Timer":
         """Add the time spent inside the block to ``timings[phase]``.

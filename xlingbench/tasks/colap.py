@@ -14,23 +14,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xlingbench.core.errors import UserError
+from xlingbench.compute.concepts import ColapResult, cap_occurrences, colap, layer_summary
 from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
-from xlingbench.compute.concepts import (
+from xlingbench.tasks.latent_concepts import (
+    OPTIONS,
     REFERENCE,
-    ColapResult,
     ConceptParams,
-    cap_occurrences,
-    cluster_layer,
-    colap,
     corpus_info,
-    extract_vectors,
-    layer_plot,
-    layer_summary,
-    load_corpus,
-    parse_layers,
-    vectors_key,
+    layer_chart,
+    layers_of,
+    shrink_k,
+    vectors_identity,
 )
 
 if TYPE_CHECKING:
@@ -48,38 +43,40 @@ class Params(ConceptParams):
 
     theta_o: float = 0.3
 
+    def validate(self) -> None:
+        """COLAP's threshold on top of the shared ranges."""
+        super().validate()
+        if not 0 < self.theta_o <= 1:
+            raise ValueError(f"theta_o={self.theta_o} must be a fraction in (0, 1], e.g. 0.3, not 30")
+
 
 def run(inputs: "Representations", params: Params) -> TaskResult:
     """Concepts over all languages' word occurrences per layer, then COLAP."""
-    from xlingbench.compute.kmeans import choose_k
-
-    languages = _languages(params.languages)
-    corpus = load_corpus(params.data, languages, params.sentences)
-    vectors = extract_vectors(inputs, corpus, languages, params)
+    languages = params.languages
+    corpus = inputs.corpus(params.data, languages, params.sentences)
+    vectors = {lang: inputs.word_vectors(corpus, lang, params.extraction()) for lang in languages}
     # At most max_occurrences per word type of each language: the same string in two languages is two types.
     rows = {lang: cap_occurrences(vectors[lang].words, params.max_occurrences, params.seed) for lang in languages}
     words = [vectors[lang].words[r] for lang in languages for r in rows[lang].tolist()]
     occurrence_langs = np.concatenate([np.full(len(rows[lang]), lang) for lang in languages])
     n_types = len(set(zip(occurrence_langs.tolist(), words)))
-    k, warning = choose_k(n_types, params.k)
+    k, warning = shrink_k(n_types, params.k)
     series, per_layer, samples = [], [], []
-    layers = parse_layers(params.layers, vectors[languages[0]].num_layers)
+    layers = layers_of(params, vectors[languages[0]].num_layers)
     for layer in progress(layers, desc="colap: concepts per layer", total=len(layers), unit="layer"):
-        labels = cluster_layer(inputs, [(vectors[lang], rows[lang]) for lang in languages], layer=layer, k=k,
-                               seed=params.seed, vectors_key=vectors_key(corpus, params, languages))
+        labels = inputs.concepts([(vectors[lang], rows[lang]) for lang in languages], layer=layer, k=k,
+                                 seed=params.seed, identity=vectors_identity(corpus, params, languages))
         result = colap(labels, occurrence_langs, params.theta_o)
         series.append((layer, result.percentage))
         per_layer.append({"layer": layer, "colap": result.percentage, "n_overlapping": result.n_overlapping,
                           "n_concepts": result.n_concepts, "k": k})
         samples += _sample_rows(layer, result, labels, words, occurrence_langs, params.seed)
-    label = "+".join(languages)
     return TaskResult(
         task="colap",
         params=asdict(params),
         metrics=layer_summary("colap", series),
         step_metrics={"colap": series},
         tables={"per_layer": per_layer, "overlapping_concepts": samples},
-        plots=[layer_plot("colap", label, series)],
         info={
             "languages": languages, "corpus": corpus_info(corpus), "occurrence_cap": "word type per language",
             "k_requested": params.k, "k": k, "warnings": [warning] if warning else [],
@@ -87,14 +84,6 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
             "vectors": {lang: vectors[lang].info for lang in languages},
         },
     )
-
-
-def _languages(spec: str) -> list[str]:
-    """Two or more distinct languages from "en,de,fr"."""
-    languages = [lang.strip() for lang in spec.split(",") if lang.strip()]
-    if len(set(languages)) < 2 or len(set(languages)) != len(languages):
-        raise UserError(f"languages={spec!r}: COLAP needs two or more different languages.", "Use e.g. --set task.languages=en,de,fr.")
-    return languages
 
 
 def _sample_rows(
@@ -122,8 +111,9 @@ TASK = Task(
         description="Percentage of latent concepts (K-means over the word vectors of several languages mixed) in which at least two languages each make up at least 30% of the occurrences, per layer.",
         reference=REFERENCE,
         main_score="colap_max",
-        version="1",
-        needs="hidden_states",
+        version="2",
+        options=OPTIONS,
+        charts=(layer_chart("colap"),),
     ),
     params=Params,
     run=run,

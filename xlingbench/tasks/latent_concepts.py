@@ -1,0 +1,92 @@
+"""What CALIGN (task 4) and COLAP (task 5) share: their parameters, the vectors they cluster,
+the per-layer loop's bookkeeping and their charts (Mousi et al. 2024; docs/tasks.md).
+
+Not a task itself (no ``TASK``): the two task modules build on it so that a change to the
+shared settings (occurrence cap, extraction, layers) is made once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Sequence
+
+from xlingbench.compute.concepts import parse_layers
+from xlingbench.core.errors import UserError
+from xlingbench.core.task import Chart
+from xlingbench.inputs.representations import VECTOR_DTYPE, ExtractionSettings
+
+if TYPE_CHECKING:
+    from xlingbench.inputs.parallel_data import ParallelCorpus
+
+#: the paper both latent-concept tasks follow
+REFERENCE = "Mousi et al. 2024, Exploring Alignment in Shared Cross-lingual Spaces (ACL), arXiv 2405.14535"
+#: the run-wide options both tasks take
+OPTIONS = ("data", "languages", "seed")
+
+
+@dataclass
+class ConceptParams:
+    """Parameters tasks 4 and 5 share (``--set task.<name>=value``); defaults are the paper's."""
+
+    data: str = "gettext"  # parallel data: "gettext" (offline), a directory, a TSV, or hf:<dataset id>@<revision>
+    sentences: int = 0  # use only the first N aligned sentences (0 = all): a quick look, or a test
+    languages: list[str] = field(default_factory=lambda: ["en", "de"])  # CALIGN: source,target; COLAP: two or more
+    k: int = 600
+    max_occurrences: int = 15
+    aggregation: Literal["last", "first", "mean"] = "last"
+    side: Literal["encoder", "decoder"] = "encoder"
+    layers: str = "all"  # "all" or a comma list of layers, 0 = embedding output
+    seed: int = 0
+    max_length: int = 512
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        """Ranges every value must be in before a model loads."""
+        for name in ("k", "max_occurrences", "max_length", "batch_size"):
+            if getattr(self, name) < (2 if name == "k" else 1):
+                raise ValueError(f"{name}={getattr(self, name)} must be at least {2 if name == 'k' else 1}")
+        if self.sentences < 0:
+            raise ValueError(f"sentences={self.sentences} must be 0 (all) or a positive count")
+        if len(set(self.languages)) != len(self.languages) or len(self.languages) < 2:
+            raise ValueError(f"languages={','.join(self.languages)} must name two or more different languages")
+        if self.layers.strip().lower() != "all":
+            parse_layers(self.layers, 10**6)  # the form only; the model's depth is checked once it is known
+
+    def extraction(self) -> ExtractionSettings:
+        """The settings word vectors are extracted with."""
+        return ExtractionSettings(self.aggregation, self.side, self.max_length, self.batch_size)
+
+
+def layers_of(params: ConceptParams, num_layers: int) -> list[int]:
+    """The layers to score, checked against the model's depth."""
+    try:
+        return parse_layers(params.layers, num_layers)
+    except ValueError as err:
+        raise UserError(f"{err}.", "Set --set TASK.layers=all or layers the model has.") from None
+
+
+def vectors_identity(corpus: "ParallelCorpus", params: ConceptParams, languages: Sequence[str]) -> dict[str, Any]:
+    """What determines the word vectors being clustered (the model is added by the cache)."""
+    return {"corpus": corpus.fingerprint, "languages": list(languages), "aggregation": params.aggregation,
+            "side": params.side, "max_length": params.max_length, "dtype": VECTOR_DTYPE}
+
+
+def corpus_info(corpus: "ParallelCorpus") -> dict[str, Any]:
+    """What a result records about its parallel data."""
+    return {"source": corpus.source, "fingerprint": corpus.fingerprint, "word_tokenizer": corpus.word_tokenizer,
+            "dropped_long": corpus.dropped_long, "n_sentences": len(next(iter(corpus.sentences.values()), []))}
+
+
+def shrink_k(n_types: int, requested: int) -> tuple[int, str]:
+    """K for ``n_types`` word types (one concept per 10 types at most), with the warning when shrunk."""
+    from xlingbench.compute.kmeans import choose_k
+
+    try:
+        return choose_k(n_types, requested)
+    except (ValueError, UserError) as err:
+        raise UserError(f"{err}", "Use more parallel sentences (--set TASK.sentences=0 for all) or more languages.") from None
+
+
+def layer_chart(name: str) -> Chart:
+    """The per-layer curve of ``name`` (the step metric the task logs)."""
+    return Chart(name=f"{name}_by_layer", kind="line", metric=name, title=f"{name.upper()} by layer",
+                 xlabel="layer", ylabel=f"{name.upper()} (%)")

@@ -1,0 +1,34 @@
+"""The task registry: every task is a ``TASK`` object named under the ``xlingbench.tasks`` entry
+point group, so a third-party package adds a task by declaring one entry point, with no change
+to xlingbench. Listing names never imports a task module (``xlingbench tasks`` answers at once).
+"""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+from xlingbench.core.errors import UserError, did_you_mean
+from xlingbench.core.task import Task
+
+TASK_GROUP = "xlingbench.tasks"
+#: the built-in tasks in the order of the papers (tasks 1-5); third-party tasks follow by name
+PAPER_ORDER = ("script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap")
+
+
+def task_names() -> list[str]:
+    """Names of every registered task (tasks 1-5 first), without importing them."""
+    names = {ep.name for ep in entry_points(group=TASK_GROUP)}
+    rank = {name: i for i, name in enumerate(PAPER_ORDER)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def load_task(name: str) -> Task:
+    """Import and return the task registered as ``name``."""
+    found = [ep for ep in entry_points(group=TASK_GROUP) if ep.name == name]
+    if not found:
+        raise UserError(f"unknown task '{name}'{did_you_mean(name, task_names())}.",
+                        "Run `xlingbench tasks` to list the tasks.")
+    try:
+        return found[0].load()
+    except ImportError as exc:
+        raise UserError(f"task '{name}' could not be imported ({exc}).",
+                        f"Install the package that provides it ({found[0].value}).") from exc
