@@ -40,8 +40,8 @@ def test_script_scheme_leaves_out_special_tokens() -> None:
     assert labels.tolist() == [None, "Latin", None]
 
 
-def test_unknown_scheme_is_a_user_error() -> None:
-    with pytest.raises(UserError, match="scheme 'unicode'"):
+def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="scheme 'unicode'"):
         label_vocabulary(["a"], "unicode")
 
 

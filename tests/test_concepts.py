@@ -10,6 +10,7 @@ import pytest
 
 from xlingbench.inputs.cache import Cache
 from xlingbench.core.errors import UserError
+from xlingbench.core.params import build
 from xlingbench.inputs.representations import Representations
 from xlingbench.compute.concepts import (
     calign,
@@ -76,7 +77,7 @@ def test_calign_counts_a_word_once_per_target_concept_and_may_align_to_several()
 
 
 def test_calign_rejects_percentages() -> None:
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match="fraction"):
         calign({}, {}, {}, theta_a=80)
 
 
@@ -144,7 +145,7 @@ def test_colap_counts_concepts() -> None:
 
 
 def test_colap_rejects_percentages() -> None:
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError, match="fraction"):
         colap([0], ["en"], theta_o=30)
 
 
@@ -190,7 +191,7 @@ def test_rows_at_and_parse_layers() -> None:
     assert parse_layers("all", 4) == [0, 1, 2, 3]
     assert parse_layers("3, 0", 4) == [0, 3]
     for bad in ("4", "x", ""):
-        with pytest.raises(UserError):
+        with pytest.raises(ValueError):
             parse_layers(bad, 4)
 
 
@@ -230,18 +231,25 @@ def planted_corpus(n_concepts: int = 30, types_per_concept: int = 12, n_sentence
     return corpus, concept_of, centres
 
 
+class PlantedRepresentations(Representations):
+    """Representations whose corpus and word vectors are planted; concepts are clustered and cached for real."""
+
+    def __init__(self, cache: Cache) -> None:
+        super().__init__(SimpleNamespace(model_id="fake", revision="0"), cache)
+        self.planted, self.concept_of, self.centres = planted_corpus()
+
+    def corpus(self, spec, languages, limit=0):
+        return self.planted
+
+    def word_vectors(self, corpus, language, settings):
+        return FakeVectors(corpus.sentences[language], self.concept_of, self.centres, seed=["en", "de"].index(language))
+
+
 @pytest.fixture
-def planted_task(monkeypatch: pytest.MonkeyPatch, tmp_path):
-    """Patch a task module to read the planted corpus and vectors; returns the fake inputs."""
-    corpus, concept_of, centres = planted_corpus()
-
-    def patch(module) -> Representations:
-        monkeypatch.setattr(module, "load_corpus", lambda spec, languages, limit=0: corpus)
-        monkeypatch.setattr(module, "extract_vectors", lambda inputs, corp, languages, params: {
-            lang: FakeVectors(corp.sentences[lang], concept_of, centres, seed=n) for n, lang in enumerate(languages)})
-        return Representations(SimpleNamespace(model_id="fake", revision="0"), Cache(tmp_path / "cache"))
-
-    return patch, corpus
+def planted_task(tmp_path):
+    """The planted representations (a function of the task module, for the tests' shape) and the corpus."""
+    inputs = PlantedRepresentations(Cache(tmp_path / "cache"))
+    return (lambda module: inputs), inputs.planted
 
 
 def test_calign_task_on_planted_concepts(planted_task, tmp_path) -> None:
@@ -258,7 +266,7 @@ def test_calign_task_on_planted_concepts(planted_task, tmp_path) -> None:
     assert curve[1] == 100.0 and curve[0] < 50.0
     assert result.metrics["calign_max"] == 100.0 and result.metrics["calign_max_layer"] == 1.0
     assert result.info["k"] == 30 and result.info["occurrence_cap"] == "word type"
-    assert result.tables["aligned_concepts"] and result.plots[0].kind == "line"
+    assert result.tables["aligned_concepts"] and calign_task.TASK.metadata.charts[0].kind == "line"
     again = calign_task.run(inputs, params)  # cluster labels now come from the cache
     assert again.step_metrics == result.step_metrics
 
@@ -284,8 +292,10 @@ def test_calign_task_errors_on_a_dictionary_without_matching_words(planted_task,
     muse.write_text("g0_0 e0_0\n")  # the wrong direction
     with pytest.raises(UserError, match="no entry"):
         calign_task.run(inputs, calign_task.Params(dictionary=str(muse), layers="1"))
-    with pytest.raises(UserError):
-        calign_task.run(inputs, calign_task.Params(languages="en"))
+    with pytest.raises(UserError, match="two or more"):
+        build("calign", calign_task.Params, {"languages": "en"})
+    with pytest.raises(UserError, match="exactly two"):
+        build("calign", calign_task.Params, {"languages": "en,de,fr"})
 
 
 def test_colap_task_on_planted_concepts(planted_task) -> None:
@@ -297,5 +307,5 @@ def test_colap_task_on_planted_concepts(planted_task) -> None:
     assert curve[1] == 100.0  # every planted concept holds its English and German words alike
     assert result.metrics["colap_max"] == 100.0
     assert result.tables["overlapping_concepts"] and result.info["k"] == 30
-    with pytest.raises(UserError):
-        colap_task.run(inputs, colap_task.Params(languages="en,en"))
+    with pytest.raises(UserError, match="different"):
+        build("colap", colap_task.Params, {"languages": "en,en"})

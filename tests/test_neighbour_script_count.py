@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from xlingbench.core.errors import UserError
+from xlingbench.core.params import build
 from xlingbench.tasks import neighbour_script_count as task
 from xlingbench.compute.neighbours import target_ranks, top_k_neighbours
 from tests.tiny_models import fake_inputs
@@ -96,7 +97,7 @@ def test_sample_is_seeded_and_sized() -> None:
     assert not np.array_equal(first, task.sample_queries(candidates, 0.01, seed=6))
     np.testing.assert_array_equal(task.sample_queries(candidates, 1.0, seed=5), candidates)
     with pytest.raises(UserError, match="sample=0"):
-        task.sample_queries(candidates, 0.0, seed=5)
+        build("neighbour_script_count", task.Params, {"sample": "0"})
 
 
 def test_bootstrap_interval_brackets_the_mean_and_is_seeded() -> None:

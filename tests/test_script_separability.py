@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
 from xlingbench.core.errors import UserError
+from xlingbench.core.params import build
 from xlingbench.tasks import script_separability as task
 from tests.tiny_models import fake_inputs
 
@@ -119,7 +120,7 @@ def test_adapter_reports_every_category(tmp_path: Path) -> None:
     assert result.info["labels"] == "script" and "unidata_version" in result.info
     low, high = result.intervals["accuracy"]
     assert low <= result.metrics["accuracy"] <= high
-    assert [row["category"] for row in result.tables["categories"]] == result.plots[0].x
+    assert [row["category"] for row in result.tables["categories"]] == [k.split("/", 1)[1] for k in result.metrics if k.startswith("accuracy/")]
 
 
 def test_adapter_restricts_to_a_token_list(tmp_path: Path) -> None:
@@ -135,7 +136,7 @@ def test_adapter_restricts_to_a_token_list(tmp_path: Path) -> None:
 def test_missing_token_list_names_the_file(tmp_path: Path) -> None:
     tokens, matrix = scripted_vocabulary()
     with pytest.raises(UserError, match="nowhere.txt"):
-        task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(tokens=str(tmp_path / "nowhere.txt")))
+        build("script_separability", task.Params, {"tokens": str(tmp_path / "nowhere.txt")})
 
 
 def test_too_small_vocabulary_says_how_to_fix(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from xlingbench.core.errors import UserError
+from xlingbench.core.params import build
 from xlingbench.tasks import translation_in_neighbours as task
 from tests.tiny_models import fake_inputs
 
@@ -81,7 +82,7 @@ def write_dictionaries(folder: Path) -> Path:
 def test_adapter_scores_each_pair(tmp_path: Path) -> None:
     folder = write_dictionaries(tmp_path / "dicts")
     inputs = fake_inputs(TOKENS, planted_matrix(), tmp_path / "cache", special_ids=[0])
-    result = task.TASK.run(inputs, task.Params(dictionary=str(folder), ks="1,5"))
+    result = task.TASK.run(inputs, build("t3", task.Params, {"dictionary": str(folder), "ks": "1,5"}))
     m = result.metrics
     assert m["queries/en-de"] == 4
     assert m["hit_at_1/en-de"] == 0.75 and m["hit_at_10/en-de"] == 0.75  # cat -> Katze misses
@@ -90,7 +91,7 @@ def test_adapter_scores_each_pair(tmp_path: Path) -> None:
     assert result.info["pairs_without_queries"] == ["en-fr"]
     assert set(result.info["dictionaries"]) == {"en-de", "en-fr"}
     assert result.params["dictionary"] == str(folder)
-    assert [p.name for p in result.plots] == ["hit_at_1_by_pair", "hit_at_5_by_pair", "hit_at_10_by_pair"]
+    assert {k for k in result.metrics if k.startswith("hit_at_")} >= {"hit_at_1/en-de", "hit_at_5/en-de", "hit_at_10/en-de"}
     shown = {row["query"]: row for row in result.tables["examples"]}
     assert shown["▁water"]["neighbours"].split()[0] == "▁Wasser"
     assert "▁Water" not in shown["▁water"]["neighbours"].split()
@@ -100,7 +101,7 @@ def test_adapter_filters_pairs(tmp_path: Path) -> None:
     folder = write_dictionaries(tmp_path / "dicts")
     inputs = fake_inputs(TOKENS, planted_matrix(), tmp_path / "cache")
     with pytest.raises(UserError, match="no query of en-fr"):
-        task.TASK.run(inputs, task.Params(dictionary=str(folder), pairs="fr"))
+        task.TASK.run(inputs, build("t3", task.Params, {"dictionary": str(folder), "pairs": "fr"}))
 
 
 def test_adapter_default_cldr_dictionary(tmp_path: Path) -> None:
@@ -108,7 +109,7 @@ def test_adapter_default_cldr_dictionary(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     centres = rng.normal(size=(4, 16))
     matrix = np.stack([centres[i // 2] + 0.05 * rng.normal(size=16) for i in range(8)]).astype(np.float32)
-    result = task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(pairs="de"))
+    result = task.TASK.run(fake_inputs(tokens, matrix, tmp_path), build("t3", task.Params, {"pairs": "de"}))
     assert result.metrics["queries/en-de"] == 3
     assert result.metrics["hit_at_1"] == 1.0 and result.metrics["mean_rank"] == 1.0
     assert result.info["dictionaries"]["en-de"]["source"].startswith("cldr")
@@ -117,9 +118,9 @@ def test_adapter_default_cldr_dictionary(tmp_path: Path) -> None:
 @pytest.mark.parametrize("ks", ["1,x", "0,10"])
 def test_bad_ks_is_a_user_error(ks: str) -> None:
     with pytest.raises(UserError, match="ks="):
-        task.parse_ks(ks)
+        build("translation_in_neighbours", task.Params, {"ks": ks})
 
 
 def test_ks_always_hold_the_headline_k() -> None:
-    assert task.parse_ks("50,1") == [1, 10, 50]
-    assert task.parse_ks("") == [10]
+    assert task.hit_ks(build("t3", task.Params, {"ks": "50,1"}).ks) == [1, 10, 50]
+    assert task.hit_ks(build("t3", task.Params, {"ks": ""}).ks) == [10]

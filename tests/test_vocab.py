@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.vocab import build_vocabulary, normalise_token, strip_markers, tokenizer_style
+from xlingbench.compute.surface import strip_markers
+from xlingbench.inputs.vocab import build_vocabulary, normalise_token, tokenizer_style
 from tests.tiny_models import sentencepiece_tokenizer
 
 

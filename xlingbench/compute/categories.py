@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from xlingbench.inputs.vocab import strip_markers
+from xlingbench.compute.surface import strip_markers
 
 SCHEMES = ("paper", "script")
 #: Script values that say nothing about the writing system (UAX #24: Zyyy, Zinh; Zzzz unassigned)

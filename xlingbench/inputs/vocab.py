@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from xlingbench.compute.surface import WORD_START
 from xlingbench.core.errors import UserError
 
-WORD_START = "\u2581"  # ▁
 Style = Literal["sentencepiece", "byte_bpe", "wordpiece"]
 
 
@@ -93,13 +93,6 @@ def normalise_token(token: str, style: Style) -> str:
         data = bytes(_byte_decoder().get(ch, ord(" ")) for ch in token)
         return data.decode("utf-8", errors="replace").replace(" ", WORD_START)
     return token
-
-
-def strip_markers(token: str) -> str:
-    """The token's text without word-boundary markers (▁, Ġ, ##)."""
-    if token.startswith("##"):
-        token = token[2:]
-    return token.replace(WORD_START, "").replace("\u0120", "")
 
 
 @lru_cache(maxsize=1)

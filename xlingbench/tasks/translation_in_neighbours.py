@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.vocab import WORD_START, strip_markers
+from xlingbench.compute.surface import WORD_START, strip_markers
 from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
 from xlingbench.compute.neighbours import target_ranks, top_k_neighbours
 
