@@ -20,9 +20,10 @@ ROOT_NAMES_ALLOWED = {"__version__"}
 
 
 def layer_of(module: str) -> int | None:
-    """Layer index of ``xlingbench.<layer>...``; None for the package root."""
+    """Layer index of ``xlingbench.<layer>...``; None for the package root and its entry points
+    (``xlingbench/__main__.py``), which sit above every layer."""
     parts = module.split(".")
-    if parts[0] != "xlingbench" or len(parts) == 1:
+    if parts[0] != "xlingbench" or len(parts) == 1 or (len(parts) == 2 and parts[1] not in LAYERS):
         return None
     return LAYERS.index(parts[1])
 

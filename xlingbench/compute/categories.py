@@ -1,6 +1,6 @@
 """Token categories: which writing system (or character class) a vocabulary entry belongs to.
 
-Tasks 1 and 2 need a label per token. Two schemes (METHODS.md, "Token categories"):
+Tasks 1 and 2 need a label per token. Two schemes (docs/tasks.md, "Token categories"):
 
 - ``paper`` reproduces the published code (hyperpolyglot ``scripts/vocab_categories.py``): a
   letter's category is the first word of its Unicode character name (``LATIN``, ``CJK``,

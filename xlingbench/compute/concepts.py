@@ -2,7 +2,7 @@
 
 Concepts are K-means clusters of word occurrences (Mousi et al. 2024, "Exploring Alignment in
 Shared Cross-lingual Spaces"); a concept is the *set of word types* of its occurrences. The
-metrics follow docs/METHODS.md, not the published scripts, which (1) report K as the number of
+metrics follow docs/tasks.md, not the published scripts, which (1) report K as the number of
 aligned concepts, because every source concept gets an entry whether or not it aligned, (2) test
 concept sizes one-sided (source/target > 0.6 lets a tiny target match a large source) and with
 strict inequalities where the paper says "at least", and (3) for COLAP compare a string with an

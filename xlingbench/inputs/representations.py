@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from xlingbench.inputs.sources import ModelSource
     from xlingbench.inputs.word_vectors import WordVectors
 
-#: word vectors are stored on disk as float16 (METHODS.md: arrays, not JSON)
+#: word vectors are stored on disk as float16 (docs/tasks.md: arrays, not JSON)
 VECTOR_DTYPE = "float16"
 
 

@@ -22,11 +22,10 @@ Style = Literal["sentencepiece", "byte_bpe", "wordpiece"]
 
 @dataclass
 class Vocabulary:
-    """A model's vocabulary: normalised strings, raw strings and embedding rows, by token id."""
+    """A model's vocabulary: normalised strings and embedding rows, by token id."""
 
     model_id: str
     tokens: list[str]
-    raw_tokens: list[str]
     embeddings: np.ndarray
     special_ids: frozenset[int]
     style: Style
@@ -42,13 +41,6 @@ class Vocabulary:
             norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
             self._unit = (self.embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
         return self._unit
-
-    def ids_of(self) -> dict[str, int]:
-        """Normalised string -> token id (the lowest id where a string occurs twice)."""
-        index: dict[str, int] = {}
-        for i, tok in enumerate(self.tokens):
-            index.setdefault(tok, i)
-        return index
 
 
 def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocabulary:
@@ -69,7 +61,7 @@ def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocab
     special = frozenset(int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < n_tokens)
     tokens = [t if i in special else normalise_token(t, style) for i, t in enumerate(raw)]
     embeddings = np.ascontiguousarray(matrix[:n_tokens], dtype=np.float32)
-    return Vocabulary(model_id, tokens, raw, embeddings, special, style)
+    return Vocabulary(model_id, tokens, embeddings, special, style)
 
 
 def tokenizer_style(tokenizer: Any) -> Style:

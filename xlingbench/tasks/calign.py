@@ -1,5 +1,5 @@
 """Task 4, CALIGN: how many latent concepts of language s have a translation-equivalent concept
-in language t, per layer (Mousi et al. 2024; docs/METHODS.md "Task 4").
+in language t, per layer (Mousi et al. 2024; docs/tasks.md, task 4).
 
 Headline: ``calign_max``, the peak of the per-layer curve. The paper reports CALIGN as "up to
 42% of concepts" — the best layer — and its finding is that alignment grows with depth and
@@ -111,6 +111,7 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         step_metrics={"calign": series},
         tables=tables,
         info={
+            "inputs": {"corpus": corpus.fingerprint, "dictionary": dictionary.info["sha256"]},
             "pair": pair, "corpus": corpus_info(corpus), "dictionary": dictionary.info, "occurrence_cap": cap_unit,
             "k_requested": params.k, "k": k, "warnings": warnings,
             "occurrences": {lang: len(words[lang]) for lang in words}, "types": {lang: len(set(words[lang])) for lang in words},

@@ -1,6 +1,6 @@
 """Task 5, COLAP: how many latent concepts, discovered on the sentences of several languages
 mixed together, hold at least two languages in substantial shares, per layer (Mousi et al.
-2024; docs/METHODS.md "Task 5").
+2024; docs/tasks.md, task 5).
 
 Headline: ``colap_max``, the peak of the per-layer curve, for the same reason as CALIGN's (the
 paper quotes per-layer curves by their high points and discusses where overlap falls off in the
@@ -78,6 +78,7 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         step_metrics={"colap": series},
         tables={"per_layer": per_layer, "overlapping_concepts": samples},
         info={
+            "inputs": {"corpus": corpus.fingerprint},
             "languages": languages, "corpus": corpus_info(corpus), "occurrence_cap": "word type per language",
             "k_requested": params.k, "k": k, "warnings": [warning] if warning else [],
             "occurrences": {lang: len(rows[lang]) for lang in languages}, "types": n_types,

@@ -1,4 +1,4 @@
-"""Task 2 — neighbour script count (Wen-Yi & Mimno 2023, section 5; METHODS.md "Task 2").
+"""Task 2 — neighbour script count (Wen-Yi & Mimno 2023, section 5; docs/tasks.md, task 2).
 
 How many token categories share a token's neighbourhood? For each query token: itself plus its
 ``neighbours`` (50) nearest other tokens by exact cosine similarity over the whole vocabulary,

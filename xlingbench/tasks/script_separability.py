@@ -1,4 +1,4 @@
-"""Task 1 — script separability (Wen-Yi & Mimno 2023, section 4; METHODS.md "Task 1").
+"""Task 1 — script separability (Wen-Yi & Mimno 2023, section 4; docs/tasks.md, task 1).
 
 How linearly separable is each token category from all the others in the input embeddings?
 For each category with at least ``min_tokens`` tokens: category vs rest, the larger side
@@ -20,6 +20,7 @@ uncertainty; it is a yardstick for regression gating, not a confidence interval 
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -165,8 +166,8 @@ def run(inputs, params: Params) -> TaskResult:
     """Adapter: labels and unit rows from ``inputs`` -> :func:`separability` -> TaskResult."""
     vocab = inputs.vocabulary
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
-    ids = (restrict_to(vocab.tokens, read_token_list(params.tokens), params.tokens)
-           if params.tokens else np.arange(len(vocab)))
+    listed = read_token_list(params.tokens) if params.tokens else None
+    ids = restrict_to(vocab.tokens, listed, params.tokens) if listed else np.arange(len(vocab))
     found = separability(
         vocab.unit_embeddings[ids], labels[ids], seed=params.seed, min_tokens=params.min_tokens, folds=params.folds
     )
@@ -175,7 +176,8 @@ def run(inputs, params: Params) -> TaskResult:
             f"no {params.labels} category of {inputs.model_id} has {params.min_tokens} or more tokens.",
             "Lower script_separability.min_tokens, or score a larger token list.",
         )
-    info = {"labels": params.labels, **unicode_versions(), "tokens_scored": len(ids),
+    fingerprints = {"tokens": hashlib.sha256("\n".join(listed).encode()).hexdigest()} if listed else {}
+    info = {"labels": params.labels, **unicode_versions(), "tokens_scored": len(ids), "inputs": fingerprints,
             "unlabelled_tokens": int(sum(label is None for label in labels[ids])),
             "categories_below_min_tokens": found.too_small,
             "undersampling": "numpy RandomState(seed).choice, as imblearn RandomUnderSampler(random_state=seed)",

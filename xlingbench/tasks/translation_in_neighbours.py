@@ -1,7 +1,7 @@
-"""Task 3 — translation in neighbours (after Wen-Yi & Mimno 2023, section 5; METHODS.md "Task 3").
+"""Task 3 — translation in neighbours (after Wen-Yi & Mimno 2023, section 5; docs/tasks.md, task 3).
 
 Are a word's translations among its nearest neighbours in the input embeddings? The paper
-judged this by hand; this is the xlingbench's metric (METHODS.md):
+judged this by hand; this is xlingbench's metric (docs/tasks.md):
 
 - A query is an English dictionary word that is one token of the vocabulary, in its word-start
   form (``▁water``) where the vocabulary has one, else bare (``water``), with at least one
@@ -80,7 +80,7 @@ def build_queries(tokens: Sequence[str], entries: dict[str, list[str]], special_
     """Queries and translation ids of ``entries`` (English word -> translations) in ``tokens``.
 
     With ``match_case=False`` a translation also counts in any capitalisation (MUSE is all
-    lowercase, so ``wasser`` then finds ``▁Wasser``); the default follows METHODS.md.
+    lowercase, so ``wasser`` then finds ``▁Wasser``); the default follows docs/tasks.md.
     """
     ids: dict[str, int] = {}
     folded: dict[str, list[int]] = {}
@@ -153,6 +153,7 @@ def run(inputs, params: Params) -> TaskResult:
     for name in [f"hit_at_{k}" for k in ks] + ["mean_rank"]:
         metrics[name] = float(np.mean([row[name] for row in rows]))
     info = {"dictionaries": {d.pair: d.record() for d in dictionaries}, "pairs_without_queries": empty,
+            "inputs": {f"dictionary/{d.pair}": d.fingerprint for d in dictionaries},
             "rank": "1 + non-skipped tokens strictly more similar; ties favour the translation"}
     return TaskResult(task=TASK.metadata.name, params=asdict(params), metrics=metrics,
                       tables={"pairs": rows, "examples": examples},
@@ -189,7 +190,7 @@ TASK = Task(
         description="Share of English words with a dictionary translation among their k nearest "
         "input-embedding neighbours (exact cosine, own surface variants skipped).",
         reference="Wen-Yi & Mimno 2023, Hyperpolyglot LLMs, EMNLP (arXiv 2311.18034), section 5; "
-        "metric defined in xlingbench METHODS.md",
+        "metric defined in xlingbench docs/tasks.md",
         main_score="hit_at_10",
         version="2",
         options=("dictionary", "seed"),
