@@ -4,12 +4,18 @@ Why through the sink: the leaderboard and the gate read what the sink writes, so
 change of layout on either side fails these tests instead of passing against a hand copy.
 Shared by tests/test_leaderboard.py, test_gating.py, test_browser.py, test_tracking_server.py
 and benchmarks/bench_leaderboard.py.
+
+:data:`PLUGIN` is a task the leaderboard has never heard of, as a third-party package would
+ship it; :func:`install_plugin` registers it under the ``xlingbench.tasks`` entry point group
+the way pip would (a ``.dist-info`` folder on ``sys.path``), so the leaderboard finds it only
+through the task registry.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
-from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
+from xlingbench.core.task import Chart, ModelRevision, Outcome, Task, TaskMetadata, TaskResult
 from xlingbench.sinks import SinkSettings
 from xlingbench.sinks.mlflow_sink import MlflowSink
 
@@ -22,7 +28,38 @@ MAIN_SCORES = {
 }
 
 
-def metadata(task: str, higher_is_better: bool = True) -> TaskMetadata:
+PLUGIN_NAME = "zeta_probe"
+#: a plugin's task: a bar chart over ``recall/<language>`` and a line chart of step metric ``probe``
+PLUGIN = Task(
+    metadata=TaskMetadata(
+        name=PLUGIN_NAME, description="a third-party probe", reference="test", main_score="recall", version="3",
+        charts=(Chart("recall_by_language", "bar", "recall", "Probe recall per language", "language", "recall"),
+                Chart("probe_by_layer", "line", "probe", "Probe accuracy by layer", "layer", "probe")),
+    ),
+    params=dict,
+    run=lambda inputs, params: None,
+)
+
+
+def install_plugin(folder: Path) -> Path:
+    """Write a ``.dist-info`` under ``folder`` naming :data:`PLUGIN` as an ``xlingbench.tasks`` entry
+    point; returns ``folder``, to put on ``sys.path``."""
+    info = folder / "zeta_probe_plugin-1.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zeta-probe-plugin\nVersion: 1.0\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text(f"[xlingbench.tasks]\n{PLUGIN_NAME} = tests.mlflow_plant:PLUGIN\n", encoding="utf-8")
+    return folder
+
+
+def plugin_result(score: float, warnings: list[str] | None = None) -> tuple[TaskResult, TaskMetadata]:
+    """The plugin task's result: per-language recall with an interval, a per-layer curve, warnings."""
+    return (result(PLUGIN_NAME, {"recall": score, "recall/en": score + 0.05, "recall/de": score - 0.05, "probe": score},
+                   step_metrics={"probe": [(0, score / 2), (1, score), (2, score / 3)]},
+                   intervals={"recall": (score - 0.02, score + 0.02)}, info={"warnings": warnings or []}),
+            PLUGIN.metadata)
+
+
+def metadata(task: str, higher_is_better: bool | None = True) -> TaskMetadata:
     """Metadata of a planted task: the real task's name and headline key."""
     return TaskMetadata(name=task, description="planted", reference="test", main_score=MAIN_SCORES.get(task, "score"),
                         version="1", higher_is_better=higher_is_better)
@@ -60,10 +97,9 @@ def full_results(score: float) -> list[tuple[TaskResult, TaskMetadata]]:
     return [
         (result("script_separability", {"accuracy": score, "accuracy/LATIN": score + 0.01, "accuracy/CYRILLIC": score - 0.01}),
          metadata("script_separability")),
-        (result("neighbour_script_count", {"mean_count": 1 + score, "std_count": 0.5},
-                intervals={"mean_count": (0.9 + score, 1.1 + score)},
-                tables={"distribution": [{"categories": 1, "queries": 30, "share": 0.6}, {"categories": 2, "queries": 20, "share": 0.4}]}),
-         metadata("neighbour_script_count", higher_is_better=False)),
+        (result("neighbour_script_count", {"mean_count": 1 + score, "std_count": 0.5, "share/1": 0.6, "share/2": 0.4},
+                intervals={"mean_count": (0.9 + score, 1.1 + score)}),
+         metadata("neighbour_script_count", higher_is_better=None)),
         (result("translation_in_neighbours", {"hit_at_10": score / 2, "hit_at_1/en-de": score / 4, "hit_at_10/en-de": score / 2}),
          metadata("translation_in_neighbours")),
         (result("calign", {"calign_max": 100 * score}, step_metrics={"calign": [(0, 10.0), (1, 100 * score), (2, 50.0)]}),

@@ -15,12 +15,13 @@ import pytest
 
 from xlingbench.leaderboard.collect import collect
 from xlingbench.leaderboard.render import slug, write_site
-from tests.mlflow_plant import full_results, model_revision, open_sink, plant
+from tests.mlflow_plant import full_results, model_revision, open_sink, plant, plugin_result
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 EVIL = "<script>alert(1)</script>"
+WARNING = "fewer pairs than asked <b>"
 TIMEOUT_MS = 15_000
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -29,12 +30,14 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A site of three models whose headlines sort differently per column, one with a hostile name."""
+    """A site of three models whose headlines sort differently per column, one with a hostile name;
+    beta's plugin-task run logged a warning."""
     root = tmp_path_factory.mktemp("browser")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     tracker = open_sink(uri)
     for name, score in (("beta", 0.8), ("alpha", 0.6), (EVIL, 0.7)):
-        plant(tracker, model_revision(name, name.encode().hex()[:40].ljust(40, "0")), full_results(score))
+        extra = [plugin_result(score, [WARNING])] if name == "beta" else []
+        plant(tracker, model_revision(name, name.encode().hex()[:40].ljust(40, "0")), full_results(score) + extra)
     write_site(collect(uri), root / "site")
     return root / "site"
 
@@ -111,12 +114,20 @@ def test_hostile_model_name_is_text_and_fires_nothing(page, base_url: str) -> No
     assert page.problems == []
 
 
+def test_warning_text_is_on_hover(page, base_url: str) -> None:
+    page.goto(f"{base_url}/index.html")
+    mark = page.locator("#board .warn")
+    assert mark.count() == 1 and mark.get_attribute("title") == WARNING  # the browser unescaped it: text, not markup
+    assert page.locator("#board b").count() == 0
+    assert page.problems == []
+
+
 def test_detail_page_charts_render(page, base_url: str) -> None:
     page.goto(f"{base_url}/index.html")
     page.get_by_role("link", name="beta", exact=True).click()
     page.wait_for_url(f"**/models/{slug('beta')}.html")
     charts = page.locator("figure svg")
-    assert charts.count() == 4
+    assert charts.count() == 5  # the declared charts with data: four bar charts (no hit_at_50 logged), one line chart
     for i in range(charts.count()):
         box = charts.nth(i).bounding_box()
         assert box is not None and box["width"] > 100 and box["height"] > 100

@@ -39,11 +39,11 @@ def leaderboard(
     Example: xlingbench leaderboard -f markdown -o - >> "$GITHUB_STEP_SUMMARY"
     """
     from xlingbench.leaderboard.collect import collect
-    from xlingbench.leaderboard.render import group, published_numbers, render_markdown, write_site
+    from xlingbench.leaderboard.render import render_markdown, write_site
 
     board = collect(tracking_uri, experiment)
     if fmt is Format.markdown:
-        text = render_markdown(board, published_numbers(group(board)[1]))
+        text = render_markdown(board)
         if str(out) == "-":
             typer.echo(text, nl=False)
             return

@@ -1,17 +1,24 @@
-"""Read MLflow runs into one tidy table: one row per task run, plus the trajectory runs.
+"""Read MLflow runs into one tidy table: one row per task run.
 
 Why one search: a leaderboard over hundreds of runs must not issue a query per run (over
 HTTP that is hundreds of round trips). :func:`collect` issues one ``search_runs`` query over
 all requested experiments, following page tokens; everything else is derived from the tags
-and latest metric values that query returns. Metric *histories* (per-layer curves, checkpoint
-trajectories) are not part of a search result, so :func:`metric_histories` fetches them on
-demand, only for the runs a detail page draws.
+and latest metric values that query returns. Checkpoint trajectories are built from the task
+runs themselves (tags ``xlingbench.step`` and ``xlingbench.config``), not from the sink's
+trajectory run, which holds one series per model whatever the configuration. Metric
+*histories* (per-layer curves) are not part of a search result, so :func:`metric_histories`
+fetches them on demand, only for the step metrics that declared line charts draw.
+
+Like with like: every task run carries its configuration fingerprint (``xlingbench.config``);
+:func:`default_configs` names each task's default configuration, and a rerun replaces an
+earlier run only when both have the same fingerprint (:func:`newest_runs`).
 
 The run layout read here is the one in docs/ARCHITECTURE.md ("MLflow run layout").
 """
 from __future__ import annotations
 
 import difflib
+import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -27,6 +34,8 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 TAG = "xlingbench."
+#: the sink's tag for ``TaskResult.info["warnings"]`` (see mlflow_sink.info_tags)
+WARNINGS = "info.warnings"
 PAGE_SIZE = 1000
 
 
@@ -44,24 +53,20 @@ class TaskRow:
     task: str
     main_score: str
     value: float | None
-    higher_is_better: bool
+    higher_is_better: bool | None  # None: a descriptive headline, no better or worse
+    config: str  # configuration fingerprint; runs compare only when it is equal
+    warnings: tuple[str, ...]
     metrics: dict[str, float]
     run_id: str
     parent_run_id: str
     experiment_id: str
     url: str
     start_time: int
-    artifact_uri: str
 
-
-@dataclass(frozen=True)
-class TrajectoryRun:
-    """The per-model run that holds checkpoint trajectories (metric ``<task>/<metric>``, step = training step)."""
-
-    model: str
-    run_id: str
-    metric_keys: tuple[str, ...]
-    url: str
+    def interval(self) -> tuple[float, float] | None:
+        """The headline's (low, high) where the run logged ``<main_score>_ci_low`` / ``_ci_high``."""
+        low, high = self.metrics.get(f"{self.main_score}_ci_low"), self.metrics.get(f"{self.main_score}_ci_high")
+        return None if low is None or high is None else (low, high)
 
 
 @dataclass
@@ -71,7 +76,6 @@ class Leaderboard:
     tracking_uri: str
     experiments: dict[str, str]  # experiment id -> name
     rows: list[TaskRow] = field(default_factory=list)
-    trajectories: list[TrajectoryRun] = field(default_factory=list)
 
 
 def connect(tracking_uri: str | None) -> tuple[MlflowClient, str]:
@@ -147,18 +151,13 @@ def mlflow_errors(uri: str) -> Iterator[None]:
 
 
 def collect(tracking_uri: str | None = None, experiments: Iterable[str] = ()) -> Leaderboard:
-    """Read every task and trajectory run of the named experiments (default ``xlingbench``)."""
+    """Read every task run of the named experiments (default ``xlingbench``)."""
     client, uri = connect(tracking_uri)
     with mlflow_errors(uri):
         ids = experiment_ids(client, list(experiments) or [DEFAULT_EXPERIMENT])
         runs = search_all(client, list(ids))
     board = Leaderboard(tracking_uri=uri, experiments=ids)
-    for run in runs:
-        role = run.data.tags.get(TAG + "role")
-        if role == "task":
-            board.rows.append(task_row(run, uri))
-        elif role == "trajectory":
-            board.trajectories.append(trajectory_run(run, uri))
+    board.rows.extend(task_row(run, uri) for run in runs if run.data.tags.get(TAG + "role") == "task")
     return board
 
 
@@ -179,25 +178,36 @@ def task_row(run: Run, tracking_uri: str) -> TaskRow:
         task=tags.get(TAG + "task", run.info.run_name or ""),
         main_score=main_score,
         value=metrics.get(main_score),
-        higher_is_better=tags.get(TAG + "higher_is_better", "true").lower() != "false",
+        higher_is_better=direction(tags.get(TAG + "higher_is_better", "true")),
+        config=tags.get(TAG + "config", ""),
+        warnings=warnings(tags.get(WARNINGS, "")),
         metrics=metrics,
         run_id=run.info.run_id,
         parent_run_id=tags.get("mlflow.parentRunId", ""),
         experiment_id=run.info.experiment_id,
         url=run_url(tracking_uri, run.info.experiment_id, run.info.run_id),
         start_time=run.info.start_time or 0,
-        artifact_uri=run.info.artifact_uri or "",
     )
 
 
-def trajectory_run(run: Run, tracking_uri: str) -> TrajectoryRun:
-    """A trajectory run: only its metric keys are known until its histories are fetched."""
-    return TrajectoryRun(
-        model=run.data.tags.get(TAG + "model", run.info.run_name or run.info.run_id),
-        run_id=run.info.run_id,
-        metric_keys=tuple(sorted(run.data.metrics)),
-        url=run_url(tracking_uri, run.info.experiment_id, run.info.run_id),
-    )
+def direction(tag: str) -> bool | None:
+    """The ``xlingbench.higher_is_better`` tag: "false" lower is better, "none" descriptive, else higher."""
+    return {"false": False, "none": None}.get(tag.lower(), True)
+
+
+def warnings(tag: str) -> tuple[str, ...]:
+    """The run's warnings from the sink's ``info.warnings`` tag (a JSON list).
+
+    The sink cuts long tags at 500 characters, which can break the JSON: the text is then
+    shown as it is rather than dropped, since a warning must never disappear silently.
+    """
+    if not tag:
+        return ()
+    try:
+        value = json.loads(tag)
+    except ValueError:
+        return (tag,)
+    return tuple(str(item) for item in value) if isinstance(value, list) else (str(value),)
 
 
 def metric_histories(
@@ -216,11 +226,33 @@ def metric_histories(
         return dict(zip(wanted, pool.map(fetch, wanted)))
 
 
-def latest_per_model_task(rows: Iterable[TaskRow]) -> dict[tuple[str, str, str], TaskRow]:
-    """``(model, revision, task) -> row``, keeping the newest run where a task was run twice."""
-    latest: dict[tuple[str, str, str], TaskRow] = {}
+def newest_runs(rows: Iterable[TaskRow]) -> list[TaskRow]:
+    """The newest run per (model, revision, task, configuration).
+
+    A rerun replaces an earlier run only in the same configuration: a newer run with other
+    parameters is another measurement, not a correction of the first.
+    """
+    latest: dict[tuple[str, str, str, str], TaskRow] = {}
     for row in rows:
-        key = (row.model, row.revision, row.task)
+        key = (row.model, row.revision, row.task, row.config)
         if key not in latest or row.start_time > latest[key].start_time:
             latest[key] = row
-    return latest
+    return list(latest.values())
+
+
+def default_configs(rows: Iterable[TaskRow]) -> dict[str, str]:
+    """``task -> fingerprint`` of its default configuration: the one run by the most models
+    (distinct model names, so a model's many checkpoints count once), ties going to the
+    configuration with the newest run. Simple on purpose: a reader can predict it."""
+    models: dict[tuple[str, str], set[str]] = {}
+    newest: dict[tuple[str, str], int] = {}
+    for row in rows:
+        key = (row.task, row.config)
+        models.setdefault(key, set()).add(row.model)
+        newest[key] = max(newest.get(key, 0), row.start_time)
+    best: dict[str, tuple[tuple[int, int], str]] = {}
+    for (task, config), names in models.items():
+        rank = (len(names), newest[(task, config)])
+        if task not in best or rank > best[task][0]:
+            best[task] = (rank, config)
+    return {task: config for task, (_, config) in best.items()}

@@ -21,7 +21,15 @@ the bad direction (baseline - candidate when higher is better, candidate - basel
 
 Gated metrics: each task's headline (``xlingbench.main_score``), plus every metric a
 ``--tolerance`` pattern names (compare) or every metric listed (check). Direction: the task's
-``xlingbench.higher_is_better`` tag, or ``higher_is_better`` in the expect file.
+``xlingbench.higher_is_better`` tag, or ``higher_is_better`` in the expect file. A descriptive
+task (tag ``none``) has no better or worse, so its metrics are shown, never gated.
+
+Like with like: two runs of a task are compared only when their configuration fingerprints
+(tag ``xlingbench.config``: task version, parameters, data, dtype) are equal; an expect file
+written by ``--write-expect`` pins each task's fingerprint (top-level table ``xlingbench.config``,
+task -> fingerprint; a hand-written file without it is not pinned). When they differ the report
+says so on the task's line (status "config differs") and the gate fails: it cannot vouch for a
+number it could not compare.
 """
 from __future__ import annotations
 
@@ -46,6 +54,10 @@ DEFAULT_TOLERANCE = 0.01
 #: floating-point slack so that a drop of exactly the tolerance passes
 EPSILON = 1e-12
 EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
+#: the expect file's reserved top-level table: task -> configuration fingerprint the values were measured in
+CONFIGS = "xlingbench.config"
+#: statuses that fail the gate (exit 1)
+FAILING = ("REGRESSION", "missing", "config differs")
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,7 @@ class Line:
     baseline: float | None
     candidate: float | None
     rule: str = ""
-    status: str = ""  # "ok" | "improved" | "REGRESSION" | "missing" | ""
+    status: str = ""  # "ok" | "improved" | "REGRESSION" | "missing" | "config differs" | ""
 
 
 @dataclass(frozen=True)
@@ -81,8 +93,8 @@ class Report:
 
     @property
     def regressed(self) -> bool:
-        """Whether any gated metric regressed or went missing."""
-        return any(line.status in ("REGRESSION", "missing") for line in self.lines)
+        """Whether any gated metric regressed, went missing, or could not be compared."""
+        return any(line.status in FAILING for line in self.lines)
 
 
 def judge(expect: Expectation, candidate: float | None, higher_is_better: bool) -> tuple[str, str]:
@@ -190,19 +202,29 @@ def select(client: MlflowClient, selector: str) -> Run:
 # --------------------------------------------------------------------------- compare / check
 
 
+def config_differs(task: str, metric: str, baseline: float | None, candidate: float | None, base: str, cand: str) -> Line:
+    """The report's line for a task whose two runs ran in different configurations: not compared."""
+    rule = f"configuration {base[:12] or 'unknown'} vs {cand[:12] or 'unknown'}: not compared"
+    return Line(task, metric, baseline, candidate, rule, "config differs")
+
+
 def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], patterns: dict[str, float]) -> list[Line]:
-    """Every metric of every task of the baseline, gated where it is a headline or has a tolerance."""
+    """Every metric of every task of the baseline, gated where it is a headline or has a tolerance,
+    when both runs of the task share a configuration (else one line says they cannot be compared)."""
     lines: list[Line] = []
     for task, base in sorted(baseline.items()):
         cand = candidate.get(task)
         if cand is None:
             lines.append(Line(task, base.main_score, base.value, None, "task run present", "missing"))
             continue
+        if cand.config != base.config:
+            lines.append(config_differs(task, base.main_score, base.value, cand.value, base.config, cand.config))
+            continue
         for metric in sorted(set(base.metrics) | set(cand.metrics)):
             value, new = base.metrics.get(metric), cand.metrics.get(metric)
             tolerance = tolerance_for(task, metric, patterns)
-            if value is None or (metric != base.main_score and tolerance is None):
-                lines.append(Line(task, metric, value, new))
+            if value is None or base.higher_is_better is None or (metric != base.main_score and tolerance is None):
+                lines.append(Line(task, metric, value, new, "descriptive" if base.higher_is_better is None else ""))
                 continue
             low, high = base.metrics.get(f"{metric}_ci_low"), base.metrics.get(f"{metric}_ci_high")
             rule, status = judge(Expectation(value, tolerance, low, high), new, base.higher_is_better)
@@ -218,8 +240,9 @@ def compare(baseline: str, candidate: str, tolerances: list[str], tracking_uri: 
     return Report(baseline, candidate, lines)
 
 
-def load_expectations(path: Path) -> dict[str, dict[str, Expectation]]:
-    """Read and validate an expect file (JSON, or TOML by the ``.toml`` suffix)."""
+def load_expectations(path: Path) -> tuple[dict[str, dict[str, Expectation]], dict[str, str]]:
+    """Read and validate an expect file (JSON, or TOML by the ``.toml`` suffix): the expected
+    values, and the configuration each task's values were measured in (where pinned)."""
     try:
         text = path.read_text(encoding="utf-8")
         data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
@@ -228,9 +251,14 @@ def load_expectations(path: Path) -> dict[str, dict[str, Expectation]]:
     except (ValueError, tomllib.TOMLDecodeError) as err:
         raise UserError(f"expect file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}.",
                         "See docs/leaderboard.md for the format, or write one with --write-expect.") from err
+    configs = data.pop(CONFIGS, {}) if isinstance(data, dict) else {}
     if not isinstance(data, dict) or not data:
         raise UserError(f"expect file {path} must map task names to metrics.", 'e.g. {"script_separability": {"accuracy": 0.95}}')
-    return {task: {m: _expectation(path, task, m, e) for m, e in _table(path, task, metrics).items()} for task, metrics in data.items()}
+    if not isinstance(configs, dict) or not all(isinstance(v, str) for v in configs.values()):
+        raise UserError(f"expect file {path}: {CONFIGS} must map task names to fingerprints (strings).",
+                        "Copy them from the runs' xlingbench.config tags, or write the file with --write-expect.")
+    expected = {task: {m: _expectation(path, task, m, e) for m, e in _table(path, task, metrics).items()} for task, metrics in data.items()}
+    return expected, configs
 
 
 def _table(path: Path, task: str, metrics: Any) -> dict[str, Any]:
@@ -264,26 +292,35 @@ def _is_number(value: Any) -> bool:
 
 def check(expect_file: Path, run: str, tracking_uri: str | None = None) -> Report:
     """Compare a run with the expected values of a committed file."""
-    expected = load_expectations(expect_file)
+    expected, configs = load_expectations(expect_file)
     client, uri = connect(tracking_uri)
     rows = resolve(client, uri, run)
-    lines: list[Line] = []
-    for task, metrics in sorted(expected.items()):
-        row = rows.get(task)
-        for metric, expect in sorted(metrics.items()):
-            value = row.metrics.get(metric) if row else None
-            higher = expect.higher_is_better if expect.higher_is_better is not None else (row.higher_is_better if row else True)
-            rule, status = judge(expect, value, higher)
-            lines.append(Line(task, metric, expect.value, value, rule, status))
+    lines = [check_line(task, metric, expect, rows.get(task), configs.get(task))
+             for task, metrics in sorted(expected.items()) for metric, expect in sorted(metrics.items())]
     return Report(str(expect_file), run, lines)
 
 
-def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, dict[str, Any]]]:
-    """The headline of each task run as an expect-file entry (its interval where logged)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+def check_line(task: str, metric: str, expect: Expectation, row: TaskRow | None, config: str | None) -> Line:
+    """One expected metric against the run: not compared when the pinned configuration differs,
+    shown only when no direction is known (a descriptive task, none given in the file)."""
+    value = row.metrics.get(metric) if row else None
+    if row is not None and config is not None and config != row.config:
+        return config_differs(task, metric, expect.value, value, config, row.config)
+    higher = expect.higher_is_better if expect.higher_is_better is not None else (row.higher_is_better if row else True)
+    if higher is None:
+        return Line(task, metric, expect.value, value, "descriptive: give higher_is_better to gate")
+    rule, status = judge(expect, value, higher)
+    return Line(task, metric, expect.value, value, rule, status)
+
+
+def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, Any]]:
+    """The headline of each task run as an expect-file entry (its interval where logged), and each
+    task's configuration under :data:`CONFIGS`; descriptive headlines are left out (never gated)."""
+    out: dict[str, dict[str, Any]] = {}
     for task, row in sorted(rows.items()):
-        if row.value is None:
+        if row.value is None or row.higher_is_better is None:
             continue
+        out.setdefault(CONFIGS, {})[task] = row.config
         entry: dict[str, Any] = {"value": row.value, "higher_is_better": row.higher_is_better}
         low, high = row.metrics.get(f"{row.main_score}_ci_low"), row.metrics.get(f"{row.main_score}_ci_high")
         if low is not None and high is not None:
@@ -300,17 +337,24 @@ def write_expect(path: Path, run: str, tracking_uri: str | None = None) -> int:
     data = expectations_of(resolve(client, uri, run))
     text = to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n"
     path.write_text(text, encoding="utf-8")
-    return len(data)
+    return len(data.get(CONFIGS, {}))
 
 
-def to_toml(data: dict[str, dict[str, dict[str, Any]]]) -> str:
-    """The two-level expect structure as TOML (keys quoted: metric names contain '/')."""
+def to_toml(data: dict[str, dict[str, Any]]) -> str:
+    """The expect structure as TOML (keys quoted: metric names contain '/'): a table of plain
+    values (the configurations) or of tables (a task's metrics) per top-level key."""
     blocks = []
-    for task, metrics in data.items():
-        for metric, entry in metrics.items():
-            body = "\n".join(f"{k} = {json.dumps(v)}" for k, v in sorted(entry.items()))
-            blocks.append(f"[{json.dumps(task)}.{json.dumps(metric)}]\n{body}\n")
+    for name, table in data.items():
+        plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
+        if plain:
+            blocks.append(f"[{json.dumps(name)}]\n{_toml_body(plain)}\n")
+        blocks += [f"[{json.dumps(name)}.{json.dumps(key)}]\n{_toml_body(entry)}\n" for key, entry in table.items() if isinstance(entry, dict)]
     return "\n".join(blocks)
+
+
+def _toml_body(entry: dict[str, Any]) -> str:
+    """``key = value`` lines (JSON scalars are valid TOML for strings, numbers and booleans)."""
+    return "\n".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(entry.items()))
 
 
 def print_report(report: Report, console: Console) -> None:
@@ -321,15 +365,22 @@ def print_report(report: Report, console: Console) -> None:
     table = Table(title=escape(f"baseline {report.baseline}  vs  candidate {report.candidate}"))
     for name in ("task", "metric", "baseline", "candidate", "change", "rule", "status"):
         table.add_column(name, justify="right" if name in ("baseline", "candidate", "change") else "left")
-    styles = {"REGRESSION": "bold red", "missing": "bold red", "improved": "green", "ok": "green"}
+    styles = {"REGRESSION": "bold red", "missing": "bold red", "config differs": "bold red", "improved": "green", "ok": "green"}
     for line in report.lines:
         change = "" if line.baseline is None or line.candidate is None else f"{line.candidate - line.baseline:+.4g}"
         table.add_row(escape(line.task), escape(line.metric), _num(line.baseline), _num(line.candidate), change, line.rule,
                       f"[{styles[line.status]}]{line.status}[/]" if line.status else "")
     console.print(table)
     bad = [f"{line.task}/{line.metric}" for line in report.lines if line.status in ("REGRESSION", "missing")]
+    differs = [line.task for line in report.lines if line.status == "config differs"]
     gated = sum(1 for line in report.lines if line.status)
-    console.print(f"[bold red]REGRESSION[/] in {escape(', '.join(bad))}" if bad else f"[green]ok[/]: {gated} gated metric(s), no regression")
+    if differs:
+        console.print(f"[bold red]cannot compare[/] {escape(', '.join(dict.fromkeys(differs)))}: the runs' configurations "
+                      "(xlingbench.config) differ, so their numbers are not comparable")
+    if bad:
+        console.print(f"[bold red]REGRESSION[/] in {escape(', '.join(bad))}")
+    elif not differs:
+        console.print(f"[green]ok[/]: {gated} gated metric(s), no regression")
 
 
 def _num(value: float | None) -> str:

@@ -2,94 +2,35 @@
 
 The site is self-contained (inline CSS, inline SVG charts, a few lines of vanilla JS for
 sorting; no CDN), so it can be published as a CI artifact or on any static host. Every
-string that came from a run (model names, tags, metric keys, params) goes through
+string that came from a run (model names, tags, metric keys, params, warnings) goes through
 :func:`html.escape`; no run data is ever placed inside a ``<script>`` element.
+
+What goes where is decided in :mod:`xlingbench.leaderboard.view`: this module knows no task by
+name. Every chart is a task's declared :class:`~xlingbench.core.task.Chart`, drawn by the one
+chart system (:mod:`xlingbench.sinks.charts`), as the MLflow sink draws it for a single run.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
-import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from xlingbench.core.errors import UserError
-from xlingbench.leaderboard.collect import (
-    Leaderboard,
-    TaskRow,
-    latest_per_model_task,
-    metric_histories,
-    public_uri,
-)
-from xlingbench.sinks.charts import bar_chart, line_chart
+from xlingbench.leaderboard.collect import Leaderboard, TaskRow, metric_histories, public_uri
+from xlingbench.leaderboard.view import Column, Line, View, build_view
+from xlingbench.sinks.charts import draw, line_chart
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-#: the order of the paper's tasks; any other task follows alphabetically
-TASK_ORDER = ("script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap")
-#: tasks whose headline is logged per layer (step = layer)
-CURVE_TASKS = ("calign", "colap")
-#: the neighbour-count distribution as neighbour_script_count logs it (columns categories, queries, share)
-COUNT_TABLE = "tables/distribution.csv"
-HIT_AT = re.compile(r"^hit_at_(\d+)/(.+)$")
 SIZE = re.compile(r"^\s*([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ModelRevision:
-    """One line of the leaderboard: a model at one revision (checkpoint), with its task runs."""
-
-    model: str
-    revision: str
-    family: str
-    size: str
-    step: int | None
-    tasks: dict[str, TaskRow]
-
-
-def group(board: Leaderboard) -> tuple[list[ModelRevision], list[str]]:
-    """Leaderboard lines (sorted by model, then step) and the task columns (paper order first)."""
-    lines: dict[tuple[str, str], dict[str, TaskRow]] = {}
-    for (model, revision, task), row in latest_per_model_task(board.rows).items():
-        lines.setdefault((model, revision), {})[task] = row
-    models = [
-        ModelRevision(model, revision, first.family, first.size, first.step, tasks)
-        for (model, revision), tasks in lines.items()
-        for first in [next(iter(tasks.values()))]
-    ]
-    models.sort(key=lambda m: (m.model, m.step if m.step is not None else -1, m.revision))
-    seen = {task for m in models for task in m.tasks}
-    columns = [t for t in TASK_ORDER if t in seen] + sorted(seen - set(TASK_ORDER))
-    return models, columns
-
-
-def published_numbers(tasks: Iterable[str]) -> dict[str, dict[str, float]]:
-    """``task -> {registry model name: published headline}`` from each task's TaskMetadata.
-
-    Only the tasks on the board are imported (through the task registry's entry points); a
-    task that cannot be imported simply has no published numbers, and the board still renders.
-    """
-    from xlingbench.tasks.registry import load_task, task_names
-
-    wanted = set(tasks)
-    found: dict[str, dict[str, float]] = {}
-    for name in (n for n in task_names() if n in wanted):
-        try:
-            published = load_task(name).metadata.published
-        except UserError:
-            continue
-        if published:
-            found[name] = dict(published)
-    return found
+#: how many characters of a configuration fingerprint are shown (the full one is the tooltip)
+SHORT = 8
+#: (run id, step metric) -> [(step, value), ...]
+Histories = dict[tuple[str, str], list[tuple[int, float]]]
 
 
 def fmt(value: float | None) -> str:
@@ -115,18 +56,21 @@ def slug(model: str) -> str:
     return f"{readable}-{hashlib.sha1(model.encode()).hexdigest()[:8]}"
 
 
-def arrow(higher_is_better: bool) -> str:
-    """The direction marker shown next to a headline name."""
-    return "↑" if higher_is_better else "↓"
+def head(column: Column) -> str:
+    """``"main_score ↑"``; a descriptive headline (no better or worse) gets no arrow."""
+    arrow = {True: " ↑", False: " ↓", None: ""}[column.higher_is_better]
+    return column.main_score + arrow
 
 
-def column_heads(models: list[ModelRevision], columns: list[str]) -> dict[str, str]:
-    """``task -> "main_score ↑"`` from the first run of each task."""
-    heads: dict[str, str] = {}
-    for m in models:
-        for task, row in m.tasks.items():
-            heads.setdefault(task, f"{row.main_score} {arrow(row.higher_is_better)}")
-    return {task: heads[task] for task in columns}
+def interval_text(row: TaskRow) -> str:
+    """``"[low, high]"`` where the run logged an interval for its headline, else empty."""
+    bounds = row.interval()
+    return "" if bounds is None else f"[{fmt(bounds[0])}, {fmt(bounds[1])}]"
+
+
+def short(config: str) -> str:
+    """A fingerprint as shown in tables ("unknown" for runs logged without one)."""
+    return config[:SHORT] or "unknown"
 
 
 # --------------------------------------------------------------------------- Markdown
@@ -137,25 +81,40 @@ def md(text: str) -> str:
     return escape(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(board: Leaderboard, published: dict[str, dict[str, float]]) -> str:
-    """The models x tasks table as GitHub-flavoured Markdown (for ``$GITHUB_STEP_SUMMARY``)."""
-    models, columns = group(board)
-    heads = column_heads(models, columns)
-    header = ["Model", "Family", "Size", "Revision", "Step"] + [f"{t} ({heads[t]})" for t in columns]
-    lines = ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
-    for m in models:
+def md_score(row: TaskRow | None, paper: float | None) -> str:
+    """A Markdown cell: the headline linked to its run, its interval, ⚠ for warnings, the paper's number."""
+    text = md(fmt(row.value)) if row else ""
+    if row and row.url and text:
+        text = f"[{text}]({row.url})"
+    if row and row.interval():
+        text += f" {md(interval_text(row))}"
+    if row and row.warnings:
+        text += " ⚠"
+    return text + (f" (paper {fmt(paper)})" if paper is not None else "")
+
+
+def render_markdown(board: Leaderboard) -> str:
+    """The models x tasks table (default configurations) as GitHub-flavoured Markdown, then the
+    runs of other configurations and the warnings (for ``$GITHUB_STEP_SUMMARY``)."""
+    view = build_view(board)
+    header = ["Model", "Family", "Size", "Revision", "Step"] + [f"{c.task} ({head(c)})" for c in view.columns]
+    out = ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
+    for m in view.lines:
         cells = [md(m.model), md(m.family), md(m.size), md(m.revision[:12]), "" if m.step is None else str(m.step)]
-        for task in columns:
-            row = m.tasks.get(task)
-            value = md(fmt(row.value)) if row else ""
-            if row and row.url and value:
-                value = f"[{value}]({row.url})"
-            paper = published.get(task, {}).get(m.model)
-            cells.append(value + (f" (paper {fmt(paper)})" if paper is not None else ""))
-        lines.append("| " + " | ".join(cells) + " |")
-    if not models:
-        lines.append("| " + " | ".join(["no runs"] + [""] * (len(header) - 1)) + " |")
-    return "\n".join(lines) + "\n"
+        cells += [md_score(m.tasks.get(c.task), c.published.get(m.model)) for c in view.columns]
+        out.append("| " + " | ".join(cells) + " |")
+    if not view.lines:
+        out.append("| " + " | ".join(["no runs"] + [""] * (len(header) - 1)) + " |")
+    if view.others:
+        out += ["", "**Other configurations** (not comparable with the table above)", "",
+                "| Task | Configuration | Model | Revision | Step | Headline |", "|---|---|---|---|---|---|"]
+        out += [f"| {md(r.task)} | {md(short(r.config))} | {md(r.model)} | {md(r.revision[:12])} | "
+                f"{'' if r.step is None else r.step} | {md_score(r, None)} |" for r in view.others]
+    warned = [r for r in view.runs if r.warnings]
+    if warned:
+        out += ["", "**Warnings** (⚠)", ""]
+        out += [f"- {md(r.model)}@{md(r.revision[:12])} {md(r.task)}: {md('; '.join(r.warnings))}" for r in warned]
+    return "\n".join(out) + "\n"
 
 
 # --------------------------------------------------------------------------- HTML
@@ -166,6 +125,7 @@ table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding
 th.sortable{cursor:pointer;background:#f4f4f4;user-select:none}
 th[aria-sort=ascending]::after{content:" ▲"}th[aria-sort=descending]::after{content:" ▼"}
 td.num{text-align:right;font-variant-numeric:tabular-nums}.paper{color:#777;font-size:.85em}
+.ci{color:#555;font-size:.85em}.warn{color:#b35900;cursor:help}.other{font-size:.8em}
 small{color:#555}figure{display:inline-block;margin:.5rem}code{font-size:.9em}
 """
 
@@ -213,67 +173,97 @@ def link(text: str, url: str, title: str = "") -> str:
     return f'<a href="{escape(url)}"{tip}>{escape(text)}</a>'
 
 
-def score_cell(row: TaskRow | None, paper: float | None) -> str:
-    """One task cell: our headline (linked to its MLflow run) and the paper's number beside it."""
+def marks(row: TaskRow) -> str:
+    """The headline's interval and a ⚠ whose tooltip is the run's warnings."""
+    text = interval_text(row)
+    html = f' <span class="ci" title="interval logged by the run">{escape(text)}</span>' if text else ""
+    if row.warnings:
+        tip = escape("\n".join(row.warnings))
+        html += f' <span class="warn" title="{tip}" aria-label="warnings: {tip}">⚠</span>'
+    return html
+
+
+def score_cell(row: TaskRow | None, paper: float | None, others: int) -> str:
+    """One task cell: our headline (linked to its run) with its marks, the paper's number, and a
+    pointer to the runs of other configurations, which are never shown in this cell."""
     paper_html = f' <span class="paper">paper {escape(fmt(paper))}</span>' if paper is not None else ""
+    other_html = (f' <a class="other" href="#other-configurations" title="also run in {others} other '
+                  f'configuration(s), listed below">+{others}</a>') if others else ""
     if row is None or row.value is None:
-        return f'<td class="num" data-sort="">{paper_html}</td>'
+        return f'<td class="num" data-sort="">{paper_html}{other_html}</td>'
     ours = link(fmt(row.value), row.url, f"run {row.run_id}")
-    return f'<td class="num" data-sort="{row.value!r}">{ours}{paper_html}</td>'
+    return f'<td class="num" data-sort="{row.value!r}">{ours}{marks(row)}{paper_html}{other_html}</td>'
 
 
-def index_html(board: Leaderboard, published: dict[str, dict[str, float]]) -> str:
-    """The front page: the sortable models x tasks table and the published reference numbers."""
-    models, columns = group(board)
-    heads = column_heads(models, columns)
-    th = '<th class="sortable" tabindex="0" data-type="{kind}">{label}</th>'
-    header = "".join(th.format(kind="text", label=h) for h in ("Model", "Family")) + th.format(
-        kind="number", label="Size"
-    ) + th.format(kind="text", label="Revision") + th.format(kind="number", label="Step")
-    header += "".join(
-        th.format(kind="number", label=f"{escape(t)}<br><small>{escape(heads[t])}</small>") for t in columns
-    )
-    body_rows = []
-    for m in models:
-        cells = [
-            f'<td><a href="models/{slug(m.model)}.html">{escape(m.model)}</a></td>',
-            f"<td>{escape(m.family)}</td>",
-            f'<td data-sort="{escape(size_key(m.size))}">{escape(m.size)}</td>',
-            f'<td title="{escape(m.revision)}"><code>{escape(m.revision[:12])}</code></td>',
-            f'<td class="num" data-sort="{"" if m.step is None else m.step}">{"" if m.step is None else m.step}</td>',
-        ]
-        cells += [score_cell(m.tasks.get(t), published.get(t, {}).get(m.model)) for t in columns]
-        body_rows.append("<tr>" + "".join(cells) + "</tr>")
+def header_cells(view: View) -> str:
+    """The sortable header: model fields, then one column per task with its headline and default configuration."""
+    th = '<th class="sortable" tabindex="0" data-type="{kind}"{tip}>{label}</th>'
+    fields = (("Model", "text"), ("Family", "text"), ("Size", "number"), ("Revision", "text"), ("Step", "number"))
+    cells = [th.format(kind=kind, tip="", label=label) for label, kind in fields]
+    cells += [th.format(kind="number", tip=f' title="default configuration {escape(c.default)}"',
+                        label=f"{escape(c.task)}<br><small>{escape(head(c))}</small>") for c in view.columns]
+    return "".join(cells)
+
+
+def board_row(view: View, m: Line) -> str:
+    """One table row: the model revision's fields and its default-configuration headlines."""
+    step = "" if m.step is None else str(m.step)
+    cells = [
+        f'<td><a href="models/{slug(m.model)}.html">{escape(m.model)}</a></td>',
+        f"<td>{escape(m.family)}</td>",
+        f'<td data-sort="{escape(size_key(m.size))}">{escape(m.size)}</td>',
+        f'<td title="{escape(m.revision)}"><code>{escape(m.revision[:12])}</code></td>',
+        f'<td class="num" data-sort="{step}">{step}</td>',
+    ]
+    cells += [score_cell(m.tasks.get(c.task), c.published.get(m.model), len(view.others_of(m, c.task))) for c in view.columns]
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def index_html(board: Leaderboard, view: View) -> str:
+    """The front page: the sortable table, the other configurations and the published numbers."""
     sources = ", ".join(escape(name) for name in board.experiments.values())
     body = (
         "<h1>xlingbench leaderboard</h1>"
-        f"<p>{len(models)} model revisions, {len(board.rows)} task runs from <code>{escape(public_uri(board.tracking_uri))}</code> "
-        f"(experiments: {sources}). Click a column header to sort; ↑ higher is better, ↓ lower is better.</p>"
-        f'<table class="board" id="board"><thead><tr>{header}</tr></thead><tbody>{"".join(body_rows)}</tbody></table>'
-        + trajectory_links(board)
-        + published_table(published)
+        f"<p>{len(view.lines)} model revisions, {len(board.rows)} task runs from <code>{escape(public_uri(board.tracking_uri))}</code> "
+        f"(experiments: {sources}). Click a column header to sort; ↑ higher is better, ↓ lower is better, no arrow: "
+        "descriptive. [low, high]: the run's interval; ⚠: the run logged warnings (hover to read them). Each column shows "
+        "its task's default configuration: the one most models were run in.</p>"
+        f'<table class="board" id="board"><thead><tr>{header_cells(view)}</tr></thead>'
+        f'<tbody>{"".join(board_row(view, m) for m in view.lines)}</tbody></table>'
+        + other_configurations(view)
+        + published_table(view.columns)
     )
     return page("xlingbench leaderboard", body, SORT_SCRIPT)
 
 
-def trajectory_links(board: Leaderboard) -> str:
-    """Links to the pages of models with checkpoint trajectories (some have no task runs)."""
-    models = sorted({t.model for t in board.trajectories})
-    if not models:
-        return ""
-    items = "".join(f'<li><a href="models/{slug(m)}.html">{escape(m)}</a></li>' for m in models)
-    return f"<h2>Checkpoint trajectories</h2><ul>{items}</ul>"
-
-
-def published_table(published: dict[str, dict[str, float]]) -> str:
-    """The papers' headline numbers, for reference even where we have no run of that model."""
-    if not published:
+def other_configurations(view: View) -> str:
+    """Runs in another configuration than their task's default: listed apart, never compared."""
+    if not view.others:
         return ""
     rows = "".join(
-        f'<tr><td>{escape(task)}</td><td>{escape(model)}</td><td class="num">{escape(fmt(value))}</td></tr>'
-        for task, numbers in published.items()
-        for model, value in sorted(numbers.items())
+        f'<tr><td>{escape(r.task)}</td><td title="{escape(r.config)}"><code>{escape(short(r.config))}</code></td>'
+        f'<td><a href="models/{slug(r.model)}.html">{escape(r.model)}</a></td><td><code>{escape(r.revision[:12])}</code></td>'
+        f'<td class="num">{"" if r.step is None else r.step}</td>{score_cell(r, None, 0)}</tr>'
+        for r in view.others
     )
+    return (
+        '<h2 id="other-configurations">Other configurations</h2><p>Runs whose configuration (task version, '
+        "parameters, data, dtype: tag <code>xlingbench.config</code>) differs from their task's default. "
+        "Their numbers are not comparable with the table above.</p>"
+        "<table><thead><tr><th>Task</th><th>Configuration</th><th>Model</th><th>Revision</th><th>Step</th>"
+        f"<th>Headline</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def published_table(columns: list[Column]) -> str:
+    """The papers' headline numbers, for reference even where we have no run of that model."""
+    rows = "".join(
+        f'<tr><td>{escape(c.task)}</td><td>{escape(model)}</td><td class="num">{escape(fmt(value))}</td></tr>'
+        for c in columns
+        for model, value in sorted(c.published.items())
+    )
+    if not rows:
+        return ""
     return (
         "<h2>Published numbers</h2><p>From the papers (see docs/tasks.md); shown beside ours where the model name matches.</p>"
         f"<table><thead><tr><th>Task</th><th>Model</th><th>Published</th></tr></thead><tbody>{rows}</tbody></table>"
@@ -283,113 +273,43 @@ def published_table(published: dict[str, dict[str, float]]) -> str:
 # --------------------------------------------------------------------------- detail pages
 
 
-@dataclass(frozen=True)
-class Extras:
-    """What detail pages need beyond the search result: metric histories and count tables."""
-
-    histories: dict[tuple[str, str], list[tuple[int, float]]]
-    counts: dict[str, list[tuple[str, float]]]
+def line_metrics(view: View) -> list[tuple[str, str]]:
+    """``(run id, step metric)`` for every declared line chart a detail page draws (histories are one request each)."""
+    wanted = {c.task: [chart.metric for chart in c.charts if chart.kind == "line"] for c in view.columns}
+    return [(r.run_id, metric) for r in view.runs for metric in wanted[r.task] if metric in r.metrics]
 
 
-def curve_key(row: TaskRow) -> str:
-    """The per-layer metric of a CALIGN/COLAP run: the metric named after the task, else the headline."""
-    return row.task if row.task in row.metrics else row.main_score
+def run_charts(row: TaskRow, column: Column, histories: Histories) -> list[str]:
+    """The task's declared charts over one run, from its metrics and step-metric histories."""
+    steps = {chart.metric: histories.get((row.run_id, chart.metric), []) for chart in column.charts if chart.kind == "line"}
+    label = f"{row.model}@{row.revision[:12]}"
+    return [svg for chart in column.charts if (svg := draw(chart, {label: (row.metrics, steps)})) is not None]
 
 
-def fetch_extras(client: MlflowClient, board: Leaderboard) -> Extras:
-    """Fetch the histories (per-layer curves, trajectories) and count tables the pages draw."""
-    rows = latest_per_model_task(board.rows).values()
-    wanted = [(r.run_id, curve_key(r)) for r in rows if r.task in CURVE_TASKS and curve_key(r) in r.metrics]
-    wanted += [(t.run_id, key) for t in board.trajectories for key in t.metric_keys]
-    counted = [r for r in rows if r.task == "neighbour_script_count" and r.artifact_uri]
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        tables = pool.map(lambda r: count_table(r.artifact_uri, board.tracking_uri), counted)
-        counts = {r.run_id: table for r, table in zip(counted, tables)}
-    return Extras(histories=metric_histories(client, wanted) if wanted else {}, counts=counts)
+def trajectory_points(rows: list[TaskRow], task: str) -> dict[tuple[str, int], float]:
+    """``(configuration, step) -> headline`` of the newest run: one point per step and configuration."""
+    newest: dict[tuple[str, int], tuple[int, float]] = {}
+    for row in rows:
+        if row.task == task and row.step is not None and row.value is not None:
+            key = (row.config, row.step)
+            newest[key] = max(newest.get(key, (-1, 0.0)), (row.start_time, row.value))
+    return {key: value for key, (_, value) in newest.items()}
 
 
-def count_table(artifact_uri: str, tracking_uri: str) -> list[tuple[str, float]]:
-    """``(distinct categories, queries)`` from a run's distribution table artifact; empty when absent.
-
-    Downloads by the run's artifact URI (known from the search) rather than by run id, which
-    would cost MLflow a run lookup per table.
-    """
-    from mlflow.artifacts import download_artifacts
-    from mlflow.exceptions import MlflowException
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = download_artifacts(artifact_uri=f"{artifact_uri}/{COUNT_TABLE}", dst_path=tmp, tracking_uri=tracking_uri)
-            with open(path, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except (MlflowException, OSError):
-            return []
-    return [(r.get("categories") or "", float(r["queries"])) for r in rows if _is_number(r.get("queries") or "")]
-
-
-def _is_number(text: str) -> bool:
-    """Whether a CSV cell parses as a float."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def charts(row: TaskRow, extras: Extras) -> list[str]:
-    """The SVG charts for one task run, from its metrics, count table or per-layer history."""
+def trajectory_charts(rows: list[TaskRow], columns: list[Column]) -> list[str]:
+    """Per task, the headline against the training step, one line per configuration (the default
+    first), for a model with at least two checkpoints of that task."""
     out: list[str] = []
-    accuracy = {k.split("/", 1)[1]: v for k, v in row.metrics.items()
-                if k.startswith("accuracy/") and not k.endswith(("_ci_low", "_ci_high"))}
-    if accuracy:
-        out.append(bar_chart("Accuracy per category", list(accuracy), {"accuracy": list(accuracy.values())}, "category", "accuracy"))
-    out.extend(count_charts(row, extras))
-    out.extend(hit_chart(row))
-    history = extras.histories.get((row.run_id, curve_key(row)))
-    if row.task in CURVE_TASKS and history:
-        out.append(line_chart(f"{row.task} per layer", {curve_key(row): [(float(s), v) for s, v in history]}, "layer", "%"))
+    for column in columns:
+        points = trajectory_points(rows, column.task)
+        if len({step for _, step in points}) < 2:
+            continue
+        series: dict[str, list[tuple[float, float]]] = {}
+        for (config, step), value in sorted(points.items(), key=lambda item: (item[0][0] != column.default, item[0])):
+            name = f"configuration {short(config)}" + (" (default)" if config == column.default else "")
+            series.setdefault(name, []).append((float(step), value))
+        out.append(line_chart(f"{column.task} over training", series, "training step", column.main_score))
     return out
-
-
-def count_charts(row: TaskRow, extras: Extras) -> list[str]:
-    """The neighbour-count distribution from its table artifact, else the summary metrics (``*_count``)."""
-    if row.task != "neighbour_script_count":
-        return []
-    counts = extras.counts.get(row.run_id)
-    if counts:
-        return [bar_chart("Distinct categories among a token and its neighbours", [c for c, _ in counts],
-                          {"queries": [v for _, v in counts]}, "distinct categories", "queries")]
-    summary = {k: v for k, v in sorted(row.metrics.items()) if k.endswith("_count")}
-    if not summary:
-        return []
-    return [bar_chart("Distinct categories (summary)", list(summary), {"value": list(summary.values())}, "", "categories")]
-
-
-def hit_chart(row: TaskRow) -> list[str]:
-    """hit@k per language pair as grouped bars (one bar per k), from ``hit_at_<k>/<pair>`` metrics."""
-    table: dict[int, dict[str, float]] = {}
-    for key, value in row.metrics.items():
-        match = HIT_AT.match(key)
-        if match:
-            table.setdefault(int(match.group(1)), {})[match.group(2)] = value
-    if not table:
-        return []
-    pairs = sorted({p for by_pair in table.values() for p in by_pair})
-    series = {f"hit@{k}": [table[k].get(p, math.nan) for p in pairs] for k in sorted(table)}
-    return [bar_chart("hit@k per language pair", pairs, series, "language pair", "hit@k")]
-
-
-def trajectory_charts(model: str, board: Leaderboard, extras: Extras) -> list[str]:
-    """One line chart per task: each ``<task>/<metric>`` of the model's trajectory runs vs training step."""
-    by_task: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for run in (t for t in board.trajectories if t.model == model):
-        for key in run.metric_keys:
-            task, _, metric = key.partition("/")
-            points = [(float(s), v) for s, v in extras.histories.get((run.run_id, key), [])]
-            if points:
-                by_task.setdefault(task, {})[metric or task] = points
-    return [line_chart(f"{task} over training", series, "training step", "value") for task, series in sorted(by_task.items())]
 
 
 def metrics_table(row: TaskRow) -> str:
@@ -400,41 +320,52 @@ def metrics_table(row: TaskRow) -> str:
     return f"<details><summary>all {len(row.metrics)} metrics</summary><table>{rows}</table></details>"
 
 
-def detail_html(model: str, revisions: list[ModelRevision], board: Leaderboard, extras: Extras, columns: list[str]) -> str:
-    """A model's page: each revision's task runs with their charts, then its checkpoint trajectories."""
+def run_section(row: TaskRow, column: Column, histories: Histories) -> str:
+    """One task run on a detail page: headline with interval, configuration, warnings, charts, metrics."""
+    config = "default configuration" if row.config == column.default else "other configuration (not comparable with the board)"
+    warnings = "".join(f"<li>{escape(w)}</li>" for w in row.warnings)
+    figures = "".join(f"<figure>{svg}</figure>" for svg in run_charts(row, column, histories))
+    return (
+        f"<h3>{escape(row.task)}: {escape(row.main_score)} = {escape(fmt(row.value))}{marks(row)}</h3>"
+        f'<p>run {link(row.run_id, row.url)}, {config} <code title="{escape(row.config)}">{escape(short(row.config))}</code></p>'
+        + (f'<ul class="warnings">{warnings}</ul>' if warnings else "")
+        + figures + metrics_table(row)
+    )
+
+
+def detail_html(model: str, view: View, histories: Histories) -> str:
+    """A model's page: each revision's task runs (default configuration first) with their charts,
+    then its checkpoint trajectories."""
+    runs = [r for r in view.runs if r.model == model]
     sections = [f'<p><a href="../index.html">← leaderboard</a></p><h1>{escape(model)}</h1>']
-    for m in revisions:
+    for m in reversed([line for line in view.lines if line.model == model]):
         step = "" if m.step is None else f", step {m.step}"
         sections.append(f"<h2>revision <code>{escape(m.revision)}</code>{escape(step)}</h2>")
-        for task in (t for t in columns if t in m.tasks):
-            row = m.tasks[task]
-            figures = "".join(f"<figure>{svg}</figure>" for svg in charts(row, extras))
-            sections.append(
-                f"<h3>{escape(task)}: {escape(row.main_score)} = {escape(fmt(row.value))}</h3>"
-                f"<p>run {link(row.run_id, row.url)}</p>{figures}{metrics_table(row)}"
-            )
-    trajectories = trajectory_charts(model, board, extras)
+        for c in view.columns:
+            shown = ([m.tasks[c.task]] if c.task in m.tasks else []) + view.others_of(m, c.task)
+            sections.extend(run_section(row, c, histories) for row in shown)
+    trajectories = trajectory_charts(runs, view.columns)
     if trajectories:
         sections.append("<h2>Checkpoint trajectories</h2>" + "".join(f"<figure>{svg}</figure>" for svg in trajectories))
     return page(f"{model} - xlingbench", "".join(sections))
+
+
+def fetch_histories(client: MlflowClient, view: View) -> Histories:
+    """The step-metric histories the declared line charts draw (nothing else is fetched)."""
+    wanted = line_metrics(view)
+    return metric_histories(client, wanted) if wanted else {}
 
 
 def write_site(board: Leaderboard, out: Path) -> Path:
     """Write ``index.html`` and one page per model under ``out``; returns the index path."""
     from mlflow.tracking import MlflowClient
 
-    models, columns = group(board)
-    extras = fetch_extras(MlflowClient(tracking_uri=board.tracking_uri), board)
+    view = build_view(board)
+    histories = fetch_histories(MlflowClient(tracking_uri=board.tracking_uri), view)
     shutil.rmtree(out / "models", ignore_errors=True)  # no stale pages of models no longer in the runs
     (out / "models").mkdir(parents=True)
     index = out / "index.html"
-    index.write_text(index_html(board, published_numbers(columns)), encoding="utf-8")
-    by_model: dict[str, list[ModelRevision]] = {}
-    for m in models:
-        by_model.setdefault(m.model, []).append(m)
-    for name in {t.model for t in board.trajectories} - set(by_model):
-        by_model[name] = []
-    for name, revisions in by_model.items():
-        html = detail_html(name, revisions[::-1], board, extras, columns)
-        (out / "models" / f"{slug(name)}.html").write_text(html, encoding="utf-8")
+    index.write_text(index_html(board, view), encoding="utf-8")
+    for name in dict.fromkeys(m.model for m in view.lines):
+        (out / "models" / f"{slug(name)}.html").write_text(detail_html(name, view, histories), encoding="utf-8")
     return index

@@ -21,6 +21,8 @@ Series = Mapping[str, list[tuple[int, float]]]
 
 WIDTH, HEIGHT = 640, 300
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 28, 72
+#: the keys the MLflow sink adds for an interval (``<metric>_ci_low``): bounds, not labels of their own
+INTERVAL_SUFFIXES = ("_ci_low", "_ci_high")
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#9c755f")
 
 
@@ -129,13 +131,15 @@ def line_chart(title: str, series: dict[str, list[tuple[float, float]]], xlabel:
 
 def draw(chart: Chart, runs: Mapping[str, tuple[Metrics, Series]]) -> str | None:
     """``chart`` over ``runs`` (legend label -> (metrics, step series)) as SVG; None when no run
-    logged what it reads. Bars: one group per ``<metric>/<label>`` key; lines: the step metric."""
+    logged what it reads. Bars: one group per ``<metric>/<label>`` key (not the interval bounds
+    the sink logs beside it); lines: the step metric."""
     if chart.kind == "line":
         series = {name: [(float(s), float(v)) for s, v in steps.get(chart.metric, [])] for name, (_, steps) in runs.items()}
         series = {name: points for name, points in series.items() if points}
         return line_chart(chart.title, series, chart.xlabel, chart.ylabel) if series else None
     prefix = chart.metric + "/"
-    labels = sorted({k[len(prefix):] for metrics, _ in runs.values() for k in metrics if k.startswith(prefix)}, key=_natural)
+    labels = sorted({k[len(prefix):] for metrics, _ in runs.values() for k in metrics
+                     if k.startswith(prefix) and not k.endswith(INTERVAL_SUFFIXES)}, key=_natural)
     if not labels:
         return None
     bars = {name: [float(metrics.get(prefix + label, math.nan)) for label in labels] for name, (metrics, _) in runs.items()}
