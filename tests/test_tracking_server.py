@@ -81,11 +81,11 @@ def test_leaderboard_from_a_tracking_server(planted: str, tmp_path: Path) -> Non
     assert f'href="{planted}/#/experiments/' in index
     detail = next((tmp_path / "site" / "models").glob("mt5-xl-*.html")).read_text()
     assert "Distinct categories among a token and its neighbours" in detail  # the table artifact, served over HTTP
-    assert "calign per layer" in detail  # a metric history, over HTTP
+    assert "CALIGN by layer" in detail  # a metric history, over HTTP
 
 
 def test_tracking_uri_env_var_is_honoured(planted: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", planted)
     board = collect()
     assert board.tracking_uri == planted
-    assert "| mt5-xl |" in render_markdown(board, {})
+    assert "| mt5-xl |" in render_markdown(board)

@@ -135,16 +135,18 @@ class MlflowSink:
 
     def _trajectory_point(self, outcome: Outcome) -> None:
         """The headline at the training step, in the model's trajectory run (one per model and configuration)."""
-        run_id = self._trajectory_run(outcome.model.name, outcome.fingerprint)
+        run_id = self._trajectory_run(outcome.model.name, outcome.task.name, outcome.fingerprint)
         key = metric_key(f"{outcome.task.name}/{outcome.task.main_score}")
         self.client.log_metric(run_id, key, outcome.headline, timestamp=_ms(outcome.ended), step=int(outcome.model.step))
 
-    def _trajectory_run(self, model: str, fingerprint: str) -> str:
-        query = f"{tag_clause('xlingbench.role', 'trajectory')} and {tag_clause('xlingbench.model', model)}"
+    def _trajectory_run(self, model: str, task: str, fingerprint: str) -> str:
+        query = " and ".join([tag_clause(f"{TAG}role", "trajectory"), tag_clause(f"{TAG}model", model),
+                              tag_clause(f"{TAG}config", fingerprint)])
         found = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         if found:
             return found[0].info.run_id
-        tags = {"xlingbench.role": "trajectory", "xlingbench.model": model, "mlflow.runName": f"{model} trajectory"}
+        tags = {f"{TAG}role": "trajectory", f"{TAG}model": model, f"{TAG}config": fingerprint,
+                "mlflow.runName": f"{task} trajectory · {model} ({fingerprint[:8]})"}
         run = self.client.create_run(self.experiment_id, tags=tags)
         self.client.set_terminated(run.info.run_id)
         return run.info.run_id
