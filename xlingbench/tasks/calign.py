@@ -138,7 +138,8 @@ def _dictionary(inputs: "Representations", params: Params, corpus: "ParallelCorp
 
 
 def _induced(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
-    from xlingbench.inputs.alignment import best_translations, induce_dictionary
+    from xlingbench.compute.alignment import best_translations
+    from xlingbench.inputs.alignment import induce_dictionary
     from xlingbench.inputs.dictionaries import Dictionary
 
     induced = induce_dictionary(corpus.sentences[source], corpus.sentences[target], cache=inputs.cache,
@@ -147,14 +148,15 @@ def _induced(inputs: "Representations", params: Params, corpus: "ParallelCorpus"
     rows = [{"source": s, "target": t, "probability": p}
             for s, kept in translations.items() for t, p in induced.table[s] if t in kept]
     info = {**Dictionary(f"{source}-{target}", translations, str(induced.path)).record(), "kind": "induced",
-            "aligner": "eflomal", "symmetrisation": "grow-diag-final-and", "alignment_key": induced.fingerprint}
+            "aligner": induced.aligner, "aligner_deterministic": induced.deterministic,
+            "symmetrisation": "grow-diag-final-and", "alignment_key": induced.fingerprint}
     return _Dictionary(translations, info, links=induced.links, rows=rows)
 
 
 def _from_file(path: Path, top_n: int, pair: str) -> _Dictionary:
     """A MUSE file (``src tgt`` a line: the first ``top_n`` of each word in file order) or a
     lexical table (``src -> tgt: Probability = p``: the ``top_n`` most probable)."""
-    from xlingbench.inputs.alignment import best_translations
+    from xlingbench.compute.alignment import best_translations
     from xlingbench.inputs.dictionaries import Dictionary, group, read_lexical_table, read_muse
 
     if not path.is_file():
