@@ -110,15 +110,15 @@ class _Side:
 @dataclass(frozen=True)
 class _Direction:
     """A corpus seen as e (conditioning) sentences generating f sentences: one row per f token
-    (1-based position j, f length m, e length n = its number of cells, sentence index), the
-    chunks of tokens whose cells are scored together, the word pair of every cell and of every
+    (1-based position j, e length n = its number of cells, sentence index, its cells' place in
+    the per-shape tables), the chunks of tokens whose cells are scored together, the word pair of every cell and of every
     token's NULL cell, the e word of every pair (NULL is e = vocabulary size), and the sentence
     shapes for λ's fit."""
 
     j: np.ndarray
-    m: np.ndarray
     n: np.ndarray
     sentence: np.ndarray
+    cell_base: np.ndarray  # where the token's row of its shape's cells starts in the shape tables
     bounds: np.ndarray  # token index where each chunk starts, then the number of tokens
     pairs: list[np.ndarray]
     null_pair: np.ndarray
@@ -148,8 +148,10 @@ def _direction(e: _Side, f: _Side, usable: np.ndarray) -> _Direction:
     local = [_unique_inverse(cell_keys(c)) for c in range(len(bounds) - 1)]
     keys = _sorted_unique(np.concatenate([u for u, _ in local] + [null_keys]))
     pairs = [np.searchsorted(keys, u).astype(np.int32)[inverse] for u, inverse in local]
-    return _Direction(j, m[sent], tok_n, usable[sent], bounds, pairs, np.searchsorted(keys, null_keys).astype(np.int32),
-                      keys // f.vocab_size, _Shapes.of(m, n))
+    shapes = _Shapes.of(m, n)
+    cell_base = shapes.offset[shapes.index(m[sent], tok_n)] + (j - 1) * tok_n
+    return _Direction(j, tok_n, usable[sent], cell_base, bounds, pairs, np.searchsorted(keys, null_keys).astype(np.int32),
+                      keys // f.vocab_size, shapes)
 
 
 def _chunk_bounds(cells_per_token: np.ndarray) -> np.ndarray:
@@ -180,31 +182,46 @@ def _run_starts(ordered: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Shapes:
-    """Every target position j = 1..m of every distinct sentence shape (m, n), with the number
-    of sentences of that shape: the model's expected feature needs nothing else."""
+    """The distinct sentence shapes (m, n). The prior of a cell depends only on its shape and
+    (j, i), so it is computed once per iteration for every (shape, j, i) and gathered, instead
+    of once per cell of the corpus. Rows: every (j, i) of every shape (j major), and, for the
+    fit of λ, every j of every shape with the number of sentences of that shape."""
 
+    keys: np.ndarray
+    base: int
+    offset: np.ndarray  # where each shape's rows start
     j: np.ndarray
+    i: np.ndarray
     m: np.ndarray
     n: np.ndarray
-    weight: np.ndarray
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # j, m, n, sentences
 
     @classmethod
     def of(cls, m: np.ndarray, n: np.ndarray) -> "_Shapes":
         base = int(n.max(initial=0)) + 1
-        key, weight = np.unique(m * base + n, return_counts=True)
-        shape_m, shape_n = np.divmod(key, base)
-        return cls(_positions(shape_m), np.repeat(shape_m, shape_m), np.repeat(shape_n, shape_m), np.repeat(weight, shape_m))
+        keys, weight = np.unique(m * base + n, return_counts=True)
+        shape_m, shape_n = np.divmod(keys, base)
+        within = _positions(shape_m * shape_n) - 1
+        row_m, row_n = np.repeat(shape_m, shape_m * shape_n), np.repeat(shape_n, shape_m * shape_n)
+        fit = (_positions(shape_m), np.repeat(shape_m, shape_m), np.repeat(shape_n, shape_m), np.repeat(weight, shape_m))
+        return cls(keys, base, _starts(shape_m * shape_n), within // row_n + 1, within % row_n + 1, row_m, row_n, fit)
+
+    def index(self, m: np.ndarray, n: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.keys, m * self.base + n)
+
+    def prior(self, tension: float, p_null: float) -> np.ndarray:
+        """p(a_j = i) of every row: exp(λ feature) / Z, Z scaled so that NULL keeps p_null."""
+        z = _z(self.j, self.m, self.n, tension) / (1.0 - p_null)
+        return np.exp(_feature(self.j, self.i, self.m, self.n) * tension) / z
 
 
 class _Scores(NamedTuple):
     """One chunk's unnormalised alignment scores: per cell p(f | e_i) p(i | j), per token NULL's;
-    with each cell's source position i (1-based), i·m and n·m."""
+    with each cell's row in the shape tables."""
 
     tokens: slice
     n: np.ndarray
-    i: np.ndarray
-    i_m: np.ndarray
-    nm: np.ndarray
+    row: np.ndarray
     cell: np.ndarray
     null: np.ndarray
 
@@ -222,42 +239,44 @@ def _train_and_align(d: _Direction, settings: Settings) -> Alignment:
     return Alignment(_viterbi(d, t, tension, settings.p_null), tension)
 
 
-def _scores(d: _Direction, c: int, t: np.ndarray, tension: float, p_null: float) -> _Scores:
-    """Cells' values are per-token values repeated n times (np.repeat, not a gather: faster)."""
+def _scores(d: _Direction, c: int, t: np.ndarray, prior: np.ndarray, p_null: float) -> _Scores:
+    """Cells' rows are per-token bases plus 0..n-1 (np.repeat, not a gather: faster)."""
     tokens = slice(d.bounds[c], d.bounds[c + 1])
-    j, m, n = d.j[tokens], d.m[tokens], d.n[tokens]
-    i = _positions(n)
-    i_m, nm = i * np.repeat(m, n), np.repeat(n * m, n)
-    prior = np.exp(-np.abs(i_m - np.repeat(j * n, n)) / nm * tension) / np.repeat(_z(j, m, n, tension) / (1.0 - p_null), n)
-    return _Scores(tokens, n, i, i_m, nm, t[d.pairs[c]] * prior, t[d.null_pair[tokens]] * p_null)
+    n = d.n[tokens]
+    row = np.arange(int(n.sum())) + np.repeat(d.cell_base[tokens] - _starts(n), n)
+    return _Scores(tokens, n, row, t[d.pairs[c]] * prior[row], t[d.null_pair[tokens]] * p_null)
 
 
 def _expected_counts(d: _Direction, t: np.ndarray, tension: float, p_null: float) -> tuple[np.ndarray, float]:
-    """E-step: posterior link counts per word pair, and the summed expected diagonal feature."""
+    """E-step: posterior link counts per word pair, and the summed expected diagonal feature
+    (with the reference's 0-based target position j - 1 here)."""
     counts = np.zeros(len(t))
     feature = 0.0
+    prior = d.shapes.prior(tension, p_null)
+    feature_j0 = _feature(d.shapes.j - 1, d.shapes.i, d.shapes.m, d.shapes.n)
     for c in range(d.chunks):
-        s = _scores(d, c, t, tension, p_null)
+        s = _scores(d, c, t, prior, p_null)
         total = s.null + np.add.reduceat(s.cell, _starts(s.n))
         posterior = s.cell / np.repeat(total, s.n)
         counts += np.bincount(d.pairs[c], posterior, minlength=len(t))
         counts += np.bincount(d.null_pair[s.tokens], s.null / total, minlength=len(t))
-        j0_n = (d.j[s.tokens] - 1) * s.n  # the reference's 0-based position here
-        feature += float(-np.abs(s.i_m - np.repeat(j0_n, s.n)) / s.nm @ posterior)
+        feature += float(feature_j0[s.row] @ posterior)
     return counts, feature
 
 
 def _viterbi(d: _Direction, t: np.ndarray, tension: float, p_null: float) -> np.ndarray:
     """Each token's best source position, first on ties, none unless it beats NULL strictly."""
     rows = []
+    prior = d.shapes.prior(tension, p_null)
     for c in range(d.chunks):
-        s = _scores(d, c, t, tension, p_null)
+        s = _scores(d, c, t, prior, p_null)
         best = np.maximum.reduceat(s.cell, _starts(s.n))
         at_best = np.flatnonzero(s.cell == np.repeat(best, s.n))
         tok = np.repeat(np.arange(len(s.n)), s.n)[at_best]
         at_best = at_best[_run_starts(tok)]  # the first best cell of each token
         linked = best > s.null
-        rows.append(np.stack([d.sentence[s.tokens][linked], s.i[at_best][linked] - 1, d.j[s.tokens][linked] - 1], axis=1))
+        source = d.shapes.i[s.row[at_best]][linked] - 1
+        rows.append(np.stack([d.sentence[s.tokens][linked], source, d.j[s.tokens][linked] - 1], axis=1))
     return _sorted_links(np.concatenate(rows) if rows else np.empty((0, 3), np.int64))
 
 
@@ -269,8 +288,9 @@ def _normalise_vb(counts: np.ndarray, pair_e: np.ndarray, alpha: float) -> np.nd
 
 def _fit_tension(shapes: _Shapes, empirical: float, tension: float, n_tokens: int) -> float:
     """Gradient steps moving the model's expected feature towards the empirical one."""
+    j, m, n, sentences = shapes.fit
     for _ in range(_TENSION_STEPS):
-        model = float(shapes.weight @ _d_log_z(shapes.j, shapes.m, shapes.n, tension)) / n_tokens
+        model = float(sentences @ _d_log_z(j, m, n, tension)) / n_tokens
         tension = min(max(tension + (empirical - model) * _TENSION_RATE, _TENSION_RANGE[0]), _TENSION_RANGE[1])
     return tension
 
