@@ -1,5 +1,6 @@
 """Dictionary induction: symmetrisation, Moses-style lexical probabilities, the lexical-table
-writer against the project's reader, and eflomal on a corpus with a known dictionary."""
+writer against the project's reader, and both aligners (fast_align, eflomal) on a corpus with a
+known dictionary, cached under a key that names the aligner."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +12,8 @@ import pytest
 import xlingbench.inputs.alignment as alignment
 from xlingbench.inputs.cache import Cache
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.alignment import best_translations, grow_diag_final_and, lexical_table, read_links, write_lexical_table
+from xlingbench.compute.alignment import best_translations, grow_diag_final_and, lexical_table, links_array, per_sentence
+from xlingbench.inputs.alignment import read_links, write_lexical_table
 from xlingbench.inputs.dictionaries import read_lexical_table
 
 PUD = Path("/work/shared/data/pud")
@@ -66,6 +68,13 @@ def test_read_links(tmp_path: Path) -> None:
     assert read_links(path) == [{(0, 1), (2, 0)}, set(), {(1, 1)}]
 
 
+def test_links_array_and_per_sentence_are_inverse() -> None:
+    links = [{(0, 1), (2, 0)}, set(), {(1, 1)}]
+    array = links_array(links)
+    assert array.tolist() == [[0, 0, 1], [0, 2, 0], [2, 1, 1]] and array.dtype == np.int32
+    assert per_sentence(array, 4) == links + [set()]
+
+
 def test_missing_eflomal_is_a_user_error_with_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "eflomal", None)  # makes "import eflomal" raise ImportError
     with pytest.raises(UserError, match=r"xlingbench\[align\]"):
@@ -83,27 +92,48 @@ def substitution_corpus(n_sentences: int = 400, seed: int = 0) -> tuple[list[lis
     return src, tgt, translation
 
 
-def test_induction_recovers_a_planted_dictionary_and_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("eflomal")
+@pytest.mark.parametrize("aligner", ["fast_align", "eflomal"])
+def test_induction_recovers_a_planted_dictionary_and_is_cached(aligner: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if aligner == "eflomal":
+        pytest.importorskip("eflomal")
     src, tgt, translation = substitution_corpus()
     cache = Cache(tmp_path)
-    induced = alignment.induce_dictionary(src, tgt, cache=cache, corpus_fingerprint="subst", pair=("xx", "yy"))
+    induced = alignment.induce_dictionary(src, tgt, cache=cache, corpus_fingerprint="subst", pair=("xx", "yy"), aligner=aligner)
     assert {s: tr[0][0] for s, tr in induced.table.items()} == translation
     assert all(tr[0][1] > 0.9 for tr in induced.table.values())
     assert induced.links.shape[1] == 3 and read_lexical_table(induced.path) == induced.table
+    assert induced.aligner.startswith(f"{aligner}-") and induced.deterministic == (aligner == "fast_align")
     monkeypatch.setattr(alignment, "word_align", lambda *a: pytest.fail("aligned again instead of reading the cache"))
-    again = alignment.induce_dictionary(src, tgt, cache=cache, corpus_fingerprint="subst", pair=("xx", "yy"))
+    again = alignment.induce_dictionary(src, tgt, cache=cache, corpus_fingerprint="subst", pair=("xx", "yy"), aligner=aligner)
     assert again.table == induced.table and np.array_equal(again.links, induced.links)
+
+
+def test_each_aligner_has_its_own_cache_entry(tmp_path: Path) -> None:
+    pytest.importorskip("eflomal")
+    src, tgt, _ = substitution_corpus(60)
+    kwargs = dict(cache=Cache(tmp_path), corpus_fingerprint="subst", pair=("xx", "yy"))
+    fast = alignment.induce_dictionary(src, tgt, **kwargs)
+    eflomal = alignment.induce_dictionary(src, tgt, aligner="eflomal", **kwargs)
+    assert fast.fingerprint != eflomal.fingerprint and fast.path != eflomal.path
+
+
+def test_unknown_aligner_is_a_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="fast_align, eflomal"):
+        alignment.induce_dictionary([["a"]], [["b"]], cache=Cache(tmp_path), corpus_fingerprint="x", pair=("xx", "yy"),
+                                    aligner="giza")
 
 
 @pytest.mark.integration
 @pytest.mark.skipif(not (PUD / "pud.en.tok").is_file() or not (MUSE / "en-de.tsv").is_file(), reason="PUD / MUSE data absent")
-def test_induced_en_de_dictionary_agrees_with_muse_on_frequent_words(tmp_path: Path) -> None:
-    pytest.importorskip("eflomal")
+@pytest.mark.parametrize("aligner", ["fast_align", "eflomal"])
+def test_induced_en_de_dictionary_agrees_with_muse_on_frequent_words(aligner: str, tmp_path: Path) -> None:
+    if aligner == "eflomal":
+        pytest.importorskip("eflomal")
     from xlingbench.inputs.dictionaries import group, read_muse
 
     src, tgt = ([line.split() for line in (PUD / f"pud.{lang}.tok").read_text(encoding="utf-8").splitlines()] for lang in ("en", "de"))
-    induced = alignment.induce_dictionary(src, tgt, cache=Cache(tmp_path), corpus_fingerprint="pud", pair=("en", "de"))
+    induced = alignment.induce_dictionary(src, tgt, cache=Cache(tmp_path), corpus_fingerprint="pud", pair=("en", "de"),
+                                          aligner=aligner)
     muse = group(read_muse(MUSE / "en-de.tsv"))
     counts: dict[str, int] = {}
     for sentence in src:

@@ -45,7 +45,6 @@ def test_tasks_1_to_3_on_multilingual_e5_small(tracking_uri, tmp_path):
 
 
 def test_calign_and_colap_per_layer_on_pud_en_de(shared_data, tracking_uri, tmp_path):
-    pytest.importorskip("eflomal")
     result = runner.invoke(app, [
         "run", "-t", "calign", "-t", "colap", "--data", str(shared_data / "pud"), "--languages", "en,de",
         "--set", "sentences=150", "--tracking-uri", tracking_uri, "--cache-dir", str(tmp_path / "cache")])

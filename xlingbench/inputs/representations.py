@@ -150,13 +150,13 @@ class Representations:
         with self.timed("cluster"):
             return self._cached("concepts", parts, compute)["labels"]
 
-    def induced_dictionary(self, corpus: "ParallelCorpus", source: str, target: str) -> "InducedDictionary":
-        """The dictionary of ``source``-``target`` induced by word alignment of ``corpus`` (cached)."""
+    def induced_dictionary(self, corpus: "ParallelCorpus", source: str, target: str, aligner: str = "fast_align") -> "InducedDictionary":
+        """The dictionary of ``source``-``target`` induced by word alignment of ``corpus`` with ``aligner`` (cached)."""
         from xlingbench.inputs.alignment import induce_dictionary
 
         with self.timed("align"):
             return induce_dictionary(corpus.sentences[source], corpus.sentences[target], cache=self.cache,
-                                     corpus_fingerprint=corpus.fingerprint, pair=(source, target))
+                                     corpus_fingerprint=corpus.fingerprint, pair=(source, target), aligner=aligner)
 
     # ---------------------------------------------------------------- timing
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -46,6 +46,7 @@ class Params(ConceptParams):
     """CALIGN parameters: the shared ones plus the alignment conditions."""
 
     dictionary: str = "induced"  # "induced" (word alignment of the same data) or a MUSE / lexical-table file
+    aligner: Literal["fast_align", "eflomal"] = "fast_align"  # for "induced": fast_align (deterministic) or eflomal (unseeded, [align] extra)
     theta_a: float = 0.8
     top_n: int = 10
     min_types: int = 5
@@ -84,6 +85,9 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     words = {lang: [vectors[lang].words[r] for r in rows[lang].tolist()] for lang in (source, target)}
     dictionary.info["coverage"] = _coverage(set(words[source]), set(words[target]), dictionary.translations, source, target)
     k, warnings = _shared_k([len(set(words[lang])) for lang in (source, target)], params.k)
+    if dictionary.info.get("aligner_deterministic") is False:
+        warnings.append(f"the dictionary was induced by {dictionary.info['aligner']}, which cannot be seeded: "
+                        "a fresh cache may give other numbers (aligner=fast_align is deterministic).")
     series, per_layer, samples = [], [], []
     layers = layers_of(params, vectors[source].num_layers)
     for layer in progress(layers, desc="calign: concepts per layer", total=len(layers), unit="layer"):
@@ -128,22 +132,23 @@ def _dictionary(inputs: "Representations", params: Params, corpus: "ParallelCorp
 
 
 def _induced(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
-    from xlingbench.inputs.alignment import best_translations
+    from xlingbench.compute.alignment import best_translations
     from xlingbench.inputs.dictionaries import Dictionary
 
-    induced = inputs.induced_dictionary(corpus, source, target)
+    induced = inputs.induced_dictionary(corpus, source, target, params.aligner)
     translations = best_translations(induced.table, params.top_n)
     rows = [{"source": s, "target": t, "probability": p}
             for s, kept in translations.items() for t, p in induced.table[s] if t in kept]
     info = {**Dictionary(f"{source}-{target}", translations, str(induced.path)).record(), "kind": "induced",
-            "aligner": "eflomal", "symmetrisation": "grow-diag-final-and", "alignment_key": induced.fingerprint}
+            "aligner": induced.aligner, "aligner_deterministic": induced.deterministic,
+            "symmetrisation": "grow-diag-final-and", "alignment_key": induced.fingerprint}
     return _Dictionary(translations, info, links=induced.links, rows=rows)
 
 
 def _from_file(path: Path, top_n: int, pair: str) -> _Dictionary:
     """A MUSE file (``src tgt`` a line: the first ``top_n`` of each word in file order) or a
     lexical table (``src -> tgt: Probability = p``: the ``top_n`` most probable)."""
-    from xlingbench.inputs.alignment import best_translations
+    from xlingbench.compute.alignment import best_translations
     from xlingbench.inputs.dictionaries import Dictionary, group, read_lexical_table, read_muse
 
     if not path.is_file():
