@@ -16,7 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from xlingbench.inputs.cache import DEFAULT_CACHE_DIR
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import load_models, load_task, resolve_model, task_names
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
@@ -57,7 +56,7 @@ def run(
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ... or auto.")] = "auto",
     tracking_uri: Annotated[Optional[str], typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI. Default: sqlite:///mlflow.db in this folder.")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = DEFAULT_EXPERIMENT,
-    cache_dir: Annotated[Path, typer.Option(envvar="XLINGBENCH_CACHE", help="Where embeddings, neighbours and word vectors are cached.")] = DEFAULT_CACHE_DIR,
+    cache_dir: Annotated[Optional[Path], typer.Option(envvar="XLINGBENCH_CACHE", show_default="$XDG_CACHE_HOME/xlingbench or ~/.cache/xlingbench", help="Where embeddings, neighbours and word vectors are cached.")] = None,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 

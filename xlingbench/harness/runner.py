@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from xlingbench import __version__
-from xlingbench.inputs.cache import DEFAULT_CACHE_DIR, Cache
+from xlingbench.inputs.cache import Cache
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import ModelSpec, load_task, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, Tracker
@@ -37,7 +37,7 @@ class RunRequest:
     options: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
     device: str = "auto"
-    cache_dir: Path = DEFAULT_CACHE_DIR
+    cache_dir: Path | None = None  # None: inputs.cache.default_cache_dir()
     tracking_uri: str | None = None
     experiment: str = DEFAULT_EXPERIMENT
 
