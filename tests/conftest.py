@@ -13,6 +13,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = str(_HUB)
 os.environ["HF_HOME"] = str(_HUB / "home")
 os.environ["XLINGBENCH_PROGRESS"] = "0"
+# The default cache is the user's ~/.cache/xlingbench: a test that passes no --cache-dir writes here instead.
+os.environ["XLINGBENCH_CACHE"] = str(Path(tempfile.mkdtemp(prefix="xlingbench-cache-")))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

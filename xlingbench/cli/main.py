@@ -15,7 +15,6 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from xlingbench.inputs.cache import DEFAULT_CACHE_DIR
 from xlingbench.cli.board import register
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import load_models, resolve_model
@@ -60,7 +59,7 @@ def run(
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = DEFAULT_EXPERIMENT,
     sink: Annotated[Optional[list[str]], typer.Option("--sink", help="Where results go: mlflow (default), json, or an installed plugin sink. Repeatable.")] = None,
     results_dir: Annotated[Path, typer.Option(help="Folder of the json sink: <dir>/<model>/<revision>/<task>.json.")] = Path("results"),
-    cache_dir: Annotated[Path, typer.Option(envvar="XLINGBENCH_CACHE", help="Where embeddings, neighbours and word vectors are cached.")] = DEFAULT_CACHE_DIR,
+    cache_dir: Annotated[Optional[Path], typer.Option(envvar="XLINGBENCH_CACHE", show_default="$XDG_CACHE_HOME/xlingbench or ~/.cache/xlingbench", help="Where embeddings, neighbours and word vectors are cached.")] = None,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 

@@ -23,7 +23,7 @@ from xlingbench import __version__
 from xlingbench.core import params as typed
 from xlingbench.core.errors import UserError
 from xlingbench.core.task import ModelRevision, Outcome, Task, TaskResult
-from xlingbench.inputs.cache import DEFAULT_CACHE_DIR, Cache
+from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import ModelSpec, resolve_model
 from xlingbench.sinks import DEFAULT_SINKS, Sink, SinkSettings, open_sinks
 from xlingbench.tasks.registry import load_task
@@ -48,7 +48,7 @@ class RunRequest:
     #: typed values per task (the Python API): {"calign": {"k": 300}}
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str = "auto"
-    cache_dir: Path = DEFAULT_CACHE_DIR
+    cache_dir: Path | None = None  # None: inputs.cache.default_cache_dir()
     sinks: list[str] = field(default_factory=lambda: list(DEFAULT_SINKS))
     sink_settings: SinkSettings = field(default_factory=SinkSettings)
 
@@ -70,7 +70,7 @@ class Plan:
     tasks: list[Task]
     params: dict[str, Any]
     device: str
-    cache_dir: Path
+    cache: Cache
 
 
 def plan(request: RunRequest) -> Plan:
@@ -85,7 +85,7 @@ def plan(request: RunRequest) -> Plan:
     params = {t.metadata.name: typed.build(t.metadata.name, t.params, task_values(t, request)) for t in tasks}
     units = [Unit(spec, revision, step) for spec in map(resolve_model, request.models)
              for revision, step in plan_revisions(spec, request.revisions, request.checkpoints)]
-    return Plan(units, tasks, params, resolve_device(request.device), Path(request.cache_dir))
+    return Plan(units, tasks, params, resolve_device(request.device), Cache(request.cache_dir))
 
 
 def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None,
@@ -119,7 +119,7 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
     from xlingbench.inputs.sources import open_source
 
     source = open_source(unit.spec, unit.revision)
-    inputs = Representations(source, Cache(checked.cache_dir), device=checked.device)
+    inputs = Representations(source, checked.cache, device=checked.device)
     model = None
     for task in checked.tasks:
         started = time.time()

@@ -5,21 +5,53 @@ slow part of a run; a second run of the same model and revision must not redo it
 a directory of ``.npy`` files plus ``meta.json``. It is built in a temporary sibling directory
 and moved into place with one ``os.replace``, so an interrupted run never leaves a half-written
 entry: the entry is either complete or absent. Arrays are loaded with ``allow_pickle=False``.
+
+Lose nothing, with several runs at once: an entry is computed under a per-entry OS file lock
+(``<kind>/<key>.lock``), so a second process waits and then loads what the first published
+instead of computing it again or deleting the first one's staging. The OS releases the lock
+when its holder dies, even by SIGKILL, and the next holder removes the dead one's staging.
+Before publishing, the arrays are checked (finite, not all zero) so that a run that silently
+wrote nothing cannot leave a poisoned entry that every later run would trust.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
+from filelock import FileLock, Timeout
 
-DEFAULT_CACHE_DIR = Path(os.environ.get("XLINGBENCH_CACHE", ".xlingbench-cache"))
+from xlingbench.core.errors import UserError
+
 _META = "meta.json"
+#: how many bytes of an array :func:`check_floats` reads at once (a memory-mapped entry never loads whole)
+_CHECK_BYTES = 64 << 20
+_LOG = logging.getLogger(__name__)
+
+#: A check of an entry's arrays (name -> array, possibly memory-mapped): what is wrong, or None.
+Validator = Callable[[Mapping[str, np.ndarray]], str | None]
+
+
+def default_cache_dir() -> Path:
+    """``$XLINGBENCH_CACHE``, else ``$XDG_CACHE_HOME/xlingbench``, else ``~/.cache/xlingbench``.
+
+    Why a user-wide folder: a cache under the working folder made every checkout recompute the
+    same embeddings. Read at call time, not import time, so the environment of the run counts.
+    A relative ``XDG_CACHE_HOME`` is ignored, as the XDG spec requires.
+    """
+    explicit = os.environ.get("XLINGBENCH_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "xlingbench"
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:
@@ -37,11 +69,56 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
 
 
-class Cache:
-    """Atomic array cache rooted at one directory; ``kind`` separates families of entries."""
+def check_floats(arrays: Mapping[str, np.ndarray]) -> str | None:
+    """The default check: every floating array is finite and not all zero.
 
-    def __init__(self, root: Path | str = DEFAULT_CACHE_DIR) -> None:
-        self.root = Path(root)
+    Why: an extraction that ran no batch (``--set batch_size=-1``) leaves its preallocated
+    zeros, and a half-precision overflow leaves NaN; published, either would be trusted by
+    every later run. Reads in chunks of ``_CHECK_BYTES`` so a memory-mapped entry stays on disk.
+    """
+    for name, array in arrays.items():
+        if array.size and np.issubdtype(array.dtype, np.inexact):
+            problem = _float_problem(array)
+            if problem:
+                return f"array {name!r} {problem}"
+    return None
+
+
+def _float_problem(array: np.ndarray) -> str | None:
+    """What is wrong with one non-empty floating array, read chunk by chunk."""
+    flat = array.reshape(-1, order="A")  # a view for C- or Fortran-ordered files: nothing is loaded
+    step = max(1, _CHECK_BYTES // flat.itemsize)
+    nonfinite, nonzero = 0, False
+    for start in range(0, flat.size, step):
+        chunk = np.asarray(flat[start : start + step])
+        nonfinite += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+        nonzero = nonzero or bool(chunk.any())
+    if nonfinite:
+        return f"has {nonfinite} non-finite values (NaN or infinity) of {flat.size}"
+    return None if nonzero else f"is all zeros ({flat.size} values)"
+
+
+def _problem(arrays: Mapping[str, np.ndarray], validate: Validator | None, rows: int | None) -> str | None:
+    """The first thing wrong with ``arrays``: ``validate``'s verdict, then the row count."""
+    problem = validate(arrays) if validate is not None else None
+    return problem or (_row_problem(arrays, rows) if rows is not None else None)
+
+
+def _row_problem(arrays: Mapping[str, np.ndarray], rows: int) -> str | None:
+    """Whether every array has ``rows`` rows (the caller knows how many words/tokens it asked for)."""
+    for name, array in arrays.items():
+        if array.ndim == 0 or array.shape[0] != rows:
+            return f"array {name!r} has shape {array.shape}, expected {rows} rows"
+    return None
+
+
+class Cache:
+    """Atomic, locked array cache rooted at one directory; ``kind`` separates families of entries."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        """Use ``root`` (default :func:`default_cache_dir`), created now so a bad path fails
+        before anything slow is computed rather than after."""
+        self.root = _usable_dir(Path(root).expanduser() if root is not None else default_cache_dir())
 
     def entry_dir(self, kind: str, parts: Mapping[str, Any]) -> Path:
         """Where the complete entry for ``parts`` lives (it may not exist yet)."""
@@ -55,62 +132,143 @@ class Cache:
         """The arrays of a complete entry, or None when there is none."""
         if not self.is_complete(kind, parts):
             return None
-        entry = self.entry_dir(kind, parts)
-        mode = "r" if mmap else None
-        return {p.stem: np.load(p, mmap_mode=mode, allow_pickle=False) for p in sorted(entry.glob("*.npy"))}
+        return _arrays(self.entry_dir(kind, parts), "r" if mmap else None)
 
-    def save(self, kind: str, parts: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> Path:
-        """Write ``arrays`` as one entry, atomically."""
-        with self.staging(kind, parts) as tmp:
+    @contextmanager
+    def lock(self, kind: str, parts: Mapping[str, Any]) -> Iterator[Path]:
+        """Hold the entry's lock for the block; yields the entry directory.
+
+        Take it around anything that builds the entry (a streamed ``<entry>.partial`` included),
+        then re-check :meth:`is_complete` inside: another process may have published meanwhile.
+        Reentrant in one thread (:meth:`publish` inside the block does not deadlock). The OS drops
+        the lock when its holder dies, so a killed run never blocks the next one; on first
+        acquisition the dead holder's staging directories (``.<key>.*``) are removed.
+        """
+        final = self.entry_dir(kind, parts)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(final.parent / f"{final.name}.lock", is_singleton=True)
+        if lock.is_locked:  # this thread holds it already: its staging is no orphan
+            yield final
+            return
+        _acquire_waiting(lock, kind)
+        try:
+            _remove_orphans(final)
+            yield final
+        finally:
+            lock.release()
+
+    def save(
+        self, kind: str, parts: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+        *, validate: Validator | None = check_floats, rows: int | None = None,
+    ) -> Path:
+        """Check ``arrays`` (``validate``, then ``rows`` rows each) and write them as one entry.
+
+        A failed check raises :class:`UserError` before anything is written.
+        """
+        arrays = {name: np.asarray(array) for name, array in arrays.items()}
+        _refuse(kind, _problem(arrays, validate, rows))
+        with self.staging(kind, parts, validate=None) as tmp:  # checked above, in memory
             for name, array in arrays.items():
-                np.save(tmp / f"{name}.npy", np.asarray(array), allow_pickle=False)
+                np.save(tmp / f"{name}.npy", array, allow_pickle=False)
         return self.entry_dir(kind, parts)
 
     def get_or_compute(
-        self, kind: str, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]
+        self, kind: str, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]],
+        *, validate: Validator | None = check_floats, rows: int | None = None,
     ) -> dict[str, np.ndarray]:
-        """Load the entry for ``parts``; compute and store it first when absent."""
+        """Load the entry for ``parts``; compute, check and store it first when absent.
+
+        Double-checked: a process that waited for the lock loads what the holder published.
+        """
         found = self.load(kind, parts)
         if found is not None:
             return found
-        self.save(kind, parts, compute())
+        with self.lock(kind, parts):
+            if not self.is_complete(kind, parts):
+                self.save(kind, parts, compute(), validate=validate, rows=rows)
         return self.load(kind, parts)  # type: ignore[return-value]
 
-    def publish(self, built: Path, kind: str, parts: Mapping[str, Any]) -> Path:
+    def publish(
+        self, built: Path, kind: str, parts: Mapping[str, Any], *, validate: Validator | None = check_floats
+    ) -> Path:
         """Make the finished directory ``built`` the entry for ``parts`` with one ``os.replace``.
 
         For entries built in pieces outside :meth:`staging` (streamed, resumable extraction).
-        When another process published the same entry first, theirs is kept and ``built`` removed.
+        Its ``.npy`` files are checked memory-mapped; a failed check raises :class:`UserError`
+        and leaves ``built`` where it is, unpublished. When another process published the same
+        entry first, theirs is kept and ``built`` removed. Takes the entry's lock (reentrant).
         """
-        final = self.entry_dir(kind, parts)
-        (built / _META).write_text(json.dumps(dict(parts), sort_keys=True, default=str, indent=1))
-        if final.exists():
-            shutil.rmtree(built, ignore_errors=True)
-        else:
+        with self.lock(kind, parts) as final:
+            if final.exists():
+                shutil.rmtree(built, ignore_errors=True)
+                return final
+            if validate is not None:
+                _refuse(kind, validate(_arrays(built, "r")))
+            (built / _META).write_text(json.dumps(dict(parts), sort_keys=True, default=str, indent=1))
             os.replace(built, final)
         return final
 
-    def staging(self, kind: str, parts: Mapping[str, Any]) -> "_Staging":
-        """A context manager giving a temporary directory that becomes the entry on success.
+    @contextmanager
+    def staging(
+        self, kind: str, parts: Mapping[str, Any], *, validate: Validator | None = check_floats
+    ) -> Iterator[Path]:
+        """A temporary directory, under the entry's lock, that becomes the entry on success.
 
-        Use it directly for entries written in pieces (streamed word vectors): fill the
-        directory inside the ``with``; it is published only if the block ends without error.
+        Fill it inside the ``with``; it is checked and published only if the block ends without
+        error, and removed otherwise.
         """
-        return _Staging(self, kind, dict(parts))
+        with self.lock(kind, parts) as final:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+            try:
+                yield tmp
+                self.publish(tmp, kind, parts, validate=validate)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
 
 
-class _Staging:
-    def __init__(self, cache: Cache, kind: str, parts: dict[str, Any]) -> None:
-        self.cache, self.kind, self.parts = cache, kind, parts
-        self.final = cache.entry_dir(kind, parts)
+def _usable_dir(root: Path) -> Path:
+    """``root``, created; a one-line UserError when it is a file or cannot be written."""
+    fix = "Pass --cache-dir (or set XLINGBENCH_CACHE to) a folder you can write."
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"The cache directory {root} is a file, not a folder.", fix) from None
+    except OSError as exc:
+        raise UserError(f"The cache directory {root} cannot be created: {exc.strerror}.", fix) from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise UserError(f"The cache directory {root} is not writable.", fix)
+    return root
 
-    def __enter__(self) -> Path:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.", dir=self.final.parent))
-        return self.tmp
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        self.cache.publish(self.tmp, self.kind, self.parts)
+def _arrays(entry: Path, mmap_mode: str | None) -> dict[str, np.ndarray]:
+    """The ``.npy`` files of a directory by name, never unpickled."""
+    return {p.stem: np.load(p, mmap_mode=mmap_mode, allow_pickle=False) for p in sorted(entry.glob("*.npy"))}
+
+
+def _refuse(kind: str, problem: str | None) -> None:
+    """Raise the one-line error for an entry that failed its check (nothing is published)."""
+    if problem:
+        raise UserError(
+            f"Refusing to cache the {kind!r} entry: {problem}; nothing was saved.",
+            "Check the settings that produced it (e.g. --set batch_size, the model's dtype) and run again.",
+        )
+
+
+def _acquire_waiting(lock: FileLock, kind: str) -> None:
+    """Take ``lock``, saying so once when another process holds it (a wait may last an extraction)."""
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        _LOG.warning("waiting for another xlingbench process computing the same %s entry (%s)", kind, lock.lock_file)
+        lock.acquire()
+
+
+def _remove_orphans(final: Path) -> None:
+    """Remove staging directories of ``final`` left by a killed holder of its lock.
+
+    Only called by a new holder of the lock: staging is created under the lock, so none of
+    these can belong to a live process. ``<key>.partial`` (resumable extraction) is kept.
+    """
+    for orphan in final.parent.glob(f".{final.name}.*"):
+        if orphan.is_dir():
+            shutil.rmtree(orphan, ignore_errors=True)
