@@ -209,27 +209,27 @@ def load_corpus(spec: str, languages: Sequence[str], limit: int = 0) -> "Paralle
     first ``limit`` sentences when ``limit`` > 0; the fingerprint is then that of the cut, so cached
     vectors of the cut and of the whole corpus never mix. (Imported here so that listing tasks
     does not import the data loaders.)"""
-    import dataclasses
-
-    from xlingbench.inputs.parallel_data import fingerprint, load_parallel
+    from xlingbench.inputs.parallel_data import load_parallel
 
     corpus = load_parallel(spec, list(languages))
     if limit <= 0 or limit >= len(corpus):
         return corpus
-    sentences = {lang: lines[:limit] for lang, lines in corpus.sentences.items()}
-    return dataclasses.replace(corpus, sentences=sentences, fingerprint=fingerprint(sentences))
+    return corpus.head(limit)
 
 
 def extract_vectors(inputs: "Representations", corpus: "ParallelCorpus", languages: Sequence[str], params: Any) -> dict[str, "WordVectors"]:
-    """Word vectors (float16, all layers) of every sentence of each language."""
+    """Word vectors (float16, all layers) of every aligned sentence of each language, row i of
+    sentence id k being a word of ``corpus.sentences[lang][k]``. Extracted over all the language's
+    lines, which depend on that language alone, so a language's vectors are computed once and
+    shared by every pair and task that reads it; the aligned sentences are then selected."""
     from xlingbench.inputs.word_vectors import extract_word_vectors
 
     return {
         lang: extract_word_vectors(
-            inputs, corpus.sentences[lang], language=lang, corpus_fingerprint=corpus.fingerprint,
-            aggregation=params.aggregation, side=params.side, batch_size=params.batch_size,
+            inputs, corpus.lines[lang].words, texts=corpus.lines[lang].texts, spans=corpus.lines[lang].spans,
+            language=lang, aggregation=params.aggregation, side=params.side, batch_size=params.batch_size,
             max_length=params.max_length, dtype=VECTOR_DTYPE,
-        )
+        ).select(corpus.kept)
         for lang in languages
     }
 
