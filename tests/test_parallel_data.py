@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,46 @@ def test_pud_prefix_loads_gold_tokenisation() -> None:
     assert summary["lines"] == 1000 and corpus.dropped_long == 0
     assert corpus.word_tokenizer == "whitespace (.tok)"
     assert summary["words/en"] == len((PUD / "pud.en.tok").read_text(encoding="utf-8").split())
+
+
+def test_texts_and_word_spans_are_kept_for_raw_and_pretokenised_lines(tmp_path: Path) -> None:
+    write(tmp_path / "c.zh.txt", "我们喜欢 自然语言。\n😀好 🙂\n")  # faces lie beyond the BMP (two UTF-16 units each)
+    write(tmp_path / "c.en.tok", "we  like\tnatural language .\nsmile ok\n")
+    corpus = load_parallel(str(tmp_path / "c"), ["zh", "en"])
+    assert corpus.texts == {"zh": ["我们喜欢 自然语言。", "😀好 🙂"], "en": ["we like natural language .", "smile ok"]}
+    for lang in corpus.languages:
+        for text, words, spans in zip(corpus.texts[lang], corpus.sentences[lang], corpus.spans[lang]):
+            assert [text[a:b] for a, b in spans] == words
+    assert corpus.sentences["zh"][0] == ["我们", "喜欢", "自然", "语言", "。"] and corpus.spans["zh"][0][2] == (5, 7)
+    assert corpus.spans["en"][0] == [(0, 2), (3, 7), (8, 15), (16, 24), (25, 26)]
+
+
+@pytest.mark.parametrize("mark", ["\ufeff", "\u200e", "\ufeff\u200b"])
+@pytest.mark.parametrize("suffix", [".tok", ".txt", ".tsv"])
+def test_format_characters_at_line_starts_are_removed(tmp_path: Path, mark: str, suffix: str) -> None:
+    def load(folder: Path, prefix: str) -> Any:
+        folder.mkdir()
+        if suffix == ".tsv":
+            write(folder / "p.tsv", f"{prefix}en\tde\n{prefix}The cat .\t{prefix}Die Katze .\n")
+            return load_parallel(str(folder / "p.tsv"), ["en", "de"])
+        write(folder / f"c.en{suffix}", f"{prefix}The cat .\n{prefix}Yes\n")
+        write(folder / f"c.de{suffix}", "Die Katze .\nJa\n")
+        return load_parallel(str(folder / "c"), ["en", "de"])
+
+    marked, plain = load(tmp_path / "marked", mark), load(tmp_path / "plain", "")
+    assert marked.sentences == plain.sentences and marked.texts == plain.texts
+    assert marked.sentences["en"][0] == ["The", "cat", "."] and marked.fingerprint == plain.fingerprint
+
+
+def test_dropped_lines_stay_in_the_language_lines_and_head_cuts_consistently(tmp_path: Path) -> None:
+    write(tmp_path / "c.en.tok", "a b\n" + "w " * 5 + "\nc\nd e\n")
+    write(tmp_path / "c.de.tok", "x y\nshort\nz\nu v\n")
+    corpus = load_parallel(str(tmp_path), ["en", "de"], max_words=4)
+    assert corpus.kept == [0, 2, 3] and len(corpus.lines["en"]) == 4
+    assert corpus.lines["en"].words[1] == ["w"] * 5 and corpus.sentences["en"] == [["a", "b"], ["c"], ["d", "e"]]
+    head = corpus.head(2)
+    assert head.sentences == {"en": [["a", "b"], ["c"]], "de": [["x", "y"], ["z"]]}
+    assert head.kept == [0, 2] and len(head.lines["de"]) == 3 and head.dropped_long == 1
+    assert head.fingerprint != corpus.fingerprint
+    direct = load_parallel(str(write(tmp_path / "h.tok.tsv", "en\tde\na b\tx y\nc\tz\n")), ["en", "de"])
+    assert head.fingerprint == direct.fingerprint  # a cut is fingerprinted like the same data read whole

@@ -79,12 +79,13 @@ def induce_dictionary(
         "symmetrisation": "grow-diag-final-and",
         "lexicon": "moses-lex-f2e",
     }
-    if cache.load(CACHE_KIND, parts) is None:
-        with cache.staging(CACHE_KIND, parts) as tmp:
-            links = symmetrised_links(src_sents, tgt_sents, aligner)
-            np.save(tmp / "links.npy", links_array(links), allow_pickle=False)
-            write_lexical_table(lexical_table(src_sents, tgt_sents, links), tmp / LEXICON_FILE)
-    entry = cache.entry_dir(CACHE_KIND, parts)
+    # checked again under the lock: a process that waited for another's alignment reads it instead
+    with cache.lock(CACHE_KIND, parts) as entry:
+        if not cache.is_complete(CACHE_KIND, parts):
+            with cache.staging(CACHE_KIND, parts) as tmp:
+                links = symmetrised_links(src_sents, tgt_sents, aligner)
+                np.save(tmp / "links.npy", links_array(links), allow_pickle=False)
+                write_lexical_table(lexical_table(src_sents, tgt_sents, links), tmp / LEXICON_FILE)
     return InducedDictionary(
         table=read_table(entry / LEXICON_FILE),
         links=np.load(entry / "links.npy", allow_pickle=False),

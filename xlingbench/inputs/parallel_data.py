@@ -23,8 +23,15 @@ Pre-tokenised text (``.tok``) is split on whitespace as it is. Raw text is split
 ICU's dictionary-based word breaker (``icu4py``): unlike blingfire's ``text_to_words`` or
 sacremoses, it segments Chinese, Japanese, Thai, Khmer, Lao and Burmese, which have no spaces
 between words. Lines where any language has ``max_words`` or more words are dropped (the
-published pipeline's limit of 300) and counted. The fingerprint is the sha256 of the words
-actually kept, so it changes whenever the data the tasks see changes.
+published pipeline's limit of 300) and counted. The fingerprint is the sha256 of the words and
+texts actually kept, so it changes whenever the data the tasks see changes.
+
+Each line keeps its text and each word's character span in it, because a model must read the
+sentence as written: tokenising words one by one puts a word-start marker before every word
+(Chinese grows by 62% in subwords). The text of a raw line is the line itself; the text of a
+pre-tokenised line is its words joined by single spaces. Format characters (Unicode category
+Cf, such as a byte-order mark) at the start of a line are removed on reading: they are invisible,
+yet a word breaker or whitespace split would make a "word" of them, or glue them to the first.
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ import hashlib
 import html
 import io
 import re
-from dataclasses import dataclass
+import unicodedata
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
@@ -55,12 +63,36 @@ _DJANGO_LOCALES = {"zh": "zh_Hans"}
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z%]|\{[^{}]*\}")
 _HTML_TAG = re.compile(r"<[^<>]*>")
 
-Tokenize = Callable[[str], list[str]]
+Span = tuple[int, int]
+#: a line's text -> (the text the model reads, each word's [start, end) in it)
+Segment = Callable[[str], tuple[str, list[Span]]]
+
+
+@dataclass
+class Lines:
+    """One language's lines: the text the model reads, its words, each word's [start, end) in it."""
+
+    texts: list[str]
+    words: list[list[str]]
+    spans: list[list[Span]]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def select(self, rows: list[int]) -> "Lines":
+        return Lines([self.texts[i] for i in rows], [self.words[i] for i in rows], [self.spans[i] for i in rows])
 
 
 @dataclass
 class ParallelCorpus:
-    """Word-tokenised sentences per language; ``sentences[lang][i]`` are translations for each i."""
+    """Word-tokenised sentences per language; ``sentences[lang][i]`` are translations for each i.
+
+    ``lines[lang]`` holds every line of the language as read, long ones included, and
+    ``sentences[lang][i]`` is ``lines[lang].words[kept[i]]``. Word vectors are extracted from
+    ``lines[lang]``, which depends on that language's text only, so one extraction serves every
+    pair the language is in; rows are then picked by sentence id (``WordVectors.select(kept)``).
+    A corpus built from words alone (``lines`` not given) reads them as pre-tokenised text.
+    """
 
     languages: list[str]
     sentences: dict[str, list[list[str]]]
@@ -68,9 +100,35 @@ class ParallelCorpus:
     source: str
     word_tokenizer: str
     dropped_long: int
+    lines: dict[str, Lines] = field(default_factory=dict)
+    kept: list[int] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.lines:
+            self.lines = {lang: _spaced_lines(words) for lang, words in self.sentences.items()}
+            self.kept = list(range(len(self)))
+        if any(len(words) != len(self.kept) for words in self.sentences.values()):
+            raise ValueError("ParallelCorpus: sentences and kept differ in length (use head() to cut a corpus)")
 
     def __len__(self) -> int:
         return len(self.sentences[self.languages[0]])
+
+    @property
+    def texts(self) -> dict[str, list[str]]:
+        """The text of each aligned sentence, per language (``texts[lang][i]`` holds ``sentences[lang][i]``)."""
+        return {lang: [self.lines[lang].texts[i] for i in self.kept] for lang in self.languages}
+
+    @property
+    def spans(self) -> dict[str, list[list[Span]]]:
+        """Character span of each word of each aligned sentence in its text, per language."""
+        return {lang: [self.lines[lang].spans[i] for i in self.kept] for lang in self.languages}
+
+    def head(self, limit: int) -> "ParallelCorpus":
+        """The first ``limit`` aligned sentences, with the lines up to the last of them (re-fingerprinted)."""
+        kept = self.kept[:limit]
+        read = kept[-1] + 1 if kept else 0
+        lines = {lang: self.lines[lang].select(list(range(read))) for lang in self.languages}
+        return _assemble(self.source, self.languages, lines, self.word_tokenizer, kept, read - len(kept))
 
 
 def load_parallel(spec: str, languages: list[str], max_words: int = 300) -> ParallelCorpus:
@@ -90,42 +148,55 @@ def load_parallel(spec: str, languages: list[str], max_words: int = 300) -> Para
     return _corpus(spec, languages, lines, tokenizer, max_words)
 
 
-def _corpus(
-    spec: str, languages: list[str], lines: dict[str, list[list[str]]], tokenizer: str, max_words: int
-) -> ParallelCorpus:
-    """Drop over-long lines, fingerprint what is kept."""
-    keep = [i for i in range(len(lines[languages[0]])) if all(len(lines[l][i]) < max_words for l in languages)]
-    sentences = {lang: [lines[lang][i] for i in keep] for lang in languages}
+def _corpus(spec: str, languages: list[str], lines: dict[str, Lines], tokenizer: str, max_words: int) -> ParallelCorpus:
+    """Drop over-long lines (every line stays in ``lines``), fingerprint what is kept."""
+    keep = [i for i in range(len(lines[languages[0]])) if all(len(lines[l].words[i]) < max_words for l in languages)]
+    return _assemble(spec, languages, lines, tokenizer, keep, len(lines[languages[0]]) - len(keep))
+
+
+def _assemble(spec: str, languages: list[str], lines: dict[str, Lines], tokenizer: str, kept: list[int], dropped: int) -> ParallelCorpus:
+    sentences = {lang: [lines[lang].words[i] for i in kept] for lang in languages}
+    texts = {lang: [lines[lang].texts[i] for i in kept] for lang in languages}
     return ParallelCorpus(
-        languages=languages,
-        sentences=sentences,
-        fingerprint=fingerprint(sentences),
-        source=spec,
-        word_tokenizer=tokenizer,
-        dropped_long=len(lines[languages[0]]) - len(keep),
+        languages=languages, sentences=sentences, fingerprint=fingerprint(sentences, texts), source=spec,
+        word_tokenizer=tokenizer, dropped_long=dropped, lines=lines, kept=kept,
     )
 
 
-def fingerprint(sentences: dict[str, list[list[str]]]) -> str:
-    """sha256 over languages, lines and words (tab/newline separated, so boundaries count)."""
+def fingerprint(sentences: dict[str, list[list[str]]], texts: dict[str, list[str]] | None = None) -> str:
+    """sha256 over languages, lines, words and texts (separated, so boundaries count).
+
+    The text is hashed too because the model reads it: the same words written with or without
+    spaces between them give other vectors. Without ``texts``, the words joined by spaces.
+    """
     digest = hashlib.sha256()
     for lang, lines in sentences.items():
         digest.update(f"\x00{lang}\x00".encode())
-        for words in lines:
-            digest.update(("\t".join(words) + "\n").encode("utf-8"))
+        for i, words in enumerate(lines):
+            text = texts[lang][i] if texts is not None else " ".join(words)
+            digest.update(("\t".join(words) + "\x00" + text + "\n").encode("utf-8"))
     return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- word tokenisation
 
 
-def whitespace_words(text: str) -> list[str]:
-    """Words of pre-tokenised text."""
-    return text.split()
+def spaced(words: list[str]) -> tuple[str, list[Span]]:
+    """The text of pre-tokenised words (joined by single spaces) and each word's span in it."""
+    spans, start = [], 0
+    for word in words:
+        spans.append((start, start + len(word)))
+        start += len(word) + 1
+    return " ".join(words), spans
 
 
-def icu_tokenizer(language: str) -> Tokenize:
-    """ICU's word breaker for ``language``: splits raw text of any script into words."""
+def pretokenised(text: str) -> tuple[str, list[Span]]:
+    """A ``.tok`` line: words are separated by whitespace (runs of it count as one space)."""
+    return spaced(text.split())
+
+
+def icu_segmenter(language: str) -> Segment:
+    """ICU's word breaker for ``language``: splits raw text of any script into word spans."""
     try:
         from icu4py.breakers import WordBreaker
     except ImportError as exc:
@@ -134,7 +205,43 @@ def icu_tokenizer(language: str) -> Tokenize:
             "pip install icu4py, or give pre-tokenised .tok files.",
         ) from exc
     locale = language.replace("-", "_")
-    return lambda text: [w for w in WordBreaker(text, locale) if not w.isspace()]
+
+    def segment(text: str) -> tuple[str, list[Span]]:
+        # The breaker's pieces tile the text; their lengths give Python offsets (its own
+        # segments() counts UTF-16 units, which differ beyond the Basic Multilingual Plane).
+        spans, start = [], 0
+        for piece in WordBreaker(text, locale):
+            if not piece.isspace():
+                spans.append((start, start + len(piece)))
+            start += len(piece)
+        return text, spans
+
+    return segment
+
+
+def read_lines(raw: list[str], segment: Segment) -> Lines:
+    """Lines of one language: leading format characters removed, then segmented into words."""
+    texts, words, spans = [], [], []
+    for line in raw:
+        text, line_spans = segment(strip_leading_format(line))
+        texts.append(text)
+        spans.append(line_spans)
+        words.append([text[a:b] for a, b in line_spans])
+    return Lines(texts, words, spans)
+
+
+def strip_leading_format(line: str) -> str:
+    """``line`` without the format characters (Unicode Cf: byte-order mark, direction marks) it starts with."""
+    start = 0
+    while start < len(line) and unicodedata.category(line[start]) == "Cf":
+        start += 1
+    return line[start:]
+
+
+def _spaced_lines(sentences: list[list[str]]) -> Lines:
+    """Lines of words given without their text: read as pre-tokenised text."""
+    pairs = [spaced(words) for words in sentences]
+    return Lines([text for text, _ in pairs], sentences, [spans for _, spans in pairs])
 
 
 @lru_cache(maxsize=1)
@@ -150,18 +257,17 @@ def icu_tokenizer_name() -> str:
 # ---------------------------------------------------------------- local files
 
 
-def _read_local(path: Path, languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+def _read_local(path: Path, languages: list[str]) -> tuple[dict[str, Lines], str]:
     """A TSV file, a directory of per-language files, or a file-name prefix."""
     if path.is_file() and path.name.endswith(".tsv"):
         return _read_tsv(path, languages)
     files = {lang: _language_file(path, lang) for lang in languages}
-    lines: dict[str, list[list[str]]] = {}
+    lines: dict[str, Lines] = {}
     kinds: dict[str, str] = {}
     for lang, file in files.items():
-        pretokenised = file.suffix == ".tok"
-        tokenize = whitespace_words if pretokenised else icu_tokenizer(lang)
-        kinds[lang] = "whitespace (.tok)" if pretokenised else icu_tokenizer_name()
-        lines[lang] = [tokenize(line) for line in _text_lines(file)]
+        tok = file.suffix == ".tok"
+        kinds[lang] = "whitespace (.tok)" if tok else icu_tokenizer_name()
+        lines[lang] = read_lines(_text_lines(file), pretokenised if tok else icu_segmenter(lang))
     _check_lengths({lang: (str(files[lang]), len(lines[lang])) for lang in languages})
     return lines, _describe_tokenizers(kinds)
 
@@ -197,25 +303,26 @@ def _text_lines(file: Path) -> list[str]:
     return text.rstrip("\n").split("\n")
 
 
-def _read_tsv(path: Path, languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+def _read_tsv(path: Path, languages: list[str]) -> tuple[dict[str, Lines], str]:
     """One column per language; the header row names them."""
     header, *rows = _text_lines(path)
+    header = strip_leading_format(header)
     columns = [c.strip() for c in header.split("\t")]
     if not rows:
         raise UserError(f"Parallel data file {path} has a header row but no sentences.", "Add one row per sentence.")
     for lang in languages:
         if lang not in columns:
             raise UserError(f"Language {lang!r} is not a column of {path} (columns: {columns}).", "Add the column, or drop the language.")
-    pretokenised = path.name.endswith(".tok.tsv")
-    lines: dict[str, list[list[str]]] = {lang: [] for lang in languages}
-    tokenizers = {lang: whitespace_words if pretokenised else icu_tokenizer(lang) for lang in languages}
+    tok = path.name.endswith(".tok.tsv")
+    fields: dict[str, list[str]] = {lang: [] for lang in languages}
     for number, row in enumerate(rows, start=2):
-        fields = row.rstrip("\r").split("\t")
-        if len(fields) != len(columns):
-            raise UserError(f"{path} line {number} has {len(fields)} fields; the header has {len(columns)}.", "Fix that line (tabs inside a sentence are not allowed).")
+        values = row.rstrip("\r").split("\t")
+        if len(values) != len(columns):
+            raise UserError(f"{path} line {number} has {len(values)} fields; the header has {len(columns)}.", "Fix that line (tabs inside a sentence are not allowed).")
         for lang in languages:
-            lines[lang].append(tokenizers[lang](fields[columns.index(lang)]))
-    return lines, "whitespace (.tok)" if pretokenised else icu_tokenizer_name()
+            fields[lang].append(values[columns.index(lang)])
+    lines = {lang: read_lines(fields[lang], pretokenised if tok else icu_segmenter(lang)) for lang in languages}
+    return lines, "whitespace (.tok)" if tok else icu_tokenizer_name()
 
 
 def _check_lengths(counts: dict[str, tuple[str, int]]) -> None:
@@ -235,7 +342,7 @@ def _describe_tokenizers(kinds: dict[str, str]) -> str:
 # ---------------------------------------------------------------- Hugging Face datasets
 
 
-def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, Lines], str]:
     """``hf:<id>@<revision>[#split]``: one config per language, a ``text`` column, rows sorted by id."""
     target, _, split = spec[3:].partition("#")
     dataset_id, _, revision = target.partition("@")
@@ -243,7 +350,7 @@ def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, list[list[str]
         raise UserError(f"Hub data set {spec!r} has no pinned revision.", f"Write it as {FLORES_PLUS}@<commit hash>.")
     from datasets import load_dataset
 
-    lines: dict[str, list[list[str]]] = {}
+    lines: dict[str, Lines] = {}
     for lang in languages:
         config = _FLORES_CONFIGS.get(lang, lang) if dataset_id == FLORES_PLUS[3:] else lang
         try:
@@ -255,7 +362,7 @@ def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, list[list[str]
             ) from exc
         if "id" in rows.column_names:
             rows = rows.sort("id")
-        lines[lang] = [icu_tokenizer(lang)(text) for text in rows["text"]]
+        lines[lang] = read_lines(list(rows["text"]), icu_segmenter(lang))
     _check_lengths({lang: (f"{dataset_id} {lang}", len(lines[lang])) for lang in languages})
     return lines, icu_tokenizer_name()
 
@@ -263,7 +370,7 @@ def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, list[list[str]
 # ---------------------------------------------------------------- Django gettext catalogs
 
 
-def _read_gettext(languages: list[str]) -> tuple[dict[str, list[list[str]]], str]:
+def _read_gettext(languages: list[str]) -> tuple[dict[str, Lines], str]:
     """Messages translated into every language in Django's catalogs, aligned by msgid."""
     root = _django_root()
     locales = {lang: _django_locale(root, lang) for lang in languages}
@@ -279,7 +386,7 @@ def _read_gettext(languages: list[str]) -> tuple[dict[str, list[list[str]]], str
                 texts[lang].append(english if locales[lang] == "en" else found[lang][key])
     if not texts[languages[0]]:
         raise UserError(f"Django's catalogs have no message translated into all of {languages}.", "Ask for fewer or more common languages.")
-    lines = {lang: [icu_tokenizer(locales[lang])(t) for t in texts[lang]] for lang in languages}
+    lines = {lang: read_lines(texts[lang], icu_segmenter(locales[lang])) for lang in languages}
     import django
 
     return lines, f"{icu_tokenizer_name()}; source django {django.__version__} gettext catalogs"

@@ -113,24 +113,25 @@ class Representations:
         """The parallel corpus ``spec`` in ``languages`` (pairs of >= 300 words dropped), cut to its
         first ``limit`` sentences when ``limit`` > 0; the fingerprint is then that of the cut, so
         cached vectors of the cut and of the whole corpus never mix."""
-        from xlingbench.inputs.parallel_data import fingerprint, load_parallel
+        from xlingbench.inputs.parallel_data import load_parallel
 
         with self.timed("load"):
             corpus = load_parallel(spec, list(languages))
-        if limit <= 0 or limit >= len(corpus):
-            return corpus
-        sentences = {lang: lines[:limit] for lang, lines in corpus.sentences.items()}
-        return dataclasses.replace(corpus, sentences=sentences, fingerprint=fingerprint(sentences))
+        return corpus.head(limit) if 0 < limit < len(corpus) else corpus
 
     def word_vectors(self, corpus: "ParallelCorpus", language: str, settings: ExtractionSettings) -> "WordVectors":
-        """Word vectors (float16, every layer) of every sentence of ``language`` in ``corpus``."""
+        """Word vectors (float16, every layer) of the aligned sentences of ``language``: row i of
+        sentence id k is a word of ``corpus.sentences[language][k]``. Extracted over all the
+        language's lines, which depend on that language alone, so its vectors are computed once
+        and shared by every pair and task that reads them; the aligned sentences are then selected."""
         from xlingbench.inputs.word_vectors import extract_word_vectors
 
+        lines = corpus.lines[language]
         return extract_word_vectors(
-            self, corpus.sentences[language], language=language, corpus_fingerprint=corpus.fingerprint,
+            self, lines.words, texts=lines.texts, spans=lines.spans, language=language,
             aggregation=settings.aggregation, side=settings.side, batch_size=settings.batch_size,
             max_length=settings.max_length, dtype=VECTOR_DTYPE,
-        )
+        ).select(corpus.kept)
 
     def concepts(
         self, blocks: Sequence[tuple["WordVectors", np.ndarray]], *, layer: int, k: int, seed: int, identity: Mapping[str, Any]
