@@ -17,10 +17,10 @@ A dictionary for a language pair ``en-<x>`` maps each English word to its transl
   translations made by people, but of a narrow vocabulary: names, not general words.
 
 Also the lexical-table format of the CALIGN code (``src -> tgt: Probability = p``, optionally
-followed by ``, Count = n``), used by tasks 4 and 5. Moses itself writes its lexical tables
-(``lex.e2f`` / ``lex.f2e``) as bare ``word word probability`` triples; the arrow form is the
-published CALIGN code's rendering of them. Every dictionary carries a fingerprint (sha256 of its
-sorted pairs) for the run record.
+followed by ``, Count = n``), used by tasks 4 and 5. This is not the layout of Moses' own
+``lex.e2f`` / ``lex.f2e`` files (bare ``word word probability`` triples, written by
+``train-model.perl``), which must be rewritten in the arrow form first. Every dictionary
+carries a fingerprint (sha256 of its sorted pairs) for the run record.
 
 Case: dictionaries are read as written. With ``match_case=False`` both sides are lowercased
 (``str.lower``, the folding task 3's ``match_case=False`` uses) and entries that become equal
