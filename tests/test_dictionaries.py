@@ -1,6 +1,9 @@
-"""Dictionaries: MUSE files, lexical tables, CLDR pairs, fingerprints, and errors that name the file."""
+"""Dictionaries: MUSE files, lexical tables, CLDR pairs, case folding, coverage, fingerprints,
+and errors that name the file and the fix."""
 from __future__ import annotations
 
+import gzip
+import re
 from pathlib import Path
 
 import pytest
@@ -58,6 +61,86 @@ def test_lexical_table(tmp_path: Path) -> None:
     path.write_text("no table here\n", encoding="utf-8")
     with pytest.raises(UserError, match="lex.e2f"):
         d.read_lexical_table(path)
+
+
+def test_lexical_table_with_counts_and_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "lex.e2f"
+    path.write_text("\ufeffhouse -> Haus: Probability = 0.25, Count = 3\n"
+                    "house -> Gebäude: Probability = 0.5\n"  # the form without a count still reads
+                    "dog -> Hund: Probability = 1, Count = 12\n"
+                    "dog -> Köter: Probability = 0.1, Count = many words\n", encoding="utf-8")  # not a line of the form
+    assert d.read_lexical_table(path) == {"house": [("Gebäude", 0.5), ("Haus", 0.25)], "dog": [("Hund", 1.0)]}
+
+
+def test_muse_byte_order_mark_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "en-de.txt"
+    path.write_bytes("water Wasser\n".encode("utf-8-sig"))
+    assert d.read_muse(path) == [("water", "Wasser")]
+
+
+def test_group_without_case_merges_spellings_in_first_seen_order() -> None:
+    pairs = [("Water", "Wasser"), ("water", "Gewässer"), ("water", "wasser"), ("House", "Haus"), ("WATER", "GEWÄSSER")]
+    assert d.group(pairs) == {"Water": ["Wasser"], "water": ["Gewässer", "wasser"], "House": ["Haus"], "WATER": ["GEWÄSSER"]}
+    assert d.group(pairs, match_case=False) == {"water": ["wasser", "gewässer"], "house": ["haus"]}
+
+
+def test_lexical_table_without_case_keeps_the_best_probability_of_a_merged_pair(tmp_path: Path) -> None:
+    path = tmp_path / "lex.e2f"
+    path.write_text("House -> Haus: Probability = 0.7\nhouse -> haus: Probability = 0.4\n"
+                    "house -> Heim: Probability = 0.5\nhouse -> Gebäude: Probability = 0.1\n", encoding="utf-8")
+    assert d.read_lexical_table(path, match_case=False) == {"house": [("haus", 0.7), ("heim", 0.5), ("gebäude", 0.1)]}
+    assert d.read_lexical_table(path)["House"] == [("Haus", 0.7)]
+
+
+def test_coverage_is_the_share_of_source_types_with_an_entry() -> None:
+    entries = {"water": ["Wasser"], "house": ["Haus"], "Dog": ["Hund"], "empty": []}
+    types = ["water", "house", "dog", "cat", "water", "empty"]  # 5 distinct; water and house covered
+    assert d.coverage(entries, types) == pytest.approx(2 / 5)
+    assert d.coverage(entries, types, match_case=False) == pytest.approx(3 / 5)  # dog meets Dog
+    assert d.coverage(entries, ["Water", "WATER"], match_case=False) == 1.0  # one type once folded
+    with pytest.raises(ValueError):
+        d.coverage(entries, [])
+
+
+def _bad_file(tmp_path: Path, kind: str) -> Path:
+    """A dictionary path that is wrong in the way ``kind`` says."""
+    path = tmp_path / "en-xx.txt"
+    if kind == "directory":
+        path.mkdir()
+    elif kind != "missing":
+        path.write_bytes({
+            "empty": b" \n\n",
+            "binary": gzip.compress(b"water Wasser\n" * 50),
+            "utf-16": b"\xff\xfe" + "water Wasser\n".encode("utf-16-le"),
+            "latin-1": "water Wasser\nwater Gew\xe4sser\n".encode("latin-1"),
+            "one column": b"water\nhouse\n",
+        }[kind])
+    return path
+
+
+@pytest.mark.parametrize("reader", [d.read_muse, d.read_lexical_table])
+@pytest.mark.parametrize(("kind", "problem", "fix"), [
+    ("empty", "is empty", "Give a UTF-8 file"),
+    ("binary", "binary file", "gunzip"),
+    ("utf-16", "is UTF-16LE, not UTF-8", "iconv -f UTF-16LE -t UTF-8"),
+    ("latin-1", r"not UTF-8 \(byte 0xe4 on line 2\)", "iconv -f"),
+    ("directory", "is a directory", "Name a file inside it"),
+    ("missing", "does not exist", "Check the path"),
+])
+def test_unreadable_dictionary_names_the_path_and_the_fix(tmp_path: Path, reader, kind: str, problem: str, fix: str) -> None:
+    path = _bad_file(tmp_path, kind)
+    with pytest.raises(UserError) as caught:
+        reader(path)
+    assert str(path) in caught.value.problem
+    assert re.search(problem, caught.value.problem), caught.value.problem
+    assert fix in caught.value.fix
+
+
+def test_one_column_dictionary_is_named_as_such(tmp_path: Path) -> None:
+    path = _bad_file(tmp_path, "one column")
+    with pytest.raises(UserError, match="one column only.*'water'") as caught:
+        d.read_muse(path)
+    assert str(path) in caught.value.problem and "'source target'" in caught.value.fix
 
 
 def test_cldr_pairs_are_real_single_word_translations() -> None:

@@ -1,4 +1,4 @@
-"""K-means on torch: planted clusters, agreement with scikit-learn, determinism, K shrinking."""
+"""K-means on torch: planted clusters, agreement with scikit-learn, several batched starts, determinism, K shrinking."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,12 +11,24 @@ from xlingbench.core.errors import UserError
 from xlingbench.compute.kmeans import choose_k, kmeans
 
 
-def planted(n_clusters: int = 12, per_cluster: int = 40, dim: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Well-separated Gaussian blobs (centres ~10 apart, spread 0.1) and their true labels."""
+def planted(n_clusters: int = 12, per_cluster: int = 40, dim: int = 16, seed: int = 0,
+            scale: float = 10.0, spread: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian blobs (centres drawn with ``scale``, points with ``spread``: by default well
+    separated) and their true labels."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=10.0, size=(n_clusters, dim))
+    centres = rng.normal(scale=scale, size=(n_clusters, dim))
     truth = np.repeat(np.arange(n_clusters), per_cluster)
-    return (centres[truth] + rng.normal(scale=0.1, size=(len(truth), dim))).astype(np.float32), truth
+    return (centres[truth] + rng.normal(scale=spread, size=(len(truth), dim))).astype(np.float32), truth
+
+
+def crowded(seed: int) -> np.ndarray:
+    """20 blobs close enough that one k-means++ start often merges two of them (single starts
+    end 15-35% above the best on most seeds) while the best of 10 finds the planted optimum."""
+    return planted(n_clusters=20, per_cluster=50, dim=6, seed=seed, scale=3.0, spread=0.5)[0]
+
+
+def random_data(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(600, 8)).astype(np.float32)
 
 
 def test_recovers_planted_clusters() -> None:
@@ -64,9 +76,76 @@ def test_float16_input_and_an_empty_cluster_is_refilled() -> None:
     assert len(np.unique(result.labels)) == 4
 
 
-def test_rejects_impossible_k() -> None:
+def test_rejects_impossible_k_and_starts() -> None:
     with pytest.raises(ValueError):
         kmeans(np.zeros((3, 2), dtype=np.float32), 4)
+    with pytest.raises(ValueError, match="n_init"):
+        kmeans(np.zeros((3, 2), dtype=np.float32), 2, n_init=0)
+
+
+@pytest.mark.parametrize("make", [crowded, random_data])
+def test_ten_starts_are_never_worse_than_one_and_keep_the_best(make) -> None:
+    gains = []
+    for seed in range(4):
+        x = make(seed)
+        one, ten = kmeans(x, 20, seed=seed, n_init=1), kmeans(x, 20, seed=seed, n_init=10)
+        assert ten.inertia <= one.inertia * (1 + 1e-6)
+        assert len(ten.inertias) == 10 and ten.inertia == min(ten.inertias) == ten.inertias[ten.start]
+        assert ten.inertias[0] == pytest.approx(one.inertia, rel=1e-6)  # start 0 is the single start
+        assert ten.inertia == pytest.approx(float(((x - ten.centroids[ten.labels]) ** 2).sum()), rel=1e-4)
+        gains.append(one.inertia / ten.inertia)
+    assert max(gains) > 1.01  # the extra starts did find something better somewhere
+
+
+def test_ten_starts_match_sklearn_ten_starts_on_planted_data() -> None:
+    for seed in range(3):
+        x = crowded(seed)
+        ours = kmeans(x, 20, seed=seed)
+        theirs = KMeans(20, n_init=10, random_state=seed).fit(x)
+        assert ours.inertia == pytest.approx(theirs.inertia_, rel=0.01)
+
+
+def test_starts_are_deterministic_and_the_same_batched_or_one_group_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = random_data(9)
+    first, again = kmeans(x, 15, seed=4, n_init=6), kmeans(x, 15, seed=4, n_init=6)
+    assert np.array_equal(first.labels, again.labels) and np.array_equal(first.centroids, again.centroids)
+    assert first.inertias == again.inertias and len(set(first.inertias)) > 1
+    monkeypatch.setattr(km, "_MIN_ROWS", km._DISTANCE_BLOCK // (4 * 15))  # groups of 4 starts: 4 + 2
+    assert km._starts_per_group(len(x), 15, 6) == 4
+    grouped = kmeans(x, 15, seed=4, n_init=6)
+    monkeypatch.setattr(km, "_MIN_ROWS", km._DISTANCE_BLOCK)  # one start at a time
+    sequential = kmeans(x, 15, seed=4, n_init=6)
+    for other in (grouped, sequential):
+        assert np.array_equal(first.labels, other.labels)
+        assert other.inertias == pytest.approx(first.inertias, rel=1e-6)
+
+
+def test_start_seeds_follow_sklearn_and_do_not_depend_on_n_init() -> None:
+    seeds = km.start_seeds(5, 10)
+    assert seeds == np.random.RandomState(5).randint(np.iinfo(np.int32).max, size=10).tolist()
+    assert km.start_seeds(5, 1) == seeds[:1] and len(set(seeds)) == 10
+
+
+def test_explicit_init_is_one_start() -> None:
+    x, _ = planted()
+    result = kmeans(x, 12, init=x[::40], n_init=10)
+    assert len(result.inertias) == 1 and result.start == 0
+
+
+def test_device_parameter_runs_on_cpu() -> None:
+    import torch
+
+    x = random_data(3)
+    on_cpu = kmeans(x, 10, seed=2, n_init=3, device="cpu")
+    assert np.array_equal(on_cpu.labels, kmeans(x, 10, seed=2, n_init=3, device=torch.device("cpu")).labels)
+    assert on_cpu.inertia == kmeans(x, 10, seed=2, n_init=3).inertia
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="no CUDA device")
+def test_cuda_recovers_planted_clusters() -> None:
+    x, truth = planted()
+    result = kmeans(x, 12, seed=1, device="cuda")
+    assert adjusted_rand_score(truth, result.labels) == 1.0
 
 
 def test_choose_k_keeps_or_shrinks_with_a_warning() -> None:

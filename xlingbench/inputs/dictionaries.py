@@ -16,9 +16,18 @@ A dictionary for a language pair ``en-<x>`` maps each English word to its transl
   running text ("German" / "allemand" / "Deutsch"; "January" / "janvier"). These are real
   translations made by people, but of a narrow vocabulary: names, not general words.
 
-Also the lexical-table format of the CALIGN code (``src -> tgt: Probability = p``), used by
-tasks 4 and 5. Every dictionary carries a fingerprint (sha256 of its sorted pairs) for the run
-record.
+Also the lexical-table format of the CALIGN code (``src -> tgt: Probability = p``, optionally
+followed by ``, Count = n``), used by tasks 4 and 5. This is not the layout of Moses' own
+``lex.e2f`` / ``lex.f2e`` files (bare ``word word probability`` triples, written by
+``train-model.perl``), which must be rewritten in the arrow form first. Every dictionary
+carries a fingerprint (sha256 of its sorted pairs) for the run record.
+
+Case: dictionaries are read as written. With ``match_case=False`` both sides are lowercased
+(``str.lower``, the folding task 3's ``match_case=False`` uses) and entries that become equal
+are merged in first-seen order, so a lowercase dictionary such as MUSE can meet cased text.
+
+Files are UTF-8 (a leading byte-order mark is dropped); an empty, binary, UTF-16, non-UTF-8,
+one-column, missing or directory path is a UserError naming the path and the fix.
 """
 from __future__ import annotations
 
@@ -29,7 +38,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from xlingbench.inputs.cache import write_atomic
 from xlingbench.core.errors import UserError
@@ -37,7 +46,10 @@ from xlingbench.core.errors import UserError
 DEFAULT_TARGETS = ("de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "ko", "it", "pt", "tr")
 MUSE_URL = "https://dl.fbaipublicfiles.com/arrival/dictionaries/en-{target}.txt"
 _PAIR_NAME = re.compile(r"^en-([A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?)$")
-_LEXICAL_LINE = re.compile(r"^(\S+) -> (\S+): Probability = (\S+)\s*$")
+_LEXICAL_LINE = re.compile(r"^(\S+) -> (\S+): Probability = ([^\s,]+)(?:, Count = [^\s,]+)?\s*$")
+#: byte-order marks of encodings that are not UTF-8, and how iconv names them
+_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+                 (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE"))
 #: CLDR sections whose names are aligned by key across locales
 _CLDR_SECTIONS = ("languages", "territories", "scripts", "currencies", "months", "days", "units")
 
@@ -62,38 +74,94 @@ class Dictionary:
         return {"source": self.source, "sha256": self.fingerprint, "words": len(self.entries), "pairs": pairs}
 
 
-def group(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """(source, target) pairs -> source -> distinct targets, in first-seen order."""
+def group(pairs: Iterable[tuple[str, str]], match_case: bool = True) -> dict[str, list[str]]:
+    """(source, target) pairs -> source -> distinct targets, in first-seen order; with
+    ``match_case=False`` both sides lowercased first, so ``Water -> Wasser`` and
+    ``water -> wasser`` become one entry ``water -> [wasser]``."""
     entries: dict[str, list[str]] = {}
     for src, tgt in pairs:
+        if not match_case:
+            src, tgt = src.lower(), tgt.lower()
         targets = entries.setdefault(src, [])
         if tgt not in targets:
             targets.append(tgt)
     return entries
 
 
+def fold_case(table: Mapping[str, Sequence[tuple[str, float]]]) -> dict[str, list[tuple[str, float]]]:
+    """A lexical table with both sides lowercased; a (source, target) pair met under several
+    spellings keeps its highest probability, because probabilities conditioned on different
+    source spellings cannot be added (they could exceed 1). Most probable first, ties by word."""
+    best: dict[str, dict[str, float]] = {}
+    for src, row in table.items():
+        targets = best.setdefault(src.lower(), {})
+        for tgt, prob in row:
+            targets[tgt.lower()] = max(prob, targets.get(tgt.lower(), prob))
+    return {src: sorted(targets.items(), key=lambda t: (-t[1], t[0])) for src, targets in best.items()}
+
+
+def coverage(entries: Mapping[str, Sequence[str]], source_types: Iterable[str], match_case: bool = True) -> float:
+    """Share of ``source_types`` (distinct words of a corpus) with at least one dictionary entry:
+    a low share means the dictionary does not fit the data (other language pair, other
+    tokenisation, other casing) and a concept alignment measured through it says little.
+    ``match_case=False`` compares lowercased. ValueError when there is no source type."""
+    fold = (lambda w: w) if match_case else str.lower
+    keys = {fold(w) for w, targets in entries.items() if targets}
+    types = {fold(w) for w in source_types}
+    if not types:
+        raise ValueError("coverage of an empty set of source word types")
+    return sum(1 for w in types if w in keys) / len(types)
+
+
 def _read_text(path: Path, what: str, fix: str) -> str:
+    """The text of a UTF-8 file without its byte-order mark; a UserError naming ``path`` and
+    the fix for a missing path, a directory, an empty, binary, UTF-16/32 or non-UTF-8 file
+    (``fix`` says what the file should hold)."""
+    if path.is_dir():
+        raise UserError(f"the {what} {path} is a directory, not a file.",
+                        f"Name a file inside it. {fix}")
     try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"cannot read the {what} {path}: {err}.", fix) from err
+        data = path.read_bytes()
+    except FileNotFoundError as err:
+        raise UserError(f"the {what} {path} does not exist.", f"Check the path. {fix}") from err
+    except OSError as err:
+        raise UserError(f"cannot read the {what} {path}: {err.strerror or err}.", "Check its permissions.") from err
+    if not data.strip():
+        raise UserError(f"the {what} {path} is empty.", fix)
+    encoding = next((name for bom, name in _FOREIGN_BOMS if data.startswith(bom)), None)
+    if encoding:
+        raise UserError(f"the {what} {path} is {encoding}, not UTF-8.",
+                        f"Convert it: iconv -f {encoding} -t UTF-8 {path} > {path.stem}.utf8{path.suffix}")
+    if b"\x00" in data:
+        raise UserError(f"the {what} {path} is a binary file, not text.",
+                        f"Decompress it first if it is compressed (gunzip, unzip). {fix}")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise UserError(f"the {what} {path} is not UTF-8 (byte 0x{data[err.start]:02x} on line {line}).",
+                        f"Convert it: iconv -f <its encoding, e.g. latin1> -t UTF-8 {path} > {path.stem}.utf8{path.suffix}") from err
 
 
 def read_muse(path: str | Path) -> list[tuple[str, str]]:
     """(source, target) pairs of a MUSE-format file; lines without exactly two fields are skipped."""
     path = Path(path)
     fix = "Give a UTF-8 file with one 'source target' pair a line (tab or space separated)."
-    pairs = [tuple(fields) for fields in map(str.split, _read_text(path, "dictionary", fix).splitlines())
-             if len(fields) == 2]
+    rows = [fields for fields in map(str.split, _read_text(path, "dictionary", fix).splitlines()) if fields]
+    pairs = [(fields[0], fields[1]) for fields in rows if len(fields) == 2]
+    if not pairs and all(len(fields) == 1 for fields in rows):
+        raise UserError(f"the dictionary {path} has one column only (line 1: {rows[0][0]!r}): no translations.", fix)
     if not pairs:
         raise UserError(f"the dictionary {path} has no line of the form 'source target'.", fix)
-    return pairs  # type: ignore[return-value]
+    return pairs
 
 
-def read_lexical_table(path: str | Path) -> dict[str, list[tuple[str, float]]]:
-    """Source word -> [(target, probability)], most probable first, from ``src -> tgt: Probability = p`` lines."""
+def read_lexical_table(path: str | Path, match_case: bool = True) -> dict[str, list[tuple[str, float]]]:
+    """Source word -> [(target, probability)], most probable first, from
+    ``src -> tgt: Probability = p`` lines (a trailing ``, Count = n`` is accepted; the ranking
+    is by probability). ``match_case=False``: both sides lowercased, see :func:`fold_case`."""
     path = Path(path)
-    fix = "Give a UTF-8 file with lines of the form 'src -> tgt: Probability = 0.5'."
+    fix = "Give a UTF-8 file with lines of the form 'src -> tgt: Probability = 0.5' (optionally ', Count = 12')."
     table: dict[str, list[tuple[str, float]]] = {}
     for line in _read_text(path, "lexical table", fix).splitlines():
         found = _LEXICAL_LINE.match(line)
@@ -105,6 +173,8 @@ def read_lexical_table(path: str | Path) -> dict[str, list[tuple[str, float]]]:
             continue
     if not table:
         raise UserError(f"the lexical table {path} has no line of the form 'src -> tgt: Probability = p'.", fix)
+    if not match_case:
+        return fold_case(table)
     return {src: sorted(row, key=lambda t: (-t[1], t[0])) for src, row in table.items()}
 
 
