@@ -13,6 +13,7 @@ from xlingbench.core.errors import UserError
 from xlingbench.core.params import build
 from xlingbench.inputs.representations import Representations
 from xlingbench.compute.concepts import (
+    one_sentence_share,
     calign,
     cap_aligned_pairs,
     cap_occurrences,
@@ -265,7 +266,7 @@ def test_calign_task_on_planted_concepts(planted_task, tmp_path) -> None:
     curve = dict(result.step_metrics["calign"])
     assert curve[1] == 100.0 and curve[0] < 50.0
     assert result.metrics["calign_max"] == 100.0 and result.metrics["calign_max_layer"] == 1.0
-    assert result.info["k"] == 30 and result.info["occurrence_cap"] == "word type"
+    assert result.info["k"] == 30 and result.info["occurrence_cap"] == "aligned word pair"
     assert result.tables["aligned_concepts"] and calign_task.TASK.metadata.charts[0].kind == "line"
     again = calign_task.run(inputs, params)  # cluster labels now come from the cache
     assert again.step_metrics == result.step_metrics
@@ -281,6 +282,21 @@ def test_calign_task_shrinks_k_and_says_so(planted_task, tmp_path) -> None:
     result = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), layers="1"))
     assert result.info["k"] == min(result.info["types"].values()) // 10 < 600
     assert "600" in result.info["warnings"][0]
+    # one dictionary entry covers almost none of the source types: the run says so and logs the share
+    assert any("covers only" in w for w in result.info["warnings"]) and result.metrics["dictionary_coverage"] < 0.01
+
+
+def test_calign_match_case_reads_a_capitalised_dictionary(planted_task, tmp_path) -> None:
+    import xlingbench.tasks.calign as calign_task
+
+    patch, corpus = planted_task
+    inputs = patch(calign_task)
+    muse = tmp_path / "en-de.txt"
+    muse.write_text("".join(f"E{w[1:]} G{w[1:]}\n" for w in sorted({w for s in corpus.sentences["en"] for w in s})))
+    exact = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), k=30, n_init=2, layers="1"))
+    assert exact.metrics["dictionary_coverage"] < 0.5 if "dictionary_coverage" in exact.metrics else True
+    folded = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), k=30, n_init=2, layers="1", match_case=False))
+    assert folded.metrics["dictionary_coverage"] == 1.0 and folded.metrics["calign_max"] == 100.0
 
 
 def test_calign_task_errors_on_a_dictionary_without_matching_words(planted_task, tmp_path) -> None:
@@ -309,3 +325,16 @@ def test_colap_task_on_planted_concepts(planted_task) -> None:
     assert result.tables["overlapping_concepts"] and result.info["k"] == 30
     with pytest.raises(UserError, match="different"):
         build("colap", colap_task.Params, {"languages": "en,en"})
+
+
+def test_one_sentence_share_against_a_loop() -> None:
+    rng = np.random.default_rng(3)
+    labels, sentences = rng.integers(0, 12, size=400), rng.integers(0, 30, size=400)
+    sentences[labels == 4] = 7  # concept 4: one sentence only
+    expected = 0
+    for concept in np.unique(labels):
+        members = sentences[labels == concept]
+        expected += max(np.sum(members == s) for s in np.unique(members)) > len(members) / 2
+    assert one_sentence_share(labels, sentences) == pytest.approx(100 * expected / len(np.unique(labels)))
+    assert one_sentence_share([0, 0, 1, 1], [5, 5, 5, 6]) == 50.0  # exactly half is not "more than half"
+    assert one_sentence_share([0, 0, 0], [1, 2, 3]) == 0.0

@@ -176,6 +176,30 @@ def _percent(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else math.nan
 
 
+def one_sentence_share(labels: Sequence[int] | np.ndarray, sentence_ids: Sequence[int] | np.ndarray) -> float:
+    """Percentage of concepts in which one sentence contributes more than half of the occurrences.
+
+    Sentence ids of parallel text are shared across languages, so for a multilingual concept
+    this counts one sentence *pair*. A high value means the concepts are mostly the words of
+    single sentences (as a sentence-embedding model's last layer makes them), not latent
+    concepts shared across the corpus: read CALIGN/COLAP at such a layer with care.
+    """
+    labels, sentences = np.asarray(labels), np.asarray(sentence_ids)
+    if len(labels) != len(sentences):
+        raise ValueError("labels and sentence_ids differ in length")
+    if len(labels) == 0:
+        return math.nan
+    concept_idx = np.unique(labels, return_inverse=True)[1]
+    pair_idx = np.unique(np.stack([concept_idx, sentences]), axis=1, return_inverse=True)[1].ravel()
+    pair_counts = np.bincount(pair_idx)
+    pair_concept = np.zeros(len(pair_counts), dtype=np.int64)
+    pair_concept[pair_idx] = concept_idx
+    largest = np.zeros(concept_idx.max() + 1, dtype=np.int64)
+    np.maximum.at(largest, pair_concept, pair_counts)
+    sizes = np.bincount(concept_idx)
+    return _percent(int((largest * 2 > sizes).sum()), len(sizes))
+
+
 # --- per-layer series ---------------------------------------------------------------------------
 
 

@@ -134,7 +134,8 @@ class Representations:
         ).select(corpus.kept)
 
     def concepts(
-        self, blocks: Sequence[tuple["WordVectors", np.ndarray]], *, layer: int, k: int, seed: int, identity: Mapping[str, Any]
+        self, blocks: Sequence[tuple["WordVectors", np.ndarray]], *, layer: int, k: int, seed: int, n_init: int,
+        identity: Mapping[str, Any],
     ) -> np.ndarray:
         """K-means labels of the chosen rows of one layer (blocks of (vectors, rows) stacked in
         order). ``identity`` says which vectors these are (corpus, languages, settings); the key
@@ -142,11 +143,12 @@ class Representations:
         from xlingbench.compute.kmeans import kmeans
 
         digest = hashlib.sha256(b"".join(np.ascontiguousarray(rows, dtype=np.int64).tobytes() + b"|" for _, rows in blocks))
-        parts = {**identity, "rows": digest.hexdigest()[:24], "layer": layer, "k": k, "seed": seed, "algorithm": "kmeans++/lloyd"}
+        parts = {**identity, "rows": digest.hexdigest()[:24], "layer": layer, "k": k, "seed": seed, "n_init": n_init,
+                 "algorithm": "kmeans++/lloyd"}
 
         def compute() -> dict[str, np.ndarray]:
             x = np.concatenate([np.asarray(vectors.layer(layer)[rows]) for vectors, rows in blocks])
-            return {"labels": kmeans(x, k, seed=seed, device=self.device).labels}
+            return {"labels": kmeans(x, k, seed=seed, n_init=n_init, device=self.device).labels}
 
         with self.timed("cluster"):
             return self._cached("concepts", parts, compute)["labels"]

@@ -18,12 +18,23 @@ import numpy as np
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
-from xlingbench.compute.concepts import CalignResult, calign, cap_aligned_pairs, cap_occurrences, concepts_from_labels, layer_summary, rows_at
+from xlingbench.compute.concepts import (
+    CalignResult,
+    calign,
+    cap_aligned_pairs,
+    concepts_from_labels,
+    layer_summary,
+    one_sentence_share,
+    rows_at,
+)
 from xlingbench.tasks.latent_concepts import (
+    ONE_SENTENCE,
     OPTIONS,
     REFERENCE,
     ConceptParams,
     corpus_info,
+    diagnostic_chart,
+    extraction_metrics,
     layer_chart,
     layers_of,
     shrink_k,
@@ -31,10 +42,13 @@ from xlingbench.tasks.latent_concepts import (
 )
 
 if TYPE_CHECKING:
+    from xlingbench.inputs.alignment import InducedDictionary
     from xlingbench.inputs.representations import Representations
     from xlingbench.inputs.parallel_data import ParallelCorpus
     from xlingbench.inputs.word_vectors import WordVectors
 
+#: below this share of source word types with a translation, the run warns (CALIGN is then low by construction)
+MIN_COVERAGE = 0.5
 #: aligned concepts shown per layer in the ``aligned_concepts`` table
 SAMPLE_CONCEPTS = 5
 #: word types shown per concept in that table
@@ -46,6 +60,7 @@ class Params(ConceptParams):
     """CALIGN parameters: the shared ones plus the alignment conditions."""
 
     dictionary: str = "induced"  # "induced" (word alignment of the same data) or a MUSE / lexical-table file
+    match_case: bool = True  # false: words and translations compared in lowercase (for lowercase dictionaries)
     aligner: Literal["fast_align", "eflomal"] = "fast_align"  # for "induced": fast_align (deterministic) or eflomal (unseeded, [align] extra)
     theta_a: float = 0.8
     top_n: int = 10
@@ -71,7 +86,6 @@ class _Dictionary:
 
     translations: dict[str, list[str]]
     info: dict[str, Any]
-    links: np.ndarray | None = None  # symmetrised links when induced (used for occurrence capping)
     rows: list[dict[str, Any]] | None = None  # the induced table, saved as a run artifact
 
 
@@ -79,44 +93,46 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     """Concepts per language and layer, then CALIGN of source against target concepts."""
     source, target = params.languages
     corpus = inputs.corpus(params.data, [source, target], params.sentences)
-    dictionary = _dictionary(inputs, params, corpus, source, target)
+    # the links cap occurrences per aligned word pair whatever the dictionary's source (one rule)
+    aligned = inputs.induced_dictionary(corpus, source, target, params.aligner)
+    dictionary = _dictionary(aligned, params, source, target)
     vectors = {lang: inputs.word_vectors(corpus, lang, params.extraction()) for lang in (source, target)}
-    rows, cap_unit = _kept_rows(params, corpus, dictionary, vectors, source, target)
-    words = {lang: [vectors[lang].words[r] for r in rows[lang].tolist()] for lang in (source, target)}
-    dictionary.info["coverage"] = _coverage(set(words[source]), set(words[target]), dictionary.translations, source, target)
+    rows = _kept_rows(params, corpus, aligned.links, vectors, source, target)
+    fold = (lambda w: w) if params.match_case else str.lower
+    words = {lang: [fold(vectors[lang].words[r]) for r in rows[lang].tolist()] for lang in (source, target)}
+    coverage = _coverage(set(words[source]), set(words[target]), dictionary.translations, source, target)
     k, warnings = _shared_k([len(set(words[lang])) for lang in (source, target)], params.k)
-    if dictionary.info.get("aligner_deterministic") is False:
-        warnings.append(f"the dictionary was induced by {dictionary.info['aligner']}, which cannot be seeded: "
-                        "a fresh cache may give other numbers (aligner=fast_align is deterministic).")
-    series, per_layer, samples = [], [], []
+    warnings += _dictionary_warnings(dictionary.info, coverage, source)
+    series, diagnostic, per_layer, samples = [], [], [], []
     layers = layers_of(params, vectors[source].num_layers)
-    for layer in progress(layers, desc="calign: concepts per layer", total=len(layers), unit="layer"):
-        concepts = {
-            lang: concepts_from_labels(
-                inputs.concepts([(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed,
-                                identity=vectors_identity(corpus, params, [lang])),
-                words[lang],
-            )
-            for lang in (source, target)
-        }
+    for layer in progress(layers, desc=f"calign {source}-{target}: concepts per layer", total=len(layers), unit="layer"):
+        labels = {lang: inputs.concepts([(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed, n_init=params.n_init,
+                                        identity=vectors_identity(corpus, params, [lang])) for lang in (source, target)}
+        concepts = {lang: concepts_from_labels(labels[lang], words[lang]) for lang in (source, target)}
         result = calign(concepts[source], concepts[target], dictionary.translations, params.theta_a, params.min_types, params.size_ratio)
+        dominated = one_sentence_share(labels[source], vectors[source].sentence_ids[rows[source]])
         series.append((layer, result.percentage))
+        diagnostic.append((layer, dominated))
         per_layer.append({"layer": layer, "calign": result.percentage, "n_aligned": result.n_aligned,
-                          "n_source_concepts": result.n_source_concepts, "k": k})
+                          "n_source_concepts": result.n_source_concepts, "k": k, ONE_SENTENCE: dominated})
         samples += _sample_rows(layer, result, concepts[source], concepts[target], params.seed)
     pair = f"{source}-{target}"
     tables = {"per_layer": per_layer, "aligned_concepts": samples}
     if dictionary.rows is not None:
         tables["dictionary"] = dictionary.rows
+    metrics = {**layer_summary("calign", series), "dictionary_coverage": coverage,
+               **extraction_metrics(vectors, {source: k, target: k})}
     return TaskResult(
         task="calign",
         params=asdict(params),
-        metrics=layer_summary("calign", series),
-        step_metrics={"calign": series},
+        metrics=metrics,
+        step_metrics={"calign": series, ONE_SENTENCE: diagnostic},
         tables=tables,
         info={
             "inputs": {"corpus": corpus.fingerprint, "dictionary": dictionary.info["sha256"]},
-            "pair": pair, "corpus": corpus_info(corpus), "dictionary": dictionary.info, "occurrence_cap": cap_unit,
+            "pair": pair, "corpus": corpus_info(corpus), "dictionary": {**dictionary.info, "coverage": coverage},
+            "occurrence_cap": "aligned word pair", "alignment": {"aligner": aligned.aligner, "deterministic": aligned.deterministic,
+                                                                 "key": aligned.fingerprint},
             "k_requested": params.k, "k": k, "warnings": warnings,
             "occurrences": {lang: len(words[lang]) for lang in words}, "types": {lang: len(set(words[lang])) for lang in words},
             "vectors": {lang: vectors[lang].info for lang in vectors},
@@ -124,61 +140,58 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     )
 
 
-def _dictionary(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
-    """T(w): induced by word alignment of the corpus, or read from a file."""
-    if params.dictionary == "induced":
-        return _induced(inputs, params, corpus, source, target)
-    return _from_file(Path(params.dictionary), params.top_n, f"{source}-{target}")
-
-
-def _induced(inputs: "Representations", params: Params, corpus: "ParallelCorpus", source: str, target: str) -> _Dictionary:
+def _dictionary(aligned: "InducedDictionary", params: Params, source: str, target: str) -> _Dictionary:
+    """T(w): the ``top_n`` best translations induced by word alignment of the corpus, or read from a file."""
     from xlingbench.compute.alignment import best_translations
-    from xlingbench.inputs.dictionaries import Dictionary
+    from xlingbench.inputs.dictionaries import Dictionary, fold_case
 
-    induced = inputs.induced_dictionary(corpus, source, target, params.aligner)
-    translations = best_translations(induced.table, params.top_n)
-    rows = [{"source": s, "target": t, "probability": p}
-            for s, kept in translations.items() for t, p in induced.table[s] if t in kept]
-    info = {**Dictionary(f"{source}-{target}", translations, str(induced.path)).record(), "kind": "induced",
-            "aligner": induced.aligner, "aligner_deterministic": induced.deterministic,
-            "symmetrisation": "grow-diag-final-and", "alignment_key": induced.fingerprint}
-    return _Dictionary(translations, info, links=induced.links, rows=rows)
+    if params.dictionary != "induced":
+        return _from_file(Path(params.dictionary), params.top_n, f"{source}-{target}", params.match_case)
+    table = aligned.table if params.match_case else fold_case(aligned.table)
+    translations = best_translations(table, params.top_n)
+    rows = [{"source": s, "target": t, "probability": p} for s, kept in translations.items() for t, p in table[s] if t in kept]
+    info = {**Dictionary(f"{source}-{target}", translations, str(aligned.path)).record(), "kind": "induced",
+            "aligner": aligned.aligner, "aligner_deterministic": aligned.deterministic,
+            "symmetrisation": "grow-diag-final-and", "alignment_key": aligned.fingerprint}
+    return _Dictionary(translations, info, rows=rows)
 
 
-def _from_file(path: Path, top_n: int, pair: str) -> _Dictionary:
+def _from_file(path: Path, top_n: int, pair: str, match_case: bool) -> _Dictionary:
     """A MUSE file (``src tgt`` a line: the first ``top_n`` of each word in file order) or a
-    lexical table (``src -> tgt: Probability = p``: the ``top_n`` most probable)."""
+    lexical table (``src -> tgt: Probability = p[, Count = n]``: the ``top_n`` most probable)."""
     from xlingbench.compute.alignment import best_translations
     from xlingbench.inputs.dictionaries import Dictionary, group, read_lexical_table, read_muse
 
-    if not path.is_file():
-        raise UserError(f"The dictionary {path} does not exist.", "Pass an existing MUSE or lexical-table file, or dictionary=induced.")
     with path.open(encoding="utf-8", errors="replace") as lines:
         first = next((line for line in lines if line.strip()), "")
     if " -> " in first and ": Probability = " in first:
-        kind, translations = "lexical_table", best_translations(read_lexical_table(path), top_n)
+        kind, translations = "lexical_table", best_translations(read_lexical_table(path, match_case), top_n)
     else:
-        kind, translations = "muse", {s: ts[:top_n] for s, ts in group(read_muse(path)).items()}
+        kind, translations = "muse", {s: ts[:top_n] for s, ts in group(read_muse(path), match_case).items()}
     return _Dictionary(translations, {**Dictionary(pair, translations, str(path)).record(), "kind": kind})
 
 
-def _kept_rows(
-    params: Params, corpus: "ParallelCorpus", dictionary: _Dictionary, vectors: dict[str, "WordVectors"], source: str, target: str
-) -> tuple[dict[str, np.ndarray], str]:
-    """Rows of each language's word vectors kept by the occurrence cap, and the cap's unit.
+def _dictionary_warnings(info: dict[str, Any], coverage: float, source: str) -> list[str]:
+    """What a reader of the number must know about the dictionary."""
+    warnings = []
+    if coverage < MIN_COVERAGE:
+        warnings.append(f"the dictionary covers only {coverage:.0%} of the {source} word types of the corpus: few concepts "
+                        f"can reach theta_a, so CALIGN is low by construction (check the pair, tokenisation and match_case).")
+    if info.get("aligner_deterministic") is False:
+        warnings.append(f"the dictionary was induced by {info['aligner']}, which cannot be seeded: "
+                        "a fresh cache may give other numbers (aligner=fast_align is deterministic).")
+    return warnings
 
-    With induced links: at most ``max_occurrences`` links per aligned word pair (the paper's
-    unit), keeping only aligned words. With a dictionary file there are no links: at most
-    ``max_occurrences`` occurrences per word type of each language.
-    """
-    if dictionary.links is None:
-        rows = {lang: cap_occurrences(vectors[lang].words, params.max_occurrences, params.seed) for lang in (source, target)}
-        return rows, "word type"
-    src_pos, tgt_pos = cap_aligned_pairs(dictionary.links, corpus.sentences[source], corpus.sentences[target],
+
+def _kept_rows(
+    params: Params, corpus: "ParallelCorpus", links: np.ndarray, vectors: dict[str, "WordVectors"], source: str, target: str
+) -> dict[str, np.ndarray]:
+    """Rows of each language's word vectors kept by the occurrence cap: at most
+    ``max_occurrences`` links per aligned word pair (docs/tasks.md), aligned words only."""
+    src_pos, tgt_pos = cap_aligned_pairs(links, corpus.sentences[source], corpus.sentences[target],
                                          params.max_occurrences, params.seed)
-    rows = {lang: rows_at(vectors[lang].sentence_ids, vectors[lang].word_positions, positions)
+    return {lang: rows_at(vectors[lang].sentence_ids, vectors[lang].word_positions, positions)
             for lang, positions in ((source, src_pos), (target, tgt_pos))}
-    return rows, "aligned word pair"
 
 
 def _coverage(src_types: set[str], tgt_types: set[str], translations: dict[str, list[str]], source: str, target: str) -> float:
@@ -219,7 +232,7 @@ TASK = Task(
         main_score="calign_max",
         version="2",
         options=OPTIONS,
-        charts=(layer_chart("calign"),),
+        charts=(layer_chart("calign"), diagnostic_chart()),
     ),
     params=Params,
     run=run,

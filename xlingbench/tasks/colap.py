@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xlingbench.compute.concepts import ColapResult, cap_occurrences, colap, layer_summary
+from xlingbench.compute.concepts import ColapResult, cap_occurrences, colap, layer_summary, one_sentence_share
 from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
 from xlingbench.tasks.latent_concepts import (
+    ONE_SENTENCE,
     OPTIONS,
     REFERENCE,
     ConceptParams,
     corpus_info,
+    diagnostic_chart,
+    extraction_metrics,
     layer_chart,
     layers_of,
     shrink_k,
@@ -61,21 +64,25 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     occurrence_langs = np.concatenate([np.full(len(rows[lang]), lang) for lang in languages])
     n_types = len(set(zip(occurrence_langs.tolist(), words)))
     k, warning = shrink_k(n_types, params.k)
-    series, per_layer, samples = [], [], []
+    series, diagnostic, per_layer, samples = [], [], [], []
+    sentence_ids = np.concatenate([vectors[lang].sentence_ids[rows[lang]] for lang in languages])
     layers = layers_of(params, vectors[languages[0]].num_layers)
-    for layer in progress(layers, desc="colap: concepts per layer", total=len(layers), unit="layer"):
+    for layer in progress(layers, desc=f"colap {'+'.join(languages)}: concepts per layer", total=len(layers), unit="layer"):
         labels = inputs.concepts([(vectors[lang], rows[lang]) for lang in languages], layer=layer, k=k,
-                                 seed=params.seed, identity=vectors_identity(corpus, params, languages))
+                                 seed=params.seed, n_init=params.n_init, identity=vectors_identity(corpus, params, languages))
         result = colap(labels, occurrence_langs, params.theta_o)
+        # parallel sentences share an id: a concept made of one sentence pair counts here
+        dominated = one_sentence_share(labels, sentence_ids)
         series.append((layer, result.percentage))
+        diagnostic.append((layer, dominated))
         per_layer.append({"layer": layer, "colap": result.percentage, "n_overlapping": result.n_overlapping,
-                          "n_concepts": result.n_concepts, "k": k})
+                          "n_concepts": result.n_concepts, "k": k, ONE_SENTENCE: dominated})
         samples += _sample_rows(layer, result, labels, words, occurrence_langs, params.seed)
     return TaskResult(
         task="colap",
         params=asdict(params),
-        metrics=layer_summary("colap", series),
-        step_metrics={"colap": series},
+        metrics={**layer_summary("colap", series), **extraction_metrics(vectors, {"+".join(languages): k})},
+        step_metrics={"colap": series, ONE_SENTENCE: diagnostic},
         tables={"per_layer": per_layer, "overlapping_concepts": samples},
         info={
             "inputs": {"corpus": corpus.fingerprint},
@@ -114,7 +121,7 @@ TASK = Task(
         main_score="colap_max",
         version="2",
         options=OPTIONS,
-        charts=(layer_chart("colap"),),
+        charts=(layer_chart("colap"), diagnostic_chart()),
     ),
     params=Params,
     run=run,

@@ -36,12 +36,13 @@ class ConceptParams:
     side: Literal["encoder", "decoder"] = "encoder"
     layers: str = "all"  # "all" or a comma list of layers, 0 = embedding output
     seed: int = 0
+    n_init: int = 10  # K-means starts, the best inertia kept (scikit-learn's default, as published)
     max_length: int = 512
     batch_size: int = 16
 
     def validate(self) -> None:
         """Ranges every value must be in before a model loads."""
-        for name in ("k", "max_occurrences", "max_length", "batch_size"):
+        for name in ("k", "max_occurrences", "max_length", "batch_size", "n_init"):
             if getattr(self, name) < (2 if name == "k" else 1):
                 raise ValueError(f"{name}={getattr(self, name)} must be at least {2 if name == 'k' else 1}")
         if self.sentences < 0:
@@ -90,3 +91,22 @@ def layer_chart(name: str) -> Chart:
     """The per-layer curve of ``name`` (the step metric the task logs)."""
     return Chart(name=f"{name}_by_layer", kind="line", metric=name, title=f"{name.upper()} by layer",
                  xlabel="layer", ylabel=f"{name.upper()} (%)")
+
+
+#: the diagnostic both tasks log per layer (step metric), drawn beside their curve
+ONE_SENTENCE = "one_sentence_concepts"
+
+
+def diagnostic_chart() -> Chart:
+    """The per-layer share of concepts dominated by one sentence (or one parallel sentence pair)."""
+    return Chart(name=f"{ONE_SENTENCE}_by_layer", kind="line", metric=ONE_SENTENCE,
+                 title="Concepts made mostly of one sentence, by layer", xlabel="layer", ylabel="concepts (%)")
+
+
+def extraction_metrics(vectors: dict[str, Any], k_used: dict[str, int]) -> dict[str, float]:
+    """What the run logs about its inputs per language: the K used, words lost to length limits."""
+    metrics = {f"k_used/{lang}": float(k) for lang, k in k_used.items()}
+    for lang, found in vectors.items():
+        metrics[f"words_lost/{lang}"] = float(found.info.get("words_lost", 0))
+        metrics[f"words_without_subwords/{lang}"] = float(found.info.get("words_without_subwords", 0))
+    return metrics
