@@ -1,7 +1,9 @@
 """Task 1's torch solver against the published sklearn fits on real embeddings (multilingual-e5-small).
 
-Cut for time: 2 folds, categories of 5,000 tokens or more (8 per scheme, Latin's 220k-row sample
-included). Per-category accuracies must agree within 0.002 in both labelling schemes.
+Task 1's 10 folds, cut for time to the categories of 5,000 tokens or more (8 per scheme, Latin's
+220k-row sample included). Per-category accuracies must agree within 0.002 in both labelling
+schemes. Not fewer folds: with 2, lbfgs stops early enough on Latin that sklearn's default fits
+miss the optimum by 0.0026 in accuracy (a tightly converged sklearn agrees with torch to 5e-6).
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ def vocabulary():
 @pytest.mark.parametrize("scheme", ["paper", "script"])
 def test_torch_solver_agrees_with_sklearn_on_e5_small(vocabulary, scheme: str) -> None:
     labels = label_vocabulary(vocabulary.tokens, scheme, vocabulary.special_ids)
-    fast = separability(vocabulary.unit_embeddings, labels, min_tokens=5000, folds=2, solver="torch")
-    published = separability(vocabulary.unit_embeddings, labels, min_tokens=5000, folds=2, solver="sklearn")
+    fast = separability(vocabulary.unit_embeddings, labels, min_tokens=5000, solver="torch")
+    published = separability(vocabulary.unit_embeddings, labels, min_tokens=5000, solver="sklearn")
     assert [s.category for s in fast.scores] == [s.category for s in published.scores]
     assert len(fast.scores) >= 8 and sum(fast.unconverged.values()) == 0
     gaps = {ours.category: abs(ours.accuracy - theirs.accuracy) for ours, theirs in zip(fast.scores, published.scores)}
