@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import unicodedata
 
+import numpy as np
 import pytest
 
 from xlingbench.core.errors import UserError
 from xlingbench.compute.categories import label_vocabulary, paper_category, script_category, unicode_versions
+from xlingbench.inputs.vocab import build_vocabulary
+from tests.tiny_models import byte_bpe_tokenizer, sentencepiece_tokenizer
 
 
 @pytest.mark.parametrize(
@@ -40,8 +43,33 @@ def test_script_scheme_leaves_out_special_tokens() -> None:
     assert labels.tolist() == [None, "Latin", None]
 
 
+def _script_labels(tokenizer) -> dict[str, str | None]:
+    vocab = build_vocabulary(tokenizer, np.zeros((len(tokenizer), 2), np.float32), "labels")
+    labels = label_vocabulary(vocab.tokens, "script", vocab.special_ids)
+    raw = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    return {token: label for token, label in zip(raw, labels)}
+
+
+def test_sentencepiece_g_with_dot_is_a_maltese_letter_not_a_marker() -> None:
+    # XLM-R's token 244871 is 'Ġ': SentencePiece marks words with ▁ only, so Ġ is text (Latin).
+    labels = _script_labels(sentencepiece_tokenizer(["\u0120", "\u2581\u0120", "\u0120中", "\u2581中"]))
+    assert [labels[t] for t in ("\u0120", "\u2581\u0120", "\u0120中", "\u2581中")] == ["Latin", "Latin", "Latin", "Han"]
+
+
+def test_byte_level_space_marker_is_not_a_letter_but_an_encoded_g_with_dot_is() -> None:
+    from tokenizers import pre_tokenizers
+
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    maltese, maltese_han = (byte_level.pre_tokenize_str(text)[0][0] for text in ("\u0120", "\u0120中"))
+    space_han = byte_level.pre_tokenize_str(" 中")[0][0]  # the space byte is stored as 'Ġ'
+    labels = _script_labels(byte_bpe_tokenizer(["\u0120", maltese, maltese_han, space_han]))
+    assert space_han.startswith("\u0120") and maltese != "\u0120"
+    assert [labels[t] for t in ("\u0120", maltese, maltese_han, space_han)] == [None, "Latin", "Latin", "Han"]
+
+
 def test_unknown_scheme_is_refused() -> None:
     with pytest.raises(ValueError, match="scheme 'unicode'"):
+
         label_vocabulary(["a"], "unicode")
 
 

@@ -1,4 +1,4 @@
-"""Task 1: planted script clusters separate, shuffled labels do not, and the numbers are sklearn's."""
+"""Task 1: planted script clusters separate, shuffled labels do not, and the numbers are sklearn's (both solvers)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 
+from xlingbench.compute.separability import separability, undersample
 from xlingbench.core.errors import UserError
 from xlingbench.core.params import build
 from xlingbench.tasks import script_separability as task
@@ -49,7 +50,7 @@ def imblearn_style_sample(y: np.ndarray, seed: int) -> np.ndarray:
 
 def test_planted_clusters_separate_perfectly() -> None:
     unit, labels = planted({"LATIN": 900, "CYRILLIC": 600, "CJK": 550, "S": 120})
-    found = task.separability(unit, labels, seed=150, min_tokens=500, folds=10)
+    found = separability(unit, labels, seed=150, min_tokens=500, folds=10)
     assert [s.category for s in found.scores] == ["LATIN", "CYRILLIC", "CJK"]
     assert found.too_small == {"S": 120}
     assert found.accuracy > 0.99
@@ -62,13 +63,13 @@ def test_shuffled_labels_give_chance() -> None:
     _, labels = planted({"LATIN": 900, "CYRILLIC": 600, "CJK": 550})
     unit = np.random.default_rng(2).normal(size=(len(labels), 16)).astype(np.float32)
     shuffled = labels[np.random.default_rng(1).permutation(len(labels))]
-    found = task.separability(unit, shuffled, seed=150, min_tokens=500)
+    found = separability(unit, shuffled, seed=150, min_tokens=500)
     assert 0.4 < found.accuracy < 0.6
 
 
 def test_matches_a_direct_sklearn_computation_exactly() -> None:
     unit, labels = planted({"LATIN": 700, "CYRILLIC": 520, "CJK": 510}, spread=1.5)
-    found = task.separability(unit, labels, seed=7, min_tokens=500, folds=10)
+    found = separability(unit, labels, seed=7, min_tokens=500, folds=10, solver="sklearn")
     for score in found.scores:
         y = (labels == score.category).astype(int)
         rows = imblearn_style_sample(y, seed=7)
@@ -77,18 +78,35 @@ def test_matches_a_direct_sklearn_computation_exactly() -> None:
     assert found.accuracy < 0.99  # overlapping clusters: the comparison is not trivially all ones
 
 
+def test_torch_solver_accuracies_agree_with_sklearn() -> None:
+    unit, labels = planted({"LATIN": 900, "CYRILLIC": 620, "CJK": 560}, spread=1.5, seed=3)
+    fast = separability(unit, labels, seed=7, min_tokens=500, folds=10)
+    published = separability(unit, labels, seed=7, min_tokens=500, folds=10, solver="sklearn")
+    assert [s.category for s in fast.scores] == [s.category for s in published.scores]
+    for ours, theirs in zip(fast.scores, published.scores):
+        assert abs(ours.accuracy - theirs.accuracy) <= 0.002, ours.category
+    assert fast.unconverged == {"LATIN": 0, "CYRILLIC": 0, "CJK": 0}
+    assert 0.6 < fast.accuracy < 0.99  # overlapping clusters: the agreement is not trivially all ones
+
+
+def test_unknown_solver_is_refused() -> None:
+    unit, labels = planted({"A": 520, "B": 520})
+    with pytest.raises(ValueError, match="solver 'newton'"):
+        separability(unit, labels, solver="newton")
+
+
 def test_seed_decides_the_sample_deterministically() -> None:
     unit, labels = planted({"A": 700, "B": 520}, spread=2.0)
-    first = task.separability(unit, labels, seed=3, min_tokens=500)
-    again = task.separability(unit, labels, seed=3, min_tokens=500)
-    other = task.separability(unit, labels, seed=4, min_tokens=500)
+    first = separability(unit, labels, seed=3, min_tokens=500)
+    again = separability(unit, labels, seed=3, min_tokens=500)
+    other = separability(unit, labels, seed=4, min_tokens=500)
     assert first.accuracy == again.accuracy
     assert first.accuracy != other.accuracy
 
 
 def test_undersampling_with_equal_sides_draws_the_category() -> None:
     is_category = np.array([False, True] * 4)
-    rows = task.undersample(is_category, seed=150)
+    rows = undersample(is_category, seed=150)
     expected = np.concatenate([[0, 2, 4, 6], np.array([1, 3, 5, 7])[np.random.RandomState(150).permutation(4)]])
     np.testing.assert_array_equal(rows, expected)
 
@@ -97,7 +115,7 @@ def test_unlabelled_rows_are_left_out() -> None:
     unit, labels = planted({"A": 520, "B": 520})
     with_none = labels.copy()
     with_none[:10] = None
-    found = task.separability(unit, with_none, min_tokens=500)
+    found = separability(unit, with_none, min_tokens=500)
     assert [s.tokens for s in found.scores] == [520, 510]
 
 
@@ -116,8 +134,10 @@ def test_adapter_reports_every_category(tmp_path: Path) -> None:
     assert result.metrics["accuracy"] > 0.99
     assert {"accuracy/Latin", "accuracy/Cyrillic", "accuracy/Han", "tokens/Han"} <= set(result.metrics)
     assert result.metrics["tokens/Latin"] == 600
-    assert result.params == {"labels": "script", "seed": 150, "min_tokens": 500, "folds": 10, "tokens": ""}
+    assert result.params == {"labels": "script", "seed": 150, "min_tokens": 500, "folds": 10, "tokens": "",
+                             "solver": "torch"}
     assert result.info["labels"] == "script" and "unidata_version" in result.info
+    assert result.info["solver"].startswith("torch:") and result.info["unconverged_fits"] == 0
     low, high = result.intervals["accuracy"]
     assert low <= result.metrics["accuracy"] <= high
     assert [row["category"] for row in result.tables["categories"]] == [k.split("/", 1)[1] for k in result.metrics if k.startswith("accuracy/")]
@@ -131,6 +151,14 @@ def test_adapter_restricts_to_a_token_list(tmp_path: Path) -> None:
     assert result.metrics["tokens/LATIN"] == 600 - 26  # '▁a'..'▁z' are S under the paper rule
     assert result.metrics["tokens/CYRILLIC"] == 500
     assert result.info["tokens_scored"] == 1100
+
+
+def test_sklearn_solver_is_recorded_and_an_unknown_one_is_a_user_error(tmp_path: Path) -> None:
+    tokens, matrix = scripted_vocabulary()
+    result = task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(solver="sklearn"))
+    assert result.info["solver"].startswith("sklearn:") and result.params["solver"] == "sklearn"
+    with pytest.raises(UserError, match="solver='lbfgs' is not one of torch, sklearn"):
+        build("script_separability", task.Params, {"solver": "lbfgs"})
 
 
 def test_missing_token_list_names_the_file(tmp_path: Path) -> None:

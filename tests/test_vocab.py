@@ -7,7 +7,7 @@ import pytest
 from xlingbench.core.errors import UserError
 from xlingbench.compute.surface import strip_markers
 from xlingbench.inputs.vocab import build_vocabulary, normalise_token, tokenizer_style
-from tests.tiny_models import sentencepiece_tokenizer
+from tests.tiny_models import byte_bpe_tokenizer, sentencepiece_tokenizer
 
 
 def _wordpiece():
@@ -22,14 +22,7 @@ def _wordpiece():
 
 
 def _byte_bpe():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "\u0120the", "Ã©", "\u0120caf", "\u0120æ°´"])}
-    backend = Tokenizer(models.BPE(vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+    return byte_bpe_tokenizer(["\u0120the", "Ã©", "\u0120caf", "\u0120æ°´"])
 
 
 def test_styles_are_detected():

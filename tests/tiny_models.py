@@ -35,6 +35,17 @@ def sentencepiece_tokenizer(pieces: list[str]):
                                    unk_token="<unk>", pad_token="<pad>", cls_token="<s>", sep_token="</s>")
 
 
+def byte_bpe_tokenizer(pieces: list[str]):
+    """A GPT-2-style byte-level BPE tokenizer whose vocabulary is ``<|endoftext|>`` + ``pieces``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE({t: i for i, t in enumerate(["<|endoftext|>", *pieces])}, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>")
+
+
 def encoder_model(embeddings: np.ndarray, extra_rows: int = 3, layers: int = 2, seed: int = 0):
     """A tiny XLM-R masked-LM whose input embedding rows are ``embeddings`` (+ padding rows)."""
     import torch

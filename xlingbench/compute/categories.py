@@ -11,9 +11,16 @@ Tasks 1 and 2 need a label per token. Two schemes (docs/tasks.md, "Token categor
   label (``'<pad>'``: ``S, LATIN, LATIN, LATIN, S`` -> ``LATIN``); the empty string is
   ``Unknown``, as published.
 - ``script`` is the Unicode Script property (UAX #24, via ``fontTools.unicodedata.script``) of
-  the characters left after stripping ``▁``/``Ġ``/``##``, ignoring Common, Inherited and Unknown
-  (unassigned). Most common script wins, ties to the one seen first. A token with no
-  script-bearing character, and every special token, gets no label (``None``).
+  the token's characters, ignoring Common, Inherited and Unknown (unassigned). Most common script
+  wins, ties to the one seen first. A token with no script-bearing character, and every special
+  token, gets no label (``None``).
+
+  Tokens come normalised (:mod:`xlingbench.inputs.vocab`): each vocabulary's own word marker —
+  SentencePiece ``▁``, byte-level BPE ``Ġ`` (a space byte), WordPiece ``##`` — is already
+  rewritten to the common form, whose only marker is ``▁`` (Common, so ignored). So nothing is
+  stripped here: whatever else is left is text. In particular ``Ġ`` (U+0120) is then the Maltese
+  letter, Latin — in a SentencePiece vocabulary (XLM-R's token 244871) and in a byte-level one
+  alike (there its UTF-8 bytes decode to it) — and is never removed as if it were a space.
 
 ``paper`` depends on Python's own Unicode database (``unicodedata.unidata_version``), ``script``
 on fontTools' copy of ``Scripts.txt``; :func:`unicode_versions` reports both for the run record.
@@ -29,7 +36,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from xlingbench.compute.surface import strip_markers
 
 SCHEMES = ("paper", "script")
 #: Script values that say nothing about the writing system (UAX #24: Zyyy, Zinh; Zzzz unassigned)
@@ -72,8 +78,8 @@ def _script_name(code: str) -> str:
 
 
 def script_category(token: str) -> str | None:
-    """The ``script`` label of one token string (e.g. ``Latin``, ``Han``), None when it has none."""
-    code = _most_common(s for s in map(_char_script, strip_markers(token)) if s not in _NO_SCRIPT)
+    """The ``script`` label of one normalised token (e.g. ``Latin``, ``Han``), None when it has none."""
+    code = _most_common(s for s in map(_char_script, token) if s not in _NO_SCRIPT)
     return _script_name(code) if code else None
 
 

@@ -1,18 +1,12 @@
 """Task 1 — script separability (Wen-Yi & Mimno 2023, section 4; docs/tasks.md, task 1).
 
 How linearly separable is each token category from all the others in the input embeddings?
-For each category with at least ``min_tokens`` tokens: category vs rest, the larger side
-randomly undersampled to the size of the smaller, sklearn ``LogisticRegression()`` with its
-defaults, ``folds``-fold stratified cross-validation without shuffling; the category's score is
-the mean fold accuracy. The headline is the unweighted mean over categories.
-
-Undersampling reproduces imblearn's ``RandomUnderSampler(random_state=seed)`` as the published
-code used it (a fresh sampler per category): a ``numpy.random.RandomState(seed)`` draws
-``choice(n_larger, n_smaller, replace=False)`` from the larger class; with equal sizes the
-category's own class is the one drawn (imblearn treats the rest, label 0, as the minority). Rows
-are ordered rest first, then the category (the side kept whole in token-id order, the drawn
-side in draw order), as imblearn returns them — the order decides the folds. So for the same rows and labels the numbers match the published
-script's.
+For each category with at least ``min_tokens`` tokens: category vs rest, balanced by undersampling,
+L2 logistic regression (sklearn ``LogisticRegression()``'s objective), ``folds``-fold stratified
+cross-validation without shuffling; the category's score is the mean fold accuracy. The headline
+is the unweighted mean over categories. The computation, and why there are two solvers (``torch``
+by default, ``sklearn`` for the published procedure step by step), is in
+:mod:`xlingbench.compute.separability`; this module adapts it to the harness.
 
 Intervals: mean fold accuracy ± 1.96 standard errors over folds (for the headline: over the
 per-fold means across categories). The folds share training data, so this understates the
@@ -29,9 +23,10 @@ from typing import Literal
 import numpy as np
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.progress import progress
 from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
 from xlingbench.compute.categories import label_vocabulary, unicode_versions
+from xlingbench.compute.logreg import TOLERANCE
+from xlingbench.compute.separability import Separability, separability
 
 
 @dataclass
@@ -43,6 +38,7 @@ class Params:
     min_tokens: int = 500  # categories with fewer tokens are not scored
     folds: int = 10  # stratified folds, not shuffled
     tokens: str = ""  # optional file: score only these tokens (one normalised token a line)
+    solver: Literal["torch", "sklearn"] = "torch"  # "torch": all fits at once, to the optimum; "sklearn": the published fits one by one
 
     def validate(self) -> None:
         """Stratified k-fold needs two folds at least, and every scored category one token per fold."""
@@ -54,80 +50,11 @@ class Params:
             raise ValueError(f"tokens={self.tokens!r} is not an existing file")
 
 
-@dataclass(frozen=True)
-class CategoryScore:
-    """One category's cross-validated separability."""
-
-    category: str
-    tokens: int
-    fold_scores: np.ndarray
-
-    @property
-    def accuracy(self) -> float:
-        return float(np.mean(self.fold_scores))
-
-
-def undersample(is_category: np.ndarray, seed: int) -> np.ndarray:
-    """Row indices of a balanced sample, as imblearn's RandomUnderSampler(random_state=seed)."""
-    rng = np.random.RandomState(seed)
-    rest, cat = np.flatnonzero(~is_category), np.flatnonzero(is_category)
-    if len(cat) >= len(rest):  # ties: the category's side is drawn, as imblearn does
-        cat = cat[rng.choice(len(cat), size=len(rest), replace=False)]
-    else:
-        rest = rest[rng.choice(len(rest), size=len(cat), replace=False)]
-    return np.concatenate([rest, cat])
-
-
-def category_separability(
-    unit: np.ndarray, is_category: np.ndarray, *, seed: int, folds: int
-) -> tuple[np.ndarray, int]:
-    """Fold accuracies of category-vs-rest on a balanced sample, and the count of unconverged fits."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-
-    rows = undersample(is_category, seed)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        scores = cross_val_score(
-            LogisticRegression(), unit[rows], is_category[rows].astype(int), cv=StratifiedKFold(folds)
-        )
-    return scores, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
-
-
-@dataclass(frozen=True)
-class Separability:
-    """Scores of the categories large enough to score, and what was left out."""
-
-    scores: list[CategoryScore]  # largest category first
-    too_small: dict[str, int]  # category -> tokens, for categories under min_tokens
-    unconverged: dict[str, int]  # category -> fits that hit LogisticRegression's max_iter (100)
-
-    @property
-    def accuracy(self) -> float:
-        """The headline: unweighted mean over the scored categories."""
-        return float(np.mean([s.accuracy for s in self.scores]))
-
-
-def separability(
-    unit: np.ndarray, labels: np.ndarray, *, seed: int = 150, min_tokens: int = 500, folds: int = 10
-) -> Separability:
-    """Score every category with >= ``min_tokens`` tokens; rows labelled None are left out."""
-    if len(unit) != len(labels):
-        raise ValueError(f"{len(unit)} rows but {len(labels)} labels")
-    kept = np.array([label is not None for label in labels], dtype=bool)
-    unit, labels = unit[kept], labels[kept].astype(str)
-    names, counts = np.unique(labels, return_counts=True)
-    scores, too_small, unconverged = [], {}, {}
-    order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
-    for i in progress(order, desc="separability", total=len(order), unit="category"):
-        name, count = str(names[i]), int(counts[i])
-        if count < min_tokens:
-            too_small[name] = count
-            continue
-        fold_scores, unconverged[name] = category_separability(unit, labels == name, seed=seed, folds=folds)
-        scores.append(CategoryScore(name, count, fold_scores))
-    return Separability(scores, too_small, unconverged)
+SOLVER_NOTES = {
+    "torch": "torch: xlingbench.compute.logreg batched Newton-CG, all categories and folds at once, "
+             f"converged to max|grad| <= {TOLERANCE:g} per training row",
+    "sklearn": "sklearn: cross_val_score(LogisticRegression()) per category (lbfgs, max_iter 100, tol 1e-4)",
+}
 
 
 def normal_interval(values: np.ndarray) -> tuple[float, float]:
@@ -169,7 +96,8 @@ def run(inputs, params: Params) -> TaskResult:
     listed = read_token_list(params.tokens) if params.tokens else None
     ids = restrict_to(vocab.tokens, listed, params.tokens) if listed else np.arange(len(vocab))
     found = separability(
-        vocab.unit_embeddings[ids], labels[ids], seed=params.seed, min_tokens=params.min_tokens, folds=params.folds
+        vocab.unit_embeddings[ids], labels[ids], seed=params.seed, min_tokens=params.min_tokens, folds=params.folds,
+        solver=params.solver, device=inputs.device,
     )
     if not found.scores:
         raise UserError(
@@ -181,6 +109,7 @@ def run(inputs, params: Params) -> TaskResult:
             "unlabelled_tokens": int(sum(label is None for label in labels[ids])),
             "categories_below_min_tokens": found.too_small,
             "undersampling": "numpy RandomState(seed).choice, as imblearn RandomUnderSampler(random_state=seed)",
+            "solver": SOLVER_NOTES[params.solver],
             "unconverged_fits": int(sum(found.unconverged.values()))}
     return _result(found, params, info)
 

@@ -1,0 +1,151 @@
+"""Task 1's computation: how well a linear probe separates each token category from the rest.
+
+For each category with at least ``min_tokens`` tokens: category vs rest, the larger side randomly
+undersampled to the size of the smaller, L2 logistic regression as sklearn's
+``LogisticRegression()`` defaults define it, ``folds``-fold stratified cross-validation without
+shuffling; the category's score is the mean fold accuracy (METHODS.md, "Task 1").
+
+Undersampling reproduces imblearn's ``RandomUnderSampler(random_state=seed)`` as the published
+code used it (a fresh sampler per category): a ``numpy.random.RandomState(seed)`` draws
+``choice(n_larger, n_smaller, replace=False)`` from the larger class; with equal sizes the
+category's own class is the one drawn (imblearn treats the rest, label 0, as the minority). Rows
+are ordered rest first, then the category (the side kept whole in token-id order, the drawn
+side in draw order), as imblearn returns them — the order decides the folds.
+
+Two solvers fit the same problems on the same rows and folds:
+
+- ``sklearn`` is the published procedure step by step (``cross_val_score`` of
+  ``LogisticRegression()``, lbfgs stopping at 100 iterations), so for the same rows and labels
+  the numbers are the published script's;
+- ``torch`` (:mod:`xlingbench.compute.logreg`) fits all categories and folds at once (on CPU or
+  GPU) and converges to the optimum that lbfgs only approaches; on a contended 2-core CPU it
+  took 2.4x less time than ``sklearn`` (benchmarks/bench_separability.py). Accuracies can differ
+  from ``sklearn`` where lbfgs stopped early: by 1e-4 on e5-small's Latin with 10 folds, 0.0026
+  with 2 folds (a tightly converged sklearn agrees with torch there to 5e-6).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from xlingbench.compute.logreg import Block, fit_logistic
+from xlingbench.core.progress import progress
+
+SOLVERS = ("torch", "sklearn")
+
+
+@dataclass(frozen=True)
+class CategoryScore:
+    """One category's cross-validated separability."""
+
+    category: str
+    tokens: int
+    fold_scores: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        return float(np.mean(self.fold_scores))
+
+
+@dataclass(frozen=True)
+class Separability:
+    """Scores of the categories large enough to score, and what was left out."""
+
+    scores: list[CategoryScore]  # largest category first
+    too_small: dict[str, int]  # category -> tokens, for categories under min_tokens
+    unconverged: dict[str, int]  # category -> fits that stopped at the solver's iteration limit
+
+    @property
+    def accuracy(self) -> float:
+        """The headline: unweighted mean over the scored categories."""
+        return float(np.mean([s.accuracy for s in self.scores]))
+
+
+def undersample(is_category: np.ndarray, seed: int) -> np.ndarray:
+    """Row indices of a balanced sample, as imblearn's RandomUnderSampler(random_state=seed)."""
+    rng = np.random.RandomState(seed)
+    rest, cat = np.flatnonzero(~is_category), np.flatnonzero(is_category)
+    if len(cat) >= len(rest):  # ties: the category's side is drawn, as imblearn does
+        cat = cat[rng.choice(len(cat), size=len(rest), replace=False)]
+    else:
+        rest = rest[rng.choice(len(rest), size=len(cat), replace=False)]
+    return np.concatenate([rest, cat])
+
+
+def category_separability(
+    unit: np.ndarray, is_category: np.ndarray, *, seed: int, folds: int
+) -> tuple[np.ndarray, int]:
+    """Fold accuracies of category-vs-rest by the published sklearn procedure, and its unconverged fits."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    rows = undersample(is_category, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        scores = cross_val_score(
+            LogisticRegression(), unit[rows], is_category[rows].astype(int), cv=StratifiedKFold(folds)
+        )
+    return scores, sum(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def stratified_folds(targets: np.ndarray, folds: int) -> np.ndarray:
+    """The test fold of every row, as ``StratifiedKFold(folds)`` (no shuffling) assigns them."""
+    from sklearn.model_selection import StratifiedKFold
+
+    fold = np.empty(len(targets), dtype=np.int64)
+    for f, (_, test) in enumerate(StratifiedKFold(folds).split(np.zeros(len(targets)), targets)):
+        fold[test] = f
+    return fold
+
+
+def batched_separability(
+    unit: np.ndarray, categories: Sequence[np.ndarray], *, seed: int, folds: int, device: str = "cpu"
+) -> list[tuple[np.ndarray, int]]:
+    """Fold accuracies and unconverged fits of each category, all fitted at once by the torch solver.
+
+    The same balanced rows and folds as :func:`category_separability`; a fold's accuracy is the
+    share of its test rows whose margin has the target's sign (sklearn predicts 1 for margin > 0).
+    """
+    if not categories:
+        return []
+    blocks = []
+    for is_category in categories:
+        rows = undersample(is_category, seed)
+        targets = is_category[rows]
+        train = stratified_folds(targets.astype(int), folds)[:, None] != np.arange(folds)
+        blocks.append(Block(unit[rows], targets, train))
+    fit = fit_logistic(blocks, device=device)
+    found = []
+    for block, margins, converged in zip(blocks, fit.margins, fit.converged):
+        right_on_test = ((margins > 0) == block.targets[:, None]) & ~block.train
+        found.append((right_on_test.sum(0) / (~block.train).sum(0), int((~converged).sum())))
+    return found
+
+
+def separability(
+    unit: np.ndarray, labels: np.ndarray, *, seed: int = 150, min_tokens: int = 500, folds: int = 10,
+    solver: str = "torch", device: str = "cpu",
+) -> Separability:
+    """Score every category with >= ``min_tokens`` tokens; rows labelled None are left out."""
+    if solver not in SOLVERS:
+        raise ValueError(f"unknown solver {solver!r}; known: {', '.join(SOLVERS)}")
+    if len(unit) != len(labels):
+        raise ValueError(f"{len(unit)} rows but {len(labels)} labels")
+    kept = np.array([label is not None for label in labels], dtype=bool)
+    unit, labels = unit[kept], labels[kept].astype(str)
+    names, counts = np.unique(labels, return_counts=True)
+    order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
+    too_small = {str(names[i]): int(counts[i]) for i in order if counts[i] < min_tokens}
+    scored = [(str(names[i]), int(counts[i])) for i in order if counts[i] >= min_tokens]
+    masks = [labels == name for name, _ in scored]
+    if solver == "torch":
+        fits = batched_separability(unit, masks, seed=seed, folds=folds, device=device)
+    else:
+        fits = [category_separability(unit, mask, seed=seed, folds=folds)
+                for mask in progress(masks, desc="separability", total=len(masks), unit="category")]
+    scores = [CategoryScore(name, count, fold_scores) for (name, count), (fold_scores, _) in zip(scored, fits)]
+    return Separability(scores, too_small, {name: stuck for (name, _), (_, stuck) in zip(scored, fits)})
