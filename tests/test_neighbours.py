@@ -108,3 +108,13 @@ def test_group_ranks_match_a_loop(chunk_size: int) -> None:
 def test_an_empty_target_group_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one target"):
         best_target_ranks(unit_rows(10), np.array([0]), [[np.array([1]), np.array([], dtype=np.int64)]])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_rows_are_an_error(bad: float) -> None:
+    unit = unit_rows(50)
+    unit[31, 5] = bad
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        top_k_neighbours(unit, np.array([0]), 3)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        best_target_ranks(unit, np.array([0]), [[np.array([1])]])
