@@ -47,6 +47,30 @@ def test_queries_take_single_tokens_either_form_and_drop_identical_pairs() -> No
     assert found.translations[2] == ["Hund"]  # Köter is no single token
 
 
+def test_a_word_that_is_only_a_mid_word_piece_is_no_query() -> None:
+    tokens = ["america", "▁Amerika", "▁water", "▁Wasser", "▁dog", "dog", "▁Hund"]
+    found = task.build_queries(tokens, {"america": ["Amerika"], "water": ["Wasser"], "dog": ["Hund"]})
+    assert found.words == ["water", "dog"]  # `america` lacks ▁: a piece of other words, not the word
+    assert [tokens[i] for i in found.query_ids] == ["▁water", "▁dog"]
+
+
+def test_pairs_sharing_queries_rank_like_a_per_pair_loop() -> None:
+    matrix = unit(np.random.default_rng(5).normal(size=(len(TOKENS), 8)).astype(np.float32))
+    pairs = [task.build_queries(TOKENS, entries) for entries in (
+        {"water": ["Wasser"], "house": ["Haus"], "dog": ["Hund"]},
+        {"water": ["Haus", "Katze"], "dog": ["Katze", "Wasser"]},
+        {"house": ["Hund"], "cat": ["Katze", "Haus"]})]
+    assert [len(p.words) for p in pairs] == [3, 2, 2]
+    for queries, got in zip(pairs, task.pair_best_ranks(matrix, pairs)):
+        expected = []
+        for q, targets, variants in zip(queries.query_ids, queries.targets, queries.variants):
+            sims = matrix @ matrix[q]
+            kept = np.ones(len(TOKENS), dtype=bool)
+            kept[[q, *variants]] = False
+            expected.append(1 + int((sims[kept] > sims[targets].max()).sum()))
+        assert got.tolist() == expected
+
+
 def test_lowercase_dictionaries_match_capitalised_tokens_only_on_request() -> None:
     lowercase = {"water": ["wasser"], "house": ["haus"], "dog": ["hund"]}
     assert task.build_queries(TOKENS, lowercase, frozenset({0})).words == []
@@ -57,19 +81,19 @@ def test_lowercase_dictionaries_match_capitalised_tokens_only_on_request() -> No
 
 def test_planted_translations_rank_first_once_variants_are_skipped() -> None:
     found = task.build_queries(TOKENS, ENTRIES)
-    np.testing.assert_array_equal(task.best_ranks(unit(planted_matrix()), found), [1, 1, 1])
+    np.testing.assert_array_equal(task.pair_best_ranks(unit(planted_matrix()), [found])[0], [1, 1, 1])
 
 
 def test_without_skipping_variants_the_translation_would_not_be_first() -> None:
     found = task.build_queries(TOKENS, ENTRIES)
     found.variants = [np.array([q]) for q in found.query_ids]
-    assert task.best_ranks(unit(planted_matrix()), found)[0] == 3  # ▁Water and water come first
+    assert task.pair_best_ranks(unit(planted_matrix()), [found])[0][0] == 3  # ▁Water and water come first
 
 
 def test_a_translation_opposite_the_query_ranks_last() -> None:
     found = task.build_queries(TOKENS, {"cat": ["Katze"]})
     # every other row except ▁cat itself is strictly more similar than the opposite vector
-    assert task.best_ranks(unit(planted_matrix()), found).tolist() == [len(TOKENS) - 1]
+    assert task.pair_best_ranks(unit(planted_matrix()), [found])[0].tolist() == [len(TOKENS) - 1]
 
 
 def write_dictionaries(folder: Path) -> Path:

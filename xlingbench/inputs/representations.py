@@ -96,7 +96,7 @@ class Representations:
         from xlingbench.compute.neighbours import top_k_neighbours
 
         digest = hashlib.sha256(np.ascontiguousarray(query_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
-        parts = {"k": k, "exclude_self": True, "queries_sha256": digest, "queries": len(query_ids)}
+        parts = {"k": k, "exclude_self": True, "queries_sha256": digest, "queries": len(query_ids), "order": "float64 score, then id"}
         unit = self.vocabulary.unit_embeddings
         return self._cached("neighbours", parts, lambda: {"ids": top_k_neighbours(unit, query_ids, k, device=self.device)[0]})["ids"]
 

@@ -3,9 +3,9 @@
 Are a word's translations among its nearest neighbours in the input embeddings? The paper
 judged this by hand; this is xlingbench's metric (docs/tasks.md):
 
-- A query is an English dictionary word that is one token of the vocabulary, in its word-start
-  form (``▁water``) where the vocabulary has one, else bare (``water``), with at least one
-  translation that is also one token, with or without ``▁``.
+- A query is an English dictionary word whose word-start form (``▁water``) is one token of the
+  vocabulary, with at least one translation that is also one token, with or without ``▁``.
+  There is no fallback to the bare piece: ``america`` without ``▁`` is a piece of other words.
 - A translation with the query's surface key (text without ``▁``/``Ġ``/``##``, lowercased) is
   dropped: ``taxi`` -> ``taxi`` (and ``Taxi``) is a copy, not evidence of cross-lingual meaning.
 - The query's surface variants (every token with its surface key: ``▁Water``, ``water``...)
@@ -32,7 +32,7 @@ import numpy as np
 from xlingbench.core.errors import UserError
 from xlingbench.compute.surface import WORD_START, strip_markers
 from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
-from xlingbench.compute.neighbours import target_ranks, top_k_neighbours
+from xlingbench.compute.neighbours import best_target_ranks, top_k_neighbours
 
 HEADLINE_K = 10
 
@@ -93,7 +93,7 @@ def build_queries(tokens: Sequence[str], entries: dict[str, list[str]], special_
     forms = (lambda t: _either_form(ids, t)) if match_case else (lambda t: _any_case(folded, t))
     found = Queries()
     for word, translations in entries.items():
-        query = ids.get(WORD_START + word, ids.get(word))
+        query = ids.get(WORD_START + word)
         if query is None:
             continue
         key = surface_key(tokens[query])
@@ -118,11 +118,26 @@ def _any_case(folded: dict[str, list[int]], word: str) -> list[int]:
     return [i for form in (WORD_START + word.lower(), word.lower()) for i in folded.get(form, [])]
 
 
-def best_ranks(unit: np.ndarray, queries: Queries, device: str = "cpu") -> np.ndarray:
-    """1-based rank of each query's best-ranked translation, its surface variants skipped."""
-    ranks = target_ranks(unit, np.array(queries.query_ids, dtype=np.int64), queries.targets,
-                         exclude_self=True, exclude=queries.variants, device=device)
-    return np.array([int(r.min()) + 1 for r in ranks], dtype=np.int64)
+def pair_best_ranks(unit: np.ndarray, pairs: Sequence[Queries], device: str = "cpu") -> list[np.ndarray]:
+    """1-based rank of each query's best-ranked translation, its surface variants skipped, per pair.
+
+    Why together: the English side is shared, so most queries recur in every pair; each
+    distinct query's similarity row (the costly part) is computed once, and each of its pairs
+    costs one comparison pass. A query's skipped variants depend on its token only.
+    """
+    distinct = sorted({q for queries in pairs for q in queries.query_ids})
+    at = {q: n for n, q in enumerate(distinct)}
+    groups: list[list[np.ndarray]] = [[] for _ in distinct]
+    skipped: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(distinct)
+    slots = []  # (distinct position, group position) of each pair's queries
+    for queries in pairs:
+        slots.append([(at[q], len(groups[at[q]])) for q in queries.query_ids])
+        for q, targets, variants in zip(queries.query_ids, queries.targets, queries.variants):
+            groups[at[q]].append(targets)
+            skipped[at[q]] = variants
+    ranks = best_target_ranks(unit, np.array(distinct, dtype=np.int64), groups, exclude_self=True, exclude=skipped,
+                              device=device)
+    return [np.array([ranks[n][g] + 1 for n, g in pair], dtype=np.int64) for pair in slots]
 
 
 def hit_ks(ks: list[int]) -> list[int]:
@@ -136,13 +151,12 @@ def run(inputs, params: Params) -> TaskResult:
     dictionaries = inputs.dictionaries(params.dictionary, params.pairs)
     vocab = inputs.vocabulary
     metrics: dict[str, float] = {}
-    rows, examples, empty = [], [], []
-    for dictionary in dictionaries:
-        queries = build_queries(vocab.tokens, dictionary.entries, vocab.special_ids, params.match_case)
-        if not queries.words:
-            empty.append(dictionary.pair)
-            continue
-        ranks = best_ranks(vocab.unit_embeddings, queries, inputs.device)
+    rows, examples = [], []
+    built = [build_queries(vocab.tokens, d.entries, vocab.special_ids, params.match_case) for d in dictionaries]
+    scored = [(d, q) for d, q in zip(dictionaries, built) if q.words]
+    empty = [d.pair for d, q in zip(dictionaries, built) if not q.words]
+    all_ranks = pair_best_ranks(vocab.unit_embeddings, [q for _, q in scored], inputs.device)
+    for (dictionary, queries), ranks in zip(scored, all_ranks):
         rows.append(_pair_row(dictionary.pair, ranks, ks, metrics))
         examples += _examples(vocab, queries, ranks, dictionary.pair, params, inputs.device)
     if not rows:
