@@ -72,6 +72,69 @@ def save_model(folder: Path, tokenizer, model, max_shard_size: str | None = None
     return folder
 
 
+def save_model_in(folder: Path, tokenizer, model, dtype: str, max_shard_size: str | None = None) -> Path:
+    """:func:`save_model` with the weights cast to ``dtype`` first (a bfloat16 checkpoint, as published now)."""
+    import torch
+
+    return save_model(folder, tokenizer, model.to(getattr(torch, dtype)), max_shard_size)
+
+
+def wordlevel_tokenizer(size: int):
+    """A fast tokenizer with exactly ``size`` entries (``<unk>``, then ``t1`` ...): a real model's
+    vocabulary size without its files, for shape-realistic benchmarks."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<unk>": 0, **{f"t{i}": i for i in range(1, size)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
+
+
+def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: int = 1 << 30, seed: int = 0) -> Path:
+    """A random-weight bfloat16 checkpoint of ``config``'s real shapes, written as safetensors
+    shards of about ``shard_bytes`` with an index, plus a tokenizer of ``tokenizer_size`` entries.
+
+    Why not ``save_pretrained``: that would build the model in float32 first (9 GB for a
+    Gemma-2-shaped 2-layer model); here the network exists only on the meta device and each
+    tensor is drawn in bfloat16 and written shard by shard."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.device("meta"):
+        shapes = {name: tensor.shape for name, tensor in AutoModel.from_config(config).state_dict().items()}
+    generator = torch.Generator().manual_seed(seed)
+    shards: list[dict[str, "torch.Tensor"]] = [{}]
+    weight_map, written, total = {}, [], 0
+    for name, shape in shapes.items():
+        tensor = torch.empty(shape, dtype=torch.bfloat16).uniform_(-0.1, 0.1, generator=generator)
+        if shards[-1] and sum(t.nbytes for t in shards[-1].values()) + tensor.nbytes > shard_bytes:
+            written.append(_write_shard(folder, shards.pop(), len(written), save_file))
+            shards.append({})
+        shards[-1][name], total = tensor, total + tensor.nbytes
+    written.append(_write_shard(folder, shards.pop(), len(written), save_file))
+    for index, (temporary, names) in enumerate(written):
+        final = f"model-{index + 1:05d}-of-{len(written):05d}.safetensors"
+        temporary.rename(folder / final)
+        weight_map.update(dict.fromkeys(names, final))
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}))
+    config.save_pretrained(folder)
+    settings = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**settings, "dtype": "bfloat16", "torch_dtype": "bfloat16"}))
+    wordlevel_tokenizer(tokenizer_size).save_pretrained(folder)
+    return folder
+
+
+def _write_shard(folder: Path, tensors: dict, index: int, save_file) -> tuple[Path, list[str]]:
+    path = folder / f"shard-{index}.tmp"
+    save_file(tensors, str(path))
+    return path, list(tensors)
+
+
 def publish(folder: Path, hub_cache: Path, repo_id: str, branch: str = "main") -> str:
     """Lay ``folder`` out as the Hub cache entry of ``repo_id`` at ``branch``; return its commit."""
     digest = hashlib.sha1()

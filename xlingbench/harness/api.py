@@ -25,6 +25,7 @@ def evaluate(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     options: Mapping[str, Any] | None = None,
     device: str = "auto",
+    dtype: str = "auto",
     cache_dir: str | Path | None = None,
     sink_settings: SinkSettings | None = None,
 ) -> list[Outcome]:
@@ -33,7 +34,8 @@ def evaluate(
     ``params`` gives typed values per task (``{"calign": {"k": 300, "languages": ["en", "fr"]}}``);
     ``options`` the run-wide ones (``{"seed": 7}``). ``sinks`` are sink names (``"mlflow"``,
     ``"json"``, a plugin's) or objects with ``write``/``finish_model``; named sinks read
-    ``sink_settings`` (tracking URI, experiment, results folder). ``cache_dir`` defaults to
+    ``sink_settings`` (tracking URI, experiment, results folder). ``dtype`` is the weights'
+    precision (``auto``: the checkpoint's own; ``float32``, ``bfloat16``, ``float16``). ``cache_dir`` defaults to
     ``$XLINGBENCH_CACHE``, else ``$XDG_CACHE_HOME/xlingbench``, else ``~/.cache/xlingbench``.
 
     Example::
@@ -49,5 +51,5 @@ def evaluate(
     opened.update({type(s).__name__: s for s in sinks if not isinstance(s, str)})
     request = RunRequest(models=list(models), tasks=list(tasks or task_names()), revisions=list(revisions),
                          options=dict(options or {}), params={k: dict(v) for k, v in (params or {}).items()},
-                         device=device, cache_dir=None if cache_dir is None else Path(cache_dir), sinks=named, sink_settings=settings)
+                         device=device, dtype=dtype, cache_dir=None if cache_dir is None else Path(cache_dir), sinks=named, sink_settings=settings)
     return run(request, sinks=opened)

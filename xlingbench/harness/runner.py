@@ -25,6 +25,7 @@ from xlingbench.core.errors import UserError
 from xlingbench.core.task import ModelRevision, Outcome, Task, TaskResult
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import ModelSpec, resolve_model
+from xlingbench.inputs.sources import check_dtype
 from xlingbench.sinks import DEFAULT_SINKS, Sink, SinkSettings, open_sinks
 from xlingbench.tasks.registry import load_task
 
@@ -48,6 +49,8 @@ class RunRequest:
     #: typed values per task (the Python API): {"calign": {"k": 300}}
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     device: str = "auto"
+    #: the weights' dtype: auto (the checkpoint's own), float32, bfloat16 or float16
+    dtype: str = "auto"
     cache_dir: Path | None = None  # None: inputs.cache.default_cache_dir()
     sinks: list[str] = field(default_factory=lambda: list(DEFAULT_SINKS))
     sink_settings: SinkSettings = field(default_factory=SinkSettings)
@@ -71,10 +74,12 @@ class Plan:
     params: dict[str, Any]
     device: str
     cache: Cache
+    dtype: str
 
 
 def plan(request: RunRequest) -> Plan:
     """Check the whole request and resolve it; loads no model, logs nothing (a bad value is one UserError)."""
+    check_dtype(request.dtype)
     tasks = [load_task(name) for name in dict.fromkeys(request.tasks)]
     check_options(tasks, request.options)
     check_overrides(tasks, request.overrides)
@@ -85,7 +90,7 @@ def plan(request: RunRequest) -> Plan:
     params = {t.metadata.name: typed.build(t.metadata.name, t.params, task_values(t, request)) for t in tasks}
     units = [Unit(spec, revision, step) for spec in map(resolve_model, request.models)
              for revision, step in plan_revisions(spec, request.revisions, request.checkpoints)]
-    return Plan(units, tasks, params, resolve_device(request.device), Cache(request.cache_dir))
+    return Plan(units, tasks, params, resolve_device(request.device), Cache(request.cache_dir), request.dtype)
 
 
 def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None,
@@ -119,12 +124,12 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
     from xlingbench.inputs.sources import open_source
 
     source = open_source(unit.spec, unit.revision)
-    inputs = Representations(source, checked.cache, device=checked.device)
+    inputs = Representations(source, checked.cache, device=checked.device, dtype=checked.dtype)
     model = None
     for task in checked.tasks:
         started = time.time()
         result = run_task(task, inputs, checked.params[task.metadata.name])
-        model = model or model_revision(unit, source.revision, source.arch, checked.device)
+        model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype)
         yield Outcome(model, task.metadata, result, started, time.time(), fingerprint(task, result, model))
 
 
@@ -239,19 +244,19 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def model_revision(unit: Unit, revision: str, arch: str, device: str) -> ModelRevision:
+def model_revision(unit: Unit, revision: str, arch: str, device: str, dtype: str) -> ModelRevision:
     """The record every sink keeps of one model revision."""
     spec = unit.spec
     return ModelRevision(name=spec.name, model_id=spec.hub_id, revision=revision, step=unit.step, family=spec.family,
-                         arch=arch, size=spec.size, licence=spec.licence, provenance=provenance(device))
+                         arch=arch, size=spec.size, licence=spec.licence, provenance=provenance(device, dtype))
 
 
-def provenance(device: str) -> dict[str, Any]:
-    """Versions of xlingbench, its git commit and the libraries, plus device and dtype."""
+def provenance(device: str, dtype: str) -> dict[str, Any]:
+    """Versions of xlingbench, its git commit and the libraries, plus device and the dtype the weights were loaded in."""
     from importlib.metadata import PackageNotFoundError, version
 
     info: dict[str, Any] = {"harness_version": __version__, "harness_commit": _git_commit(),
-                            "python": platform.python_version(), "device": device, "dtype": "float32",
+                            "python": platform.python_version(), "device": device, "dtype": dtype,
                             "unidata_version": unicodedata.unidata_version}
     for name in LIBRARIES:
         try:

@@ -5,7 +5,8 @@ its input embedding matrix (tasks 1-3), nearest neighbours, word vectors of a co
 concepts of a layer, an induced dictionary, dictionaries and parallel text (tasks 3-5). It is
 the cache wrapper around the model: every answer comes from the cache when it is there, so a
 task never writes the cache, never times itself and never downloads. Every cache key includes
-the model id and its resolved revision, so two checkpoints of one model never share an entry.
+the model id, its resolved revision and the dtype its weights are loaded in (``model_dtype``),
+so two checkpoints of one model, or one model read in float32 and in bfloat16, never share an entry.
 """
 from __future__ import annotations
 
@@ -46,10 +47,13 @@ class ExtractionSettings:
 class Representations:
     """Lazy, cached access to one model revision's vocabulary, neighbours, word vectors and concepts."""
 
-    def __init__(self, source: "ModelSource", cache: Cache, device: str = "cpu") -> None:
+    def __init__(self, source: "ModelSource", cache: Cache, device: str = "cpu", dtype: str = "auto") -> None:
+        from xlingbench.inputs.sources import check_dtype
+
         self.source = source
         self.cache = cache
         self.device = device
+        self.requested_dtype = check_dtype(dtype)
         #: seconds spent per phase ("load", "extract", "align", "cluster"), read by the runner after each task
         self.timings: dict[str, float] = {}
         self._stack: list[tuple[str, float]] = []
@@ -62,9 +66,21 @@ class Representations:
     def revision(self) -> str:
         return self.source.revision
 
+    @cached_property
+    def dtype(self) -> str:
+        """The dtype the weights are loaded in: the requested one, ``auto`` resolved to the checkpoint's."""
+        from xlingbench.inputs.sources import resolve_dtype
+
+        return resolve_dtype(self.source, self.requested_dtype)
+
+    @property
+    def _takes_dtype(self) -> bool:
+        """Whether the source loads in a chosen dtype (see ModelSource); else it loads float32 only."""
+        return hasattr(self.source, "checkpoint_dtype")
+
     def key(self, **parts: Any) -> dict[str, Any]:
-        """Cache-key parts for this model revision plus ``parts``."""
-        return {"model_id": self.model_id, "revision": self.revision, **parts}
+        """Cache-key parts for this model revision, loaded in this dtype, plus ``parts``."""
+        return {"model_id": self.model_id, "revision": self.revision, "model_dtype": self.dtype, **parts}
 
     def _cached(self, kind: str, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return self.cache.get_or_compute(kind, self.key(**parts), compute)
@@ -78,15 +94,19 @@ class Representations:
 
     @cached_property
     def vocabulary(self) -> Vocabulary:
-        """Token surface strings and the input embedding matrix (padding rows dropped)."""
+        """Token surface strings and the input embedding matrix (padding rows dropped), float32
+        holding the values of ``dtype`` (numpy has no bfloat16; widening is exact)."""
+        load = self.source.load_embedding_matrix
         with self.timed("load"):
-            arrays = self._cached("embeddings", {}, lambda: {"E": self.source.load_embedding_matrix()})
+            arrays = self._cached("embeddings", {}, lambda: {"E": load(dtype=self.dtype) if self._takes_dtype else load()})
             return build_vocabulary(self.tokenizer, arrays["E"], self.model_id)
 
     @cached_property
     def model(self) -> "torch.nn.Module":
-        """The network in eval mode on ``self.device`` (only tasks 4-5 need it)."""
+        """The network in ``dtype``, in eval mode on ``self.device`` (only tasks 4-5 need it)."""
         with self.timed("load"):
+            if self._takes_dtype:
+                return self.source.load_model(dtype=self.dtype, device=self.device).eval()
             return self.source.load_model().to(self.device).eval()
 
     # ---------------------------------------------------------------- tasks 1-3

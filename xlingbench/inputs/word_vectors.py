@@ -26,7 +26,8 @@ The work is cut into shards of sentences inside ``<entry>.partial``; after each 
 arrays are flushed and a progress marker is replaced atomically, so an interrupted run resumes
 at the last finished shard. The finished directory becomes the cache entry with one
 ``os.replace``: an entry is complete or absent, never half-written. The cache key holds the
-model revision, layer set, aggregation, side, dtype, max_length, language and a hash of the
+model revision and the dtype the model runs in (a bfloat16 model's states are widened to float32
+before words are averaged), layer set, aggregation, side, storage dtype, max_length, language and a hash of the
 texts and word spans given: nothing about other languages, so a language's vectors are computed
 once and shared by every pair it is in. ``batch_size`` and ``shard_size`` change only how the
 work is grouped (results agree to float rounding), so they are not in the key.
