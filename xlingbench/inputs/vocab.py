@@ -39,7 +39,7 @@ class Vocabulary:
         """Rows L2-normalised (float32), computed once: cosine similarity is then a dot product."""
         if self._unit is None:
             norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
-            self._unit = (self.embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+            self._unit = (self.embeddings / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
         return self._unit
 
 
