@@ -150,3 +150,11 @@ def test_library_messages_go_to_a_log_file_not_the_console(library_loggers, tmp_
     assert "LOAD REPORT" not in captured.err + captured.out and "download notice" not in captured.err
     assert path == tmp_path / "logs" / "libraries.log"
     assert "LOAD REPORT: pooler MISSING" in path.read_text() and "a download notice" in path.read_text()
+
+
+def test_progress_bars_are_labelled_with_the_scope_the_runner_sets():
+    from xlingbench.core.progress import label, scope
+
+    with scope("xlm-roberta-base calign"):
+        assert label("concepts per layer") == "xlm-roberta-base calign: concepts per layer"
+    assert label("concepts per layer") == "concepts per layer"
