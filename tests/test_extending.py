@@ -178,6 +178,7 @@ def test_evaluate_returns_typed_results_without_mlflow_and_the_json_sink_round_t
     (["--set", "folds=1", "-t", "script_separability"], "folds=1 must be at least 2"),
     (["--set", "translation_in_neighbours.ks=1,x", "-t", "translation_in_neighbours"], "is not a valid int"),
     (["--device", "bogus"], "is not a device"),
+    (["--dtype", "float8"], "float8"),
     (["--sink", "nosuch"], "unknown sink 'nosuch'"),
 ])
 def test_bad_values_are_refused_before_anything_loads(args: list[str], message: str, tmp_path: Path, monkeypatch) -> None:

