@@ -15,7 +15,9 @@ import typer
 F = TypeVar("F", bound=Callable[..., None])
 
 TRACKING_HELP = "MLflow tracking URI: http(s)://host:port of a server, or sqlite:///path.db. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
-RUN_HELP = "A run id (parent model run or task run) or a selector EXPERIMENT:KEY=VALUE[,KEY=VALUE], e.g. xlingbench:model=xlm-roberta-xl,step=2000."
+RUN_HELP = ("A run id (parent model run or task run) or its first 8+ characters; @FILE: the runs of a `xlingbench run --json > FILE` "
+            "document (exact: what that command logged); or a selector EXPERIMENT:KEY=VALUE[,KEY=VALUE] (the newest match), "
+            "e.g. xlingbench:model=xlm-roberta-xl,step=2000.")
 
 TrackingUri = Annotated[str | None, typer.Option("--tracking-uri", help=TRACKING_HELP, show_default=False)]
 
@@ -65,11 +67,12 @@ def compare(
     """Compare every metric of two runs; exit 1 if a gated metric regressed.
 
     Gated: each task's headline metric, and metrics named by --tolerance. A metric regresses
-    when it moves the bad way by more than its tolerance (default 0.01), or, when the baseline
+    when it moves the bad way by more than its tolerance (default by the metric's unit: 1 point
+    for a percentage such as calign_max, 0.01 for a fraction such as accuracy), or, when the baseline
     logged an interval (<metric>_ci_low/_ci_high) and no --tolerance names it, when the
     candidate falls outside that interval on the bad side. A missing task or metric regresses.
 
-    Example: xlingbench compare 3f2a... 9c1b... --tolerance 'accuracy/*=0.02'
+    Example: xlingbench compare @baseline.json @candidate.json --tolerance 'accuracy/*=0.02'
     """
     from rich.console import Console
 
@@ -86,14 +89,14 @@ def check(
     expect: Annotated[Path, typer.Option("--expect", help="JSON (or .toml) file of expected values: {TASK: {METRIC: NUMBER or {value, tolerance, low, high, higher_is_better}}}.", show_default=False)],
     run: Annotated[str, typer.Option("--run", help=RUN_HELP, show_default=False)],
     tracking_uri: TrackingUri = None,
-    write_expect: Annotated[bool, typer.Option("--write-expect", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else tolerance 0.01).")] = False,
+    write_expect: Annotated[bool, typer.Option("--write-expect", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else their unit's tolerance: 1 point for a percentage, 0.01 for a fraction).")] = False,
 ) -> None:
     """Check a run against a committed file of expected values; exit 1 on a regression.
 
     Same rule as compare, with the file's values as the baseline; an entry's own tolerance
-    beats its interval (low/high), which beats the default tolerance 0.01.
+    beats its interval (low/high), which beats the metric's default tolerance (by its unit).
 
-    Example: xlingbench check --expect expected.json --run xlingbench:model=my-model,step=2000
+    Example: xlingbench run --json > run.json && xlingbench check --expect expected.json --run @run.json
     """
     from rich.console import Console
 

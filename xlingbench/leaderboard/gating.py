@@ -1,8 +1,13 @@
 """Regression gating: compare two runs, or one run against a committed file of expected values.
 
-Run references (RUN arguments) take two forms:
+Run references (RUN arguments) take four forms:
 
 * a run id: a parent model run (all its task runs are compared) or one task run;
+* the first 8 or more characters of a run id, when no other run of the store starts with them
+  (``xlingbench run`` prints the first 8);
+* ``@FILE``: the task runs a ``xlingbench run --json > FILE`` document names (its ``run_id``
+  fields), which must all be of one model revision. This is exact: a CI job gates the runs it
+  just made, never a newer run someone else logged meanwhile;
 * a selector ``EXPERIMENT:KEY=VALUE[,KEY=VALUE...]``: the newest parent model run of
   EXPERIMENT whose tags match, e.g. ``xlingbench:model=xlm-roberta-xl,step=20000``. A key
   without a dot means the tag ``xlingbench.<key>``; a key with a dot is used as is. With a
@@ -17,7 +22,9 @@ the bad direction (baseline - candidate when higher is better, candidate - basel
 3. else, if the baseline logged an interval (``<metric>_ci_low`` / ``<metric>_ci_high``, or
    ``low`` / ``high`` in the expect file), it decides: regression iff the candidate lies
    outside the interval on the bad side (below low when higher is better, above high otherwise);
-4. else the default tolerance (0.01 absolute) decides as in 2.
+4. else the metric's default tolerance decides as in 2: 1.0 (one point) for a metric its task
+   declares as a percentage (``TaskMetadata.units``, e.g. CALIGN's and COLAP's 0-100
+   headlines), 0.01 for any other metric (a 0-1 fraction: accuracy, hit@k).
 
 Gated metrics: each task's headline (``xlingbench.main_score``), plus every metric a
 ``--tolerance`` pattern names (compare) or every metric listed (check). Direction: the task's
@@ -44,6 +51,7 @@ from typing import TYPE_CHECKING, Any
 from xlingbench.core.errors import UserError
 from xlingbench.sinks.mlflow_sink import tag_clause
 from xlingbench.leaderboard.collect import TAG, TaskRow, connect, mlflow_errors, task_row
+from xlingbench.leaderboard.view import installed
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -51,6 +59,10 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 DEFAULT_TOLERANCE = 0.01
+#: default tolerance by the unit a task declares for a metric (TaskMetadata.units); undeclared: a fraction
+UNIT_TOLERANCES = {"fraction": DEFAULT_TOLERANCE, "percent": 1.0}
+#: a run-id prefix must be at least this long (``xlingbench run`` prints 8 characters)
+PREFIX_LENGTH = 8
 #: floating-point slack so that a drop of exactly the tolerance passes
 EPSILON = 1e-12
 EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
@@ -65,7 +77,7 @@ class Expectation:
     """What a gated metric is compared with: a reference value and how far it may fall."""
 
     value: float
-    tolerance: float | None = None  # explicit tolerance; None -> interval or default
+    tolerance: float | None = None  # explicit tolerance; None -> interval or the metric's default
     low: float | None = None
     high: float | None = None
     higher_is_better: bool | None = None  # None -> the task run's tag
@@ -97,8 +109,10 @@ class Report:
         return any(line.status in FAILING for line in self.lines)
 
 
-def judge(expect: Expectation, candidate: float | None, higher_is_better: bool) -> tuple[str, str]:
-    """``(rule, status)`` for one gated metric, by the rule in this module's docstring."""
+def judge(expect: Expectation, candidate: float | None, higher_is_better: bool,
+          default: float = DEFAULT_TOLERANCE) -> tuple[str, str]:
+    """``(rule, status)`` for one gated metric, by the rule in this module's docstring
+    (``default``: the metric's default tolerance, see :func:`default_tolerance`)."""
     if candidate is None or math.isnan(candidate):
         return "present", "missing"
     worse_by = expect.value - candidate if higher_is_better else candidate - expect.value
@@ -107,7 +121,7 @@ def judge(expect: Expectation, candidate: float | None, higher_is_better: bool) 
         regressed = candidate < bound if higher_is_better else candidate > bound
         rule = f"{'≥' if higher_is_better else '≤'} {bound:.4g} (interval)"
     else:
-        tolerance = DEFAULT_TOLERANCE if expect.tolerance is None else expect.tolerance
+        tolerance = default if expect.tolerance is None else expect.tolerance
         regressed = worse_by > tolerance + EPSILON
         rule = f"{'drop' if higher_is_better else 'rise'} ≤ {tolerance:g}"
     if regressed:
@@ -143,13 +157,23 @@ def tolerance_for(task: str, metric: str, patterns: dict[str, float]) -> float |
     return (qualified or plain or [None])[-1]
 
 
+def default_tolerance(task: str, metric: str) -> float:
+    """The tolerance of a metric no pattern, file entry or interval decides: by the unit its
+    installed task declares, so a 0-100 percentage is not held to a fraction's 0.01."""
+    meta = installed(task)
+    unit = meta.units.get(metric, "fraction") if meta is not None else "fraction"
+    return UNIT_TOLERANCES.get(unit, DEFAULT_TOLERANCE)
+
+
 # --------------------------------------------------------------------------- run references
 
 
 def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
-    """``task -> row`` for a run id or an ``EXPERIMENT:KEY=VALUE,...`` selector."""
+    """``task -> row`` for a run id, a run-id prefix, an ``@FILE`` of ``run --json`` or a selector."""
+    if ref.startswith("@"):
+        return rows_of_file(client, uri, Path(ref[1:]))
     with mlflow_errors(uri):
-        run = select(client, ref) if "=" in ref else get_run(client, ref)
+        run = select(client, ref) if "=" in ref else find_run(client, ref)
         if run.data.tags.get(TAG + "role") == "task":
             return {task_row(run, uri).task: task_row(run, uri)}
         children = client.search_runs(
@@ -163,6 +187,48 @@ def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
     return {row.task: row for row in rows}  # the newest run of a task wins
 
 
+def rows_of_file(client: MlflowClient, uri: str, path: Path) -> dict[str, TaskRow]:
+    """``task -> row`` of the task runs a ``xlingbench run --json`` document names: one model revision."""
+    with mlflow_errors(uri):
+        rows = [task_row(get_run(client, run_id), uri) for run_id in run_ids_of(path)]
+    revisions = sorted({f"{row.model}@{row.revision[:12]}" for row in rows})
+    if len(revisions) > 1:
+        raise UserError(f"{path} holds runs of {len(revisions)} model revisions ({', '.join(revisions)}).",
+                        "Gate one model revision per file: run one --model and --revision per `xlingbench run --json`.")
+    return {row.task: row for row in rows}
+
+
+def run_ids_of(path: Path) -> list[str]:
+    """The MLflow run ids of a ``xlingbench run --json`` document (``{"outcomes": [{"run_id": ...}]}``)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror}.", "Write it with `xlingbench run --json > FILE`, then pass --run @FILE.") from err
+    except ValueError as err:
+        raise UserError(f"{path} is not JSON: {err}.", "Pass the stdout of `xlingbench run --json` (its progress goes to stderr).") from err
+    outcomes = data.get("outcomes") if isinstance(data, dict) else None
+    if not isinstance(outcomes, list) or not all(isinstance(o, dict) for o in outcomes):
+        raise UserError(f"{path} is not a `xlingbench run --json` document.", 'It must hold {"outcomes": [{"run_id": ...}, ...]}.')
+    ids = [o.get("run_id") for o in outcomes]
+    if not ids or not all(isinstance(i, str) and i for i in ids):
+        raise UserError(f"{path} names no MLflow run for {'some' if ids else 'any'} outcome.",
+                        "Run with the mlflow sink (the default) so that each outcome has a run_id.")
+    return ids
+
+
+def find_run(client: MlflowClient, ref: str) -> Run:
+    """The run with this id, or with this unique prefix of at least :data:`PREFIX_LENGTH` hex digits."""
+    is_hex = all(c in "0123456789abcdef" for c in ref.lower())
+    if not is_hex or not PREFIX_LENGTH <= len(ref) < 32:
+        return get_run(client, ref)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=f"attributes.run_id LIKE '{ref.lower()}%'", max_results=2) if experiments else []
+    if len(runs) != 1:
+        problem = f"run-id prefix {ref!r} matches {'several runs' if runs else 'no run'}."
+        raise UserError(problem, "Give more characters of the id, or the whole id, or --run @FILE from `xlingbench run --json`.")
+    return runs[0]
+
+
 def get_run(client: MlflowClient, run_id: str) -> Run:
     """The run with this id, or a UserError naming it."""
     from mlflow.exceptions import MlflowException
@@ -172,7 +238,7 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
     except MlflowException as err:
         raise UserError(
             f"no run with id {run_id!r}.",
-            "Copy the id from the MLflow UI, or use a selector EXPERIMENT:model=NAME,revision=REV.",
+            "Check --tracking-uri (the store it was logged to) and the id (MLflow UI, or `xlingbench run --json`).",
         ) from err
 
 
@@ -227,7 +293,7 @@ def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], pa
                 lines.append(Line(task, metric, value, new, "descriptive" if base.higher_is_better is None else ""))
                 continue
             low, high = base.metrics.get(f"{metric}_ci_low"), base.metrics.get(f"{metric}_ci_high")
-            rule, status = judge(Expectation(value, tolerance, low, high), new, base.higher_is_better)
+            rule, status = judge(Expectation(value, tolerance, low, high), new, base.higher_is_better, default_tolerance(task, metric))
             lines.append(Line(task, metric, value, new, rule, status))
     return lines
 
@@ -309,12 +375,13 @@ def check_line(task: str, metric: str, expect: Expectation, row: TaskRow | None,
     higher = expect.higher_is_better if expect.higher_is_better is not None else (row.higher_is_better if row else True)
     if higher is None:
         return Line(task, metric, expect.value, value, "descriptive: give higher_is_better to gate")
-    rule, status = judge(expect, value, higher)
+    rule, status = judge(expect, value, higher, default_tolerance(task, metric))
     return Line(task, metric, expect.value, value, rule, status)
 
 
 def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, Any]]:
-    """The headline of each task run as an expect-file entry (its interval where logged), and each
+    """The headline of each task run as an expect-file entry (its interval where logged, else its
+    unit's default tolerance, written out so the file says what it gates with), and each
     task's configuration under :data:`CONFIGS`; descriptive headlines are left out (never gated)."""
     out: dict[str, dict[str, Any]] = {}
     for task, row in sorted(rows.items()):
@@ -326,7 +393,7 @@ def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, Any]]:
         if low is not None and high is not None:
             entry.update(low=low, high=high)
         else:
-            entry["tolerance"] = DEFAULT_TOLERANCE
+            entry["tolerance"] = default_tolerance(task, row.main_score)
         out[task] = {row.main_score: entry}
     return out
 

@@ -230,6 +230,7 @@ TASK = Task(
         description="Percentage of source-language latent concepts (K-means over word vectors) aligned to a target-language concept through a translation dictionary, per layer.",
         reference=REFERENCE,
         main_score="calign_max",
+        units=dict.fromkeys(("calign_max", "calign_last", "calign_mean"), "percent"),
         version="2",
         options=OPTIONS,
         charts=(layer_chart("calign"), diagnostic_chart()),

@@ -119,6 +119,7 @@ TASK = Task(
         description="Percentage of latent concepts (K-means over the word vectors of several languages mixed) in which at least two languages each make up at least 30% of the occurrences, per layer.",
         reference=REFERENCE,
         main_score="colap_max",
+        units=dict.fromkeys(("colap_max", "colap_last", "colap_mean"), "percent"),
         version="2",
         options=OPTIONS,
         charts=(layer_chart("colap"), diagnostic_chart()),
