@@ -217,3 +217,29 @@ def test_bad_run_json_is_one_line_and_exit_2(tmp_path: Path, runs: dict[str, str
         path.write_text(content)
     code, output = invoke("check", "--expect", str(tmp_path / "e.json"), "--run", f"@{path}", "--tracking-uri", runs["uri"], "--write-expect")
     assert code == 2 and message in output and len(output.strip().splitlines()) == 1, output
+
+
+def test_compare_puts_the_regression_first_hides_timings_and_ends_with_a_verdict(runs: dict[str, str]) -> None:
+    exit_code, output = compare(runs, "drop")
+    rows = [line for line in output.splitlines() if "│" in line and "task" not in line]
+    assert exit_code == 1 and "REGRESSION" in rows[0] and "accuracy" in rows[0]
+    assert "time_" not in output
+    assert output.strip().splitlines()[-1].startswith("REGRESSION in script_separability/accuracy")
+
+
+def test_compare_and_check_json_parse_and_say_what_regressed(runs: dict[str, str], tmp_path: Path) -> None:
+    exit_code, output = compare(runs, "drop", "--json")
+    document = json.loads(output)
+    assert exit_code == 1 and document["regressed"] is True
+    assert document["lines"][0]["status"] == "REGRESSION" and document["lines"][0]["metric"] == "accuracy"
+    expect = tmp_path / "expect.json"
+    assert invoke("check", "--expect", str(expect), "--run", runs["baseline"], "--tracking-uri", runs["uri"], "--write-expect")[0] == 0
+    exit_code, output = invoke("check", "--expect", str(expect), "--run", runs["baseline"], "--tracking-uri", runs["uri"], "--json")
+    assert exit_code == 0 and json.loads(output)["regressed"] is False
+
+
+def test_leaderboard_json_lists_every_task_run(runs: dict[str, str]) -> None:
+    exit_code, output = invoke("leaderboard", "--tracking-uri", runs["uri"], "--format", "json")
+    rows = json.loads(output)["rows"]
+    assert exit_code == 0 and {row["task"] for row in rows} == {"script_separability", "neighbour_script_count", "calign"}
+    assert all(row["run_id"] and row["config"] for row in rows)

@@ -5,14 +5,20 @@ Exit codes: 0 ok, 1 regression, 2 user error (printed as one line, no traceback)
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-F = TypeVar("F", bound=Callable[..., None])
+from xlingbench.cli.output import console
+from xlingbench.sinks.mlflow_sink import public_uri
+
+if TYPE_CHECKING:
+    from xlingbench.leaderboard.gating import Report
+
 
 TRACKING_HELP = "MLflow tracking URI: http(s)://host:port of a server, or sqlite:///path.db. Default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db."
 RUN_HELP = ("A run id (parent model run or task run) or its first 8+ characters; @FILE: the runs of a `xlingbench run --json > FILE` "
@@ -27,13 +33,14 @@ class Format(str, Enum):
 
     html = "html"
     markdown = "markdown"
+    json = "json"
 
 
 def leaderboard(
     tracking_uri: TrackingUri = None,
     experiment: Annotated[list[str], typer.Option("--experiment", "-e", help="Experiment to read; repeat for several. Default: xlingbench.")] = [],  # noqa: B006 - typer needs a list default
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write to (markdown: OUT/leaderboard.md, or a file ending in .md, or '-' for stdout).")] = Path("leaderboard-site"),
-    fmt: Annotated[Format, typer.Option("--format", "-f", help="html: a static site (index.html + one page per model). markdown: the models x tasks table, e.g. for $GITHUB_STEP_SUMMARY.")] = Format.html,
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="html: a static site (index.html + one page per model). markdown: the models x tasks table, e.g. for $GITHUB_STEP_SUMMARY. json: every task run the board reads, on stdout.")] = Format.html,
 ) -> None:
     """Build the leaderboard of every model and task logged to MLflow.
 
@@ -44,6 +51,11 @@ def leaderboard(
     from xlingbench.leaderboard.render import render_markdown, write_site
 
     board = collect(tracking_uri, experiment)
+    if fmt is Format.json:
+        rows = [dataclasses.asdict(row) for row in board.rows]
+        typer.echo(json.dumps({"tracking_uri": public_uri(board.tracking_uri), "experiments": board.experiments,
+                               "rows": rows}, indent=1, default=str))
+        return
     if fmt is Format.markdown:
         text = render_markdown(board)
         if str(out) == "-":
@@ -63,6 +75,8 @@ def compare(
     candidate: Annotated[str, typer.Argument(help="The run to judge. Same forms as BASELINE.", show_default=False)],
     tracking_uri: TrackingUri = None,
     tolerance: Annotated[list[str], typer.Option("--tolerance", "-t", help="METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed): the largest acceptable drop of that metric, absolute. Gates the metric even if it is not a headline; overrides a logged interval. Repeatable.")] = [],  # noqa: B006
+    timings: Annotated[bool, typer.Option("--timings", help="Also list the phase timings (time_*_s).")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON document instead of a table.")] = False,
 ) -> None:
     """Compare every metric of two runs; exit 1 if a gated metric regressed.
 
@@ -74,15 +88,9 @@ def compare(
 
     Example: xlingbench compare @baseline.json @candidate.json --tolerance 'accuracy/*=0.02'
     """
-    from rich.console import Console
-
     from xlingbench.leaderboard.gating import compare as run_compare
-    from xlingbench.leaderboard.gating import print_report
 
-    report = run_compare(baseline, candidate, tolerance, tracking_uri)
-    print_report(report, Console())
-    if report.regressed:
-        raise typer.Exit(1)
+    _report(run_compare(baseline, candidate, tolerance, tracking_uri), json_, timings)
 
 
 def check(
@@ -90,6 +98,7 @@ def check(
     run: Annotated[str, typer.Option("--run", help=RUN_HELP, show_default=False)],
     tracking_uri: TrackingUri = None,
     write_expect: Annotated[bool, typer.Option("--write-expect", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else their unit's tolerance: 1 point for a percentage, 0.01 for a fraction).")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print the check as one JSON document instead of a table.")] = False,
 ) -> None:
     """Check a run against a committed file of expected values; exit 1 on a regression.
 
@@ -98,18 +107,24 @@ def check(
 
     Example: xlingbench run --json > run.json && xlingbench check --expect expected.json --run @run.json
     """
-    from rich.console import Console
-
     from xlingbench.leaderboard.gating import check as run_check
-    from xlingbench.leaderboard.gating import print_report
     from xlingbench.leaderboard.gating import write_expect as write
 
     if write_expect:
         count = write(expect, run, tracking_uri)
         typer.echo(f"wrote {expect} ({count} task headlines)")
         return
-    report = run_check(expect, run, tracking_uri)
-    print_report(report, Console())
+    _report(run_check(expect, run, tracking_uri), json_, timings=False)
+
+
+def _report(report: "Report", json_: bool, timings: bool) -> None:
+    """Print a comparison (table and verdict, or JSON); exit 1 when it regressed."""
+    from xlingbench.leaderboard.gating import print_report, report_document
+
+    if json_:
+        typer.echo(json.dumps(report_document(report), indent=1, allow_nan=False, default=str))
+    else:
+        print_report(report, console(), timings)
     if report.regressed:
         raise typer.Exit(1)
 

