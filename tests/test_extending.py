@@ -190,3 +190,19 @@ def test_bad_values_are_refused_before_anything_loads(args: list[str], message: 
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_crash_is_one_line_exit_3_and_a_log_with_the_traceback(tmp_path: Path, monkeypatch) -> None:
+    from xlingbench.harness import runner as runner_module
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setenv("XLINGBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(runner_module, "run", crash)
+    result = runner.invoke(app, ["run", "-t", "script_separability", "--tracking-uri", f"sqlite:///{tmp_path / 'db'}"])
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith("internal error: RuntimeError: boom.")
+    (log,) = (tmp_path / "cache" / "logs").glob("crash-*.log")
+    assert str(log) in line and "RuntimeError: boom" in log.read_text()

