@@ -15,7 +15,6 @@ import time
 from typing import Callable
 
 import numpy as np
-import pytest
 
 from xlingbench.compute.fast_align import align
 

@@ -6,7 +6,6 @@ import unicodedata
 import numpy as np
 import pytest
 
-from xlingbench.core.errors import UserError
 from xlingbench.compute.categories import label_vocabulary, paper_category, script_category, unicode_versions
 from xlingbench.inputs.vocab import build_vocabulary
 from tests.tiny_models import byte_bpe_tokenizer, sentencepiece_tokenizer

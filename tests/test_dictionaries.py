@@ -1,4 +1,4 @@
-"""Dictionaries: MUSE files, lexical tables, CLDR pairs, case folding, coverage, fingerprints,
+"""Dictionaries: MUSE files, lexical tables, CLDR pairs, case folding, fingerprints,
 and errors that name the file and the fix."""
 from __future__ import annotations
 
@@ -90,16 +90,6 @@ def test_lexical_table_without_case_keeps_the_best_probability_of_a_merged_pair(
                     "house -> Heim: Probability = 0.5\nhouse -> Gebäude: Probability = 0.1\n", encoding="utf-8")
     assert d.read_lexical_table(path, match_case=False) == {"house": [("haus", 0.7), ("heim", 0.5), ("gebäude", 0.1)]}
     assert d.read_lexical_table(path)["House"] == [("Haus", 0.7)]
-
-
-def test_coverage_is_the_share_of_source_types_with_an_entry() -> None:
-    entries = {"water": ["Wasser"], "house": ["Haus"], "Dog": ["Hund"], "empty": []}
-    types = ["water", "house", "dog", "cat", "water", "empty"]  # 5 distinct; water and house covered
-    assert d.coverage(entries, types) == pytest.approx(2 / 5)
-    assert d.coverage(entries, types, match_case=False) == pytest.approx(3 / 5)  # dog meets Dog
-    assert d.coverage(entries, ["Water", "WATER"], match_case=False) == 1.0  # one type once folded
-    with pytest.raises(ValueError):
-        d.coverage(entries, [])
 
 
 def _bad_file(tmp_path: Path, kind: str) -> Path:

@@ -6,7 +6,6 @@ ids and similarities as the float32 screen. Skipped without the `offline` extra.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import string
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np

@@ -15,7 +15,6 @@ read the model or the cache are methods of :class:`xlingbench.inputs.representat
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass, field

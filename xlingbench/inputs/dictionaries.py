@@ -100,19 +100,6 @@ def fold_case(table: Mapping[str, Sequence[tuple[str, float]]]) -> dict[str, lis
     return {src: sorted(targets.items(), key=lambda t: (-t[1], t[0])) for src, targets in best.items()}
 
 
-def coverage(entries: Mapping[str, Sequence[str]], source_types: Iterable[str], match_case: bool = True) -> float:
-    """Share of ``source_types`` (distinct words of a corpus) with at least one dictionary entry:
-    a low share means the dictionary does not fit the data (other language pair, other
-    tokenisation, other casing) and a concept alignment measured through it says little.
-    ``match_case=False`` compares lowercased. ValueError when there is no source type."""
-    fold = (lambda w: w) if match_case else str.lower
-    keys = {fold(w) for w, targets in entries.items() if targets}
-    types = {fold(w) for w in source_types}
-    if not types:
-        raise ValueError("coverage of an empty set of source word types")
-    return sum(1 for w in types if w in keys) / len(types)
-
-
 def _read_text(path: Path, what: str, fix: str) -> str:
     """The text of a UTF-8 file without its byte-order mark; a UserError naming ``path`` and
     the fix for a missing path, a directory, an empty, binary, UTF-16/32 or non-UTF-8 file

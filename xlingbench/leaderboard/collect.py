@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlingbench.core.errors import UserError
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, check_server, public_uri, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, TAG, check_server, public_uri, resolve_tracking_uri
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-TAG = "xlingbench."
 #: the sink's tag for ``TaskResult.info["warnings"]`` (see mlflow_sink.info_tags)
 WARNINGS = "info.warnings"
 PAGE_SIZE = 1000

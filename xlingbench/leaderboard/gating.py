@@ -427,7 +427,7 @@ def _toml_body(entry: dict[str, Any]) -> str:
 
 
 #: the order a reader needs: what failed, then what was gated, then what is only shown
-_STATUS_ORDER = {"REGRESSION": 0, "missing": 0, "config differs": 0, "improved": 1, "ok": 1, "": 2}
+_STATUS_ORDER = {**dict.fromkeys(FAILING, 0), "improved": 1, "ok": 1, "": 2}
 
 
 def ordered_lines(report: Report, timings: bool = False) -> list[Line]:

@@ -15,7 +15,6 @@ uncertainty; it is a yardstick for regression gating, not a confidence interval 
 from __future__ import annotations
 
 import hashlib
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
