@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from xlingbench.cli.output import console
+from xlingbench.core.outputs import check_folder, replace_outputs, write_file
 from xlingbench.sinks.mlflow_sink import public_uri
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Format(str, Enum):
 def leaderboard(
     tracking_uri: TrackingUri = None,
     experiment: Annotated[list[str], typer.Option("--experiment", "-e", help="Experiment to read; repeat for several. Default: xlingbench.")] = [],  # noqa: B006 - typer needs a list default
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write to (markdown: OUT/leaderboard.md, or a file ending in .md, or '-' for stdout).")] = Path("leaderboard-site"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write to: new, empty, or written by xlingbench before (only its own files are replaced). Markdown: OUT/leaderboard.md, or a file ending in .md, or '-' for stdout.")] = Path("leaderboard-site"),
     fmt: Annotated[Format, typer.Option("--format", "-f", help="html: a static site (index.html + one page per model). markdown: the models x tasks table, e.g. for $GITHUB_STEP_SUMMARY. json: every task run the board reads, on stdout.")] = Format.html,
 ) -> None:
     """Build the leaderboard of every model and task logged to MLflow.
@@ -50,6 +51,9 @@ def leaderboard(
     from xlingbench.leaderboard.collect import collect
     from xlingbench.leaderboard.render import render_markdown, write_site
 
+    to_stdout = fmt is Format.json or (fmt is Format.markdown and str(out) == "-")
+    if not to_stdout and not (fmt is Format.markdown and out.suffix == ".md"):
+        check_folder(out, "leaderboard")  # before reading MLflow: a folder of the user's is refused at once
     board = collect(tracking_uri, experiment)
     if fmt is Format.json:
         rows = [dataclasses.asdict(row) for row in board.rows]
@@ -58,13 +62,14 @@ def leaderboard(
         return
     if fmt is Format.markdown:
         text = render_markdown(board)
-        if str(out) == "-":
+        if to_stdout:
             typer.echo(text, nl=False)
-            return
-        target = out if out.suffix == ".md" else out / "leaderboard.md"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {target}")
+        elif out.suffix == ".md":
+            write_file(out, text)
+            typer.echo(f"wrote {out}")
+        else:
+            replace_outputs(out, "leaderboard --format markdown", {Path("leaderboard.md"): text})
+            typer.echo(f"wrote {out / 'leaderboard.md'}")
         return
     index = write_site(board, out)
     typer.echo(f"wrote {index} ({len(board.rows)} task runs)")

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 #: the sink's tag for ``TaskResult.info["warnings"]`` (see mlflow_sink.info_tags)
 WARNINGS = "info.warnings"
 PAGE_SIZE = 1000
+#: the filter every search here adds: a run that is still RUNNING, or was KILLED or FAILED, holds half a result
+FINISHED_ONLY = "attributes.status = 'FINISHED'"
 
 
 @dataclass(frozen=True)
@@ -118,12 +120,12 @@ def experiment_ids(client: MlflowClient, names: Iterable[str]) -> dict[str, str]
     return found
 
 
-def search_all(client: MlflowClient, ids: list[str], filter_string: str = "") -> list[Run]:
-    """One search over all experiments, following page tokens (one call per 1000 runs)."""
+def search_all(client: MlflowClient, ids: list[str]) -> list[Run]:
+    """One search over all experiments for the runs that finished, following page tokens (one call per 1000 runs)."""
     runs: list[Run] = []
     token: str | None = None
     while True:
-        page = client.search_runs(ids, filter_string=filter_string, max_results=PAGE_SIZE, page_token=token)
+        page = client.search_runs(ids, filter_string=FINISHED_ONLY, max_results=PAGE_SIZE, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:
@@ -150,7 +152,8 @@ def mlflow_errors(uri: str) -> Iterator[None]:
 
 
 def collect(tracking_uri: str | None = None, experiments: Iterable[str] = ()) -> Leaderboard:
-    """Read every task run of the named experiments (default ``xlingbench``)."""
+    """Read every finished task run of the named experiments (default ``xlingbench``); a run still
+    RUNNING (or left so by a killed process), KILLED or FAILED is not on the board."""
     client, uri = connect(tracking_uri)
     with mlflow_errors(uri):
         ids = experiment_ids(client, list(experiments) or [DEFAULT_EXPERIMENT])

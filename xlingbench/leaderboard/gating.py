@@ -52,7 +52,8 @@ from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
 from xlingbench.sinks.mlflow_sink import tag_clause
-from xlingbench.leaderboard.collect import TAG, TaskRow, connect, mlflow_errors, task_row
+from xlingbench.core.outputs import write_file
+from xlingbench.leaderboard.collect import FINISHED_ONLY, TAG, TaskRow, connect, mlflow_errors, task_row
 from xlingbench.leaderboard.view import installed
 
 if TYPE_CHECKING:
@@ -175,12 +176,12 @@ def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
     if ref.startswith("@"):
         return rows_of_file(client, uri, Path(ref[1:]))
     with mlflow_errors(uri):
-        run = select(client, ref) if "=" in ref else find_run(client, ref)
+        run = select(client, ref) if "=" in ref else require_finished(find_run(client, ref), ref)
         if run.data.tags.get(TAG + "role") == "task":
             return {task_row(run, uri).task: task_row(run, uri)}
         children = client.search_runs(
             [run.info.experiment_id],
-            filter_string=f"tags.\"mlflow.parentRunId\" = '{run.info.run_id}' and tags.\"{TAG}role\" = 'task'",
+            filter_string=f"tags.\"mlflow.parentRunId\" = '{run.info.run_id}' and tags.\"{TAG}role\" = 'task' and {FINISHED_ONLY}",
             max_results=1000,
         )
     if not children:
@@ -192,7 +193,7 @@ def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
 def rows_of_file(client: MlflowClient, uri: str, path: Path) -> dict[str, TaskRow]:
     """``task -> row`` of the task runs a ``xlingbench run --json`` document names: one model revision."""
     with mlflow_errors(uri):
-        rows = [task_row(get_run(client, run_id), uri) for run_id in run_ids_of(path)]
+        rows = [task_row(require_finished(get_run(client, run_id), run_id), uri) for run_id in run_ids_of(path)]
     revisions = sorted({f"{row.model}@{row.revision[:12]}" for row in rows})
     if len(revisions) > 1:
         raise UserError(f"{path} holds runs of {len(revisions)} model revisions ({', '.join(revisions)}).",
@@ -231,6 +232,16 @@ def find_run(client: MlflowClient, ref: str) -> Run:
     return runs[0]
 
 
+def require_finished(run: Run, ref: str) -> Run:
+    """``run`` if it finished; else a UserError naming its status (a RUNNING, KILLED or FAILED run holds half a result)."""
+    status = run.info.status
+    if status != "FINISHED":
+        why = "still running, or its process was killed" if status == "RUNNING" else "it did not finish"
+        raise UserError(f"run {ref} is {status} ({why}); its numbers cannot be gated.",
+                        "Rerun the same `xlingbench run` command to finish it, then gate the new run.")
+    return run
+
+
 def get_run(client: MlflowClient, run_id: str) -> Run:
     """The run with this id, or a UserError naming it."""
     from mlflow.exceptions import MlflowException
@@ -259,7 +270,7 @@ def select(client: MlflowClient, selector: str) -> Run:
     if found is None:
         raise UserError(f"no MLflow experiment named {experiment!r}.", "Check the part of the selector before the colon.")
     runs = client.search_runs(
-        [found.experiment_id], filter_string=" and ".join(tag_clause(k, v) for k, v in tags.items()),
+        [found.experiment_id], filter_string=" and ".join([*(tag_clause(k, v) for k, v in tags.items()), FINISHED_ONLY]),
         max_results=1, order_by=["attributes.start_time DESC"],
     )
     if not runs:
@@ -404,8 +415,7 @@ def write_expect(path: Path, run: str, tracking_uri: str | None = None) -> int:
     """Write an expect file (JSON, or TOML by suffix) from a run's headlines; returns the number of tasks."""
     client, uri = connect(tracking_uri)
     data = expectations_of(resolve(client, uri, run))
-    text = to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n"
-    path.write_text(text, encoding="utf-8")
+    write_file(path, to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n")
     return len(data.get(CONFIGS, {}))
 
 

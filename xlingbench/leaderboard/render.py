@@ -14,11 +14,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import shutil
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xlingbench.core.outputs import replace_outputs
 from xlingbench.leaderboard.collect import Leaderboard, TaskRow, metric_histories, public_uri
 from xlingbench.leaderboard.view import Column, Line, View, build_view
 from xlingbench.sinks.charts import draw, line_chart
@@ -357,15 +357,17 @@ def fetch_histories(client: MlflowClient, view: View) -> Histories:
 
 
 def write_site(board: Leaderboard, out: Path) -> Path:
-    """Write ``index.html`` and one page per model under ``out``; returns the index path."""
+    """Write ``index.html`` and one page per model under ``out``; returns the index path.
+
+    ``out`` must be new, empty or an earlier leaderboard (:mod:`xlingbench.core.outputs`): only the
+    pages written here are replaced, and a page of a model no longer on the board is removed.
+    """
     from mlflow.tracking import MlflowClient
 
     view = build_view(board)
     histories = fetch_histories(MlflowClient(tracking_uri=board.tracking_uri), view)
-    shutil.rmtree(out / "models", ignore_errors=True)  # no stale pages of models no longer in the runs
-    (out / "models").mkdir(parents=True)
-    index = out / "index.html"
-    index.write_text(index_html(board, view), encoding="utf-8")
+    pages = {Path("index.html"): index_html(board, view)}
     for name in dict.fromkeys(m.model for m in view.lines):
-        (out / "models" / f"{slug(name)}.html").write_text(detail_html(name, view, histories), encoding="utf-8")
-    return index
+        pages[Path("models") / f"{slug(name)}.html"] = detail_html(name, view, histories)
+    replace_outputs(out, "leaderboard", pages)
+    return out / "index.html"
