@@ -130,4 +130,5 @@ def clone_models(uri: str, parent_id: str, count: int, experiment: str = "xlingb
             run = client.create_run(exp, tags=tags, run_name=template.info.run_name)
             metrics = [Metric(k, v + i / 1000, 0, 0) for k, v in template.data.metrics.items()]
             client.log_batch(run.info.run_id, metrics=metrics)
+            client.set_terminated(run.info.run_id)  # FINISHED, as the sink leaves them: the board reads only those
             new_parent = new_parent or run.info.run_id
