@@ -40,27 +40,39 @@ def wait_healthy(url: str, server: subprocess.Popen, deadline: float) -> None:
     raise TimeoutError(f"mlflow server at {url} not healthy after {START_TIMEOUT_S}s")
 
 
+def start_server(root: Path, port: int) -> subprocess.Popen:
+    """``mlflow server`` on 127.0.0.1:``port`` over the store in ``root``, once healthy; its log is ``root/server.log``."""
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
+    with open(root / "server.log", "ab") as log:  # the child keeps its own copy of the descriptor
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, time.monotonic() + START_TIMEOUT_S)
+    except (RuntimeError, TimeoutError):
+        stop_server(server)
+        raise
+    return server
+
+
+def stop_server(server: subprocess.Popen, signum: int = 15) -> None:
+    """Stop the server's process group (gunicorn/uvicorn workers too) with ``signum``; kill it if it will not stop."""
+    os.killpg(server.pid, signum)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, 9)
+        server.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow server`` on 127.0.0.1:<free port>; always terminated, killed if it will not stop."""
-    root = tmp_path_factory.mktemp("server")
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")]
-    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed below, after the process
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = start_server(tmp_path_factory.mktemp("server"), port)
     try:
-        wait_healthy(url, server, time.monotonic() + START_TIMEOUT_S)
-        yield url
+        yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(server.pid, 15)  # the server's own process group: gunicorn/uvicorn workers too
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, 9)
-            server.wait(timeout=10)
-        log.close()
+        stop_server(server)
 
 
 @pytest.fixture(scope="module")
