@@ -51,10 +51,11 @@ _MAX_PARAM = 500
 HEALTH_TIMEOUT_S = 5.0
 BATCH = 100
 #: MLflow's HTTP client retries a silent server for minutes (7 retries, 120 s timeouts); ours gives
-#: up in seconds, since a result it cannot send is kept in the outbox. Set in this process only,
-#: and a value the user set wins.
-FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+#: up in seconds, since a result it cannot send is kept in the outbox. It also prints a "View run"
+#: link on stdout for every run it closes, which would corrupt ``run --json``. Set in this process
+#: only, and a value the user set wins.
+HTTP_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 #: the URI schemes MLflow has a tracking store for (``postgresql+psycopg2`` counts as ``postgresql``)
 SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 HOST = socket.gethostname()
@@ -166,7 +167,7 @@ class MlflowSink:
         check_writable(self.uri)
         check_server(self.uri)
         if self.uri.startswith(("http://", "https://")):
-            for name, value in FAST_HTTP.items():
+            for name, value in HTTP_CLIENT_ENV.items():
                 os.environ.setdefault(name, value)
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, settings.experiment)
