@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from xlingbench.core.outputs import claim_folder
 from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
 from xlingbench.inputs.cache import write_atomic
 from xlingbench.sinks import SinkSettings
@@ -61,6 +62,7 @@ class JsonSink:
 
     def __init__(self, settings: SinkSettings) -> None:
         self.root = Path(settings.results_dir)
+        claim_folder(self.root, "run --sink json")  # a folder of the user's is refused before any model loads
 
     def write(self, outcome: Outcome) -> str:
         path = result_path(self.root, outcome)

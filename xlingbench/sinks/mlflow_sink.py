@@ -59,6 +59,8 @@ HTTP_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_
 #: the URI schemes MLflow has a tracking store for (``postgresql+psycopg2`` counts as ``postgresql``)
 SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 HOST = socket.gethostname()
+#: how much of a store's error the last line quotes (an HTTP client's runs to a paragraph)
+ERROR_CHARS = 160
 #: the run statuses :meth:`MlflowSink.abort` sets: an interrupt (Ctrl-C, SIGTERM) kills, anything else fails
 INTERRUPTS = ("interrupt", "sigint", "sigterm")
 
@@ -212,8 +214,8 @@ class MlflowSink:
 
     def _stop_sending(self, err: BaseException) -> None:
         """Remember why the store failed; nothing more is sent to it in this run."""
-        text = str(getattr(err, "message", "") or err).strip()
-        self.offline = (text.splitlines() or [type(err).__name__])[0][:300]
+        text = (str(getattr(err, "message", "") or err).strip().splitlines() or [type(err).__name__])[0]
+        self.offline = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
 
     def _log_outcome(self, outcome: Outcome) -> str:
         """One nested run holding the outcome (FINISHED last: a run that is FINISHED is complete)."""
