@@ -25,6 +25,7 @@ from xlingbench.cli.main import EXIT_INTERRUPTED, EXIT_RESULTS_KEPT, app
 from xlingbench.core.outputs import MARKER
 from xlingbench.core.task import Outcome
 from xlingbench.leaderboard.collect import collect
+from xlingbench.sinks.json_sink import to_document
 from xlingbench.sinks.mlflow_sink import HOST, TAG, outbox_dir, pending
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,6 +124,14 @@ def test_the_leaderboard_replaces_only_its_own_pages(store: str, tmp_path: Path)
     assert (site / "leaderboard.md").is_file() and "xlm-roberta-xl" in (site / "index.html").read_text()
 
 
+def test_the_json_sink_refuses_a_folder_of_the_users(tmp_path: Path) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "thesis.tex").write_text("mine")
+    code, output = invoke("run", "-t", "script_separability", "--sink", "json", "--results-dir", str(tmp_path / "results"))
+    assert code == 2 and str(tmp_path / "results") in one_line(output)
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["thesis.tex"]
+
+
 def test_write_expect_into_a_missing_folder_creates_it(store: str, tmp_path: Path) -> None:
     parent = runs(store, f"tags.`{TAG}role` = 'model'")[0].info.run_id
     target = tmp_path / "new" / "folder" / "expected.json"
@@ -190,6 +199,29 @@ def test_abort_closes_the_open_parent_runs(tracking_uri: str, reason: str, statu
         run = sink.client.get_run(parent)
         assert run.info.status == status and run.data.tags[f"{TAG}abort_reason"] == reason
     assert {sink.client.get_run(run_id).info.status for run_id in (first, second)} == {"FINISHED"}  # the results stand
+
+
+def test_the_outbox_is_sent_once_on_start_except_what_a_live_process_keeps(tracking_uri: str) -> None:
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (result, meta), (other, other_meta) = full_results(0.6)[:2]
+        now = time.time()
+        folder = outbox_dir(tracking_uri)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, pid, (res, md) in (("1-dead", dead_pid(), (result, meta)), ("2-live", sleeper.pid, (other, other_meta))):
+            outcome = Outcome(model_revision("kept", "e" * 40), md, res, now, now + 1, f"fp-{name}")
+            (folder / f"{name}.json").write_text(json.dumps({"host": HOST, "pid": pid, "outcome": to_document(outcome)}))
+        open_sink(tracking_uri)
+        open_sink(tracking_uri)  # a second start sends nothing twice
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    sent = runs(tracking_uri, f"tags.`{TAG}role` = 'task'")
+    assert [(r.data.tags[f"{TAG}task"], r.info.status, r.data.metrics["accuracy"]) for r in sent] == [("script_separability", "FINISHED", 0.6)]
+    parent = mlflow.MlflowClient(tracking_uri).get_run(sent[0].data.tags["mlflow.parentRunId"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["script_separability/accuracy"] == 0.6
+    assert [p.name for p in pending(folder)] == ["2-live.json"]  # the live process's own to send
+    (folder / "2-live.json").unlink()
 
 
 # --------------------------------------------------------------------------- tracking URIs
