@@ -61,7 +61,7 @@ SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql"
 HOST = socket.gethostname()
 #: how much of a store's error the last line quotes (an HTTP client's runs to a paragraph)
 ERROR_CHARS = 160
-#: the run statuses :meth:`MlflowSink.abort` sets: an interrupt (Ctrl-C, SIGTERM) kills, anything else fails
+#: words of an abort reason that mean an interrupt (Ctrl-C, SIGTERM): the runs are KILLED; any other reason: FAILED
 INTERRUPTS = ("interrupt", "sigint", "sigterm")
 
 
@@ -73,10 +73,6 @@ class Delivery:
     logged: int = 0
     #: outbox folder -> (the store's printable URI, the error that made the sink stop sending)
     kept: dict[Path, tuple[str, str]] = field(default_factory=dict)
-
-    def kept_count(self) -> int:
-        """Results waiting in the outboxes this process kept results in."""
-        return sum(len(pending(folder)) for folder in self.kept)
 
 
 #: this process's tally (the CLI resets it per command)
