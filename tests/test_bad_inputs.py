@@ -72,10 +72,10 @@ class Env:
     def cache(self) -> Path:
         return self.tmp / "cache"
 
-    def run(self, *args: str, model: str | Path | None = None) -> list[str]:
+    def run(self, *args: str, model: str | Path | None = None, uri: str | None = None, cache: Path | None = None) -> list[str]:
         """``xlingbench run`` on this case's store and cache (on the tiny model unless told)."""
-        return ["run", "-m", str(model or self.tiny), *args, "--tracking-uri", f"sqlite:///{self.db}",
-                "--cache-dir", str(self.cache)]
+        return ["run", "-m", str(model or self.tiny), *args, "--tracking-uri", uri or f"sqlite:///{self.db}",
+                "--cache-dir", str(cache or self.cache)]
 
     def model(self, change: Callable[[Path], object]) -> Path:
         """A copy of the good model folder, changed by ``change``."""
@@ -214,7 +214,8 @@ def _store(branch: str) -> pytest.MarkDecorator:
 
 
 ONE_PAIR = "water Wasser\nfire Feuer\n"
-LINES = "water fire\nhouse water\nfire house\n"
+#: 30 lines of 5 words from 40 (enough word types for latent concepts)
+LINES = "".join(" ".join(f"w{(5 * i + j) % 40}" for j in range(5)) + "\n" for i in range(30))
 TEXT = "not a database\n"
 
 #: id -> (the arguments, given a case's Env; a fragment the one line must contain)
@@ -263,7 +264,6 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "model-file-holds-another-tensor": (lambda e: e.run("-t", "script_separability", model=e.model(_tensors(lambda k: k if "LayerNorm" in k else None))), "input embedding"),
     "model-no-input-embedding-for-extraction": (lambda e: e.run("-t", "colap", "--data", str(e.parallel(en=LINES, de=LINES)), "--languages", "en,de", "--set", "colap.k=2", model=e.model(_renamed_embedding)), "input embedding"),
     "tokenizer-needs-sentencepiece": (lambda e: e.run("-t", "script_separability", model=_sentencepiece_only(e)), "pip install sentencepiece"),
-    "model-fewer-positions-than-max-length": (lambda e: _colap(e, e.parallel(en=LINES, de=LINES), "--set", "colap.max_length=512"), "max_length=512"),
     # dictionaries (task 3)
     "dictionary-empty": (lambda e: _dictionary(e, ""), "en-de.txt"),
     "dictionary-binary": (lambda e: _dictionary(e, b"\x1f\x8b\x08\x00\x00\x00water"), "en-de.txt"),
@@ -282,15 +282,15 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "parallel-invalid-utf8": (lambda e: _colap(e, e.parallel(en=LINES, de=b"water \xff\xfe fire\nhouse\nfire\n")), "data.de.tok"),
     "parallel-missing": (lambda e: _colap(e, e.tmp / "nosuch" / "data"), "nosuch"),
     # tracking stores
-    "tracking-unreachable": (lambda e: e.run("--tracking-uri", "http://127.0.0.1:9"), "127.0.0.1:9"),
-    "tracking-malformed": pytest.param((lambda e: e.run("-t", "script_separability", "--tracking-uri", "foo://bar"), "foo://bar"), marks=_store("store")),
-    "tracking-sqlite-in-memory": pytest.param((lambda e: e.run("-t", "script_separability", "--tracking-uri", "sqlite://"), "sqlite://"), marks=_store("store")),
-    "tracking-read-only-folder": pytest.param((lambda e: e.run("-t", "script_separability", "--tracking-uri", f"sqlite:///{_readonly(e)}/mlflow.db"), "readonly"), marks=_store("store")),
-    "tracking-text-file-as-database": pytest.param((lambda e: e.run("-t", "script_separability", "--tracking-uri", f"sqlite:///{e.file('notes.db', TEXT * 100)}"), "notes.db"), marks=_store("kill")),
-    "tracking-half-created-database": pytest.param((lambda e: e.run("-t", "script_separability", "--tracking-uri", f"sqlite:///{_half_created(e)}"), "half.db"), marks=_store("kill")),
+    "tracking-unreachable": (lambda e: e.run(uri="http://127.0.0.1:9"), "127.0.0.1:9"),
+    "tracking-malformed": pytest.param((lambda e: e.run("-t", "script_separability", uri="foo://bar"), "foo://bar"), marks=_store("store")),
+    "tracking-sqlite-in-memory": pytest.param((lambda e: e.run("-t", "script_separability", uri="sqlite://"), "sqlite://"), marks=_store("store")),
+    "tracking-read-only-folder": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_readonly(e)}/mlflow.db"), "readonly"), marks=_store("store")),
+    "tracking-text-file-as-database": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{e.file('notes.db', TEXT * 100)}"), "notes.db"), marks=_store("kill")),
+    "tracking-half-created-database": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_half_created(e)}"), "half.db"), marks=_store("kill")),
     # the cache
-    "cache-dir-is-a-file": (lambda e: [*e.run("-t", "script_separability")[:-1], str(e.file("cachefile", "x"))], "cachefile"),
-    "cache-dir-read-only": (lambda e: [*e.run("-t", "script_separability")[:-1], str(_readonly(e))], "readonly"),
+    "cache-dir-is-a-file": (lambda e: e.run("-t", "script_separability", cache=e.file("cachefile", "x")), "cachefile"),
+    "cache-dir-read-only": (lambda e: e.run("-t", "script_separability", cache=_readonly(e)), "readonly"),
     "cache-disk-full": (_full_disk, "disk"),
     # leaderboard, compare, check
     "leaderboard-out-existing-file": pytest.param((lambda e: ["leaderboard", "--tracking-uri", e.store(), "--out", str(e.file("site", "x"))], "site"), marks=_store("store")),
@@ -356,3 +356,16 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tmp_path, tiny, p
     finally:
         for folder in reversed(env.mounts):
             subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_max_length_beyond_the_models_positions_is_capped(tmp_path, tiny):
+    """Accepted with a documented meaning (xlingbench.inputs.word_vectors): the tiny XLM-R has 80
+    positions, 78 of them readable; a 100-word line read with max_length=512 is windowed at 78
+    instead of failing inside the network."""
+    env = Env(tmp_path, tiny, (tmp_path / "unused.db", ""), pytest.MonkeyPatch())
+    long_line = " ".join(f"w{i % 40}" for i in range(100)) + "\n"
+    data = env.parallel(en=LINES + long_line, de=LINES + long_line)
+    outcome = CliRunner().invoke(app, _colap(env, data, "--set", "colap.max_length=512"))
+    assert outcome.exit_code == 0, outcome.output
+    infos = [json.loads(p.read_text()) for p in env.cache.glob("word_vectors/*/info.json")]
+    assert [(info["max_length"], info["max_length_read"], info["windowed_sentences"]) for info in infos] == [(512, 78, 1)] * 2

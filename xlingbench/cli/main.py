@@ -17,7 +17,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
 import click
 import typer
@@ -54,15 +54,32 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            console(stderr=True).print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_USER_ERROR) from None
+            _user_error(exc)
+        except click.exceptions.UsageError as exc:  # an unknown command or option, a value of the wrong type
+            command = exc.ctx.command_path if exc.ctx else "xlingbench"
+            _user_error(UserError(exc.format_message().rstrip(".") + ".", f"See `{command} --help`."))
         except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: keep the traceback, say where
+            if _refused_by_mlflow(exc):
+                _user_error(UserError(f"MLflow refused a value given on the command line: {str(exc).rstrip('.')}.",
+                                      "Check --experiment (not empty) and the other names given to MLflow."))
             log = _crash_log()
             console(stderr=True).print(f"internal error: {type(exc).__name__}: {exc}. The traceback is in {log}; "
                                        "please report it with that file.", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
+
+
+def _user_error(exc: UserError) -> NoReturn:
+    """Print ``exc`` as its one line on stderr and exit 2."""
+    console(stderr=True).print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _refused_by_mlflow(exc: Exception) -> bool:
+    """Whether MLflow refused a value before logging anything (error code INVALID_PARAMETER_VALUE,
+    e.g. an empty experiment name): the user's input, not a crash. mlflow is not imported here."""
+    return type(exc).__name__ == "MlflowException" and getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE"
 
 
 def _crash_log() -> Path:
@@ -181,9 +198,9 @@ def _send_library_logs_to_file(cache_dir: Path | None) -> Path:
     """
     import transformers.utils.logging as transformers_logging
 
-    from xlingbench.inputs.cache import default_cache_dir
+    from xlingbench.inputs.cache import Cache
 
-    path = (cache_dir or default_cache_dir()) / "logs" / "libraries.log"
+    path = Cache(cache_dir).root / "logs" / "libraries.log"  # Cache refuses a file or an unwritable folder in one line
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
