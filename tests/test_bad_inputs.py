@@ -225,6 +225,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "unknown-task": (lambda e: e.run("-t", "calig"), "calig"),
     "unknown-option": (lambda e: e.run("--nosuch"), "--nosuch"),
     "unknown-command": (lambda e: ["nosuchcommand"], "nosuchcommand"),
+    "unknown-global-option": (lambda e: ["--verison"], "--verison"),
+    "missing-argument": (lambda e: ["compare", "--tracking-uri", e.store()], "baseline"),
     "option-wrong-type": (lambda e: e.run("--seed", "seven"), "--seed"),
     "set-unknown-name": (lambda e: e.run("--set", "nosuch=1"), "nosuch"),
     "set-unknown-task-parameter": (lambda e: e.run("-t", "calign", "--set", "calign.theta_o=0.3"), "theta_o"),

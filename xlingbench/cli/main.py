@@ -19,12 +19,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
+
+try:  # typer 0.2x vendors click: its exceptions are not the click package's
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # an older typer uses click itself
+    from click.exceptions import ClickException, UsageError
 
 from xlingbench.cli.board import register
 from xlingbench.cli.output import console
@@ -50,15 +54,23 @@ class _Group(TyperGroup):
     """Turns a UserError into one line and exit 2, and a crash into one line, a log file with its
     traceback, and exit 3, so a CI job can tell a broken tool from a worse model (exit 1)."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        """The group's own options (``xlingbench --verison``): one line too; no arguments still shows the help."""
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            _usage_error(exc)
+
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
         except UserError as exc:
             _user_error(exc)
-        except click.exceptions.UsageError as exc:  # an unknown command or option, a value of the wrong type
-            command = exc.ctx.command_path if exc.ctx else "xlingbench"
-            _user_error(UserError(exc.format_message().rstrip(".") + ".", f"See `{command} --help`."))
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException, KeyboardInterrupt):
+        except UsageError as exc:  # a command's unknown option, a value of the wrong type, an unknown command
+            _usage_error(exc)
+        except (typer.Exit, typer.Abort, ClickException, KeyboardInterrupt):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: keep the traceback, say where
             if _refused_by_mlflow(exc):
@@ -74,6 +86,12 @@ def _user_error(exc: UserError) -> NoReturn:
     """Print ``exc`` as its one line on stderr and exit 2."""
     console(stderr=True).print(exc.one_line(), markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _usage_error(exc: UsageError) -> NoReturn:
+    """Click's usage error (typer would draw it in a box under the usage) as one line and exit 2."""
+    command = exc.ctx.command_path if exc.ctx else "xlingbench"
+    _user_error(UserError(exc.format_message().rstrip(".") + ".", f"See `{command} --help`."))
 
 
 def _refused_by_mlflow(exc: Exception) -> bool:
