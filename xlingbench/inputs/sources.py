@@ -195,15 +195,11 @@ class PretrainedSource:
         import torch
         from transformers import AutoModel
 
-        _ = self._embedding_tensor  # refuses a checkpoint without safetensors weights or without its input embedding
+        _ = self._embedding_tensor  # refuses a checkpoint transformers would complete with a random input embedding
         revision = None if self.is_local else self.revision
         placement = {"device_map": device} if torch.device(device).type == "cuda" else {}
-        model, loading = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
-                                                   output_loading_info=True, **_dtype_kwargs(self._concrete(dtype)), **placement)
-        name = self._embedding_parameter_name()
-        if any(key == name or key.endswith("." + name) for key in loading.get("missing_keys", [])):
-            raise UserError(f"{self.model_id}: transformers found no input embedding ({name}) in the checkpoint and would fill it with random values.",
-                            "Use the model's own checkpoint files (a renamed or missing tensor is not scored).")
+        model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
+                                          **_dtype_kwargs(self._concrete(dtype)), **placement)
         return model if placement else model.to(device)
 
     def load_embedding_matrix(self, dtype: str = "auto") -> np.ndarray:
