@@ -252,7 +252,7 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "revision-step-not-a-number": (lambda e: e.run("-r", "main@x", model="xlm-roberta-base"), "main@x"),
     "sink-unknown": (lambda e: e.run("--sink", "nosuchsink"), "nosuchsink"),
     # model folders and Hub ids
-    "hub-id-not-cached-offline": (lambda e: e.run("-t", "script_separability", model="nosuch/model"), "nosuch/model"),
+    "hub-id-not-cached-offline": (lambda e: e.run("-t", "script_separability", model="nosuch/model"), "nosuch/model@main is not in the local Hugging Face cache"),
     "model-no-weights": (lambda e: e.run("-t", "script_separability", model=e.model(_no_weights)), "no weights"),
     "model-truncated-safetensors": (lambda e: e.run("-t", "script_separability", model=e.model(_truncated)), "model.safetensors"),
     "model-random-byte-safetensors": (lambda e: e.run("-t", "script_separability", model=e.model(_random_bytes)), "model.safetensors"),
@@ -294,6 +294,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "cache-dir-is-a-file": (lambda e: e.run("-t", "script_separability", cache=e.file("cachefile", "x")), "cachefile"),
     "cache-dir-read-only": (lambda e: e.run("-t", "script_separability", cache=_readonly(e)), "readonly"),
     "cache-disk-full": (_full_disk, "disk"),
+    "cache-disk-full-word-vectors": (lambda e: e.run("-t", "colap", "--data", str(e.parallel(en=LINES * 200, de=LINES * 200)), "--languages", "en,de",
+                                                     "--set", "colap.k=2", cache=e.mount(e.tmp / "disk", "size=1m")), "disk"),
     # leaderboard, compare, check
     "leaderboard-out-existing-file": pytest.param((lambda e: ["leaderboard", "--tracking-uri", e.store(), "--out", str(e.file("site", "x"))], "site"), marks=_store("store")),
     "write-expect-into-missing-folder": pytest.param((lambda e: ["check", "--write-expect", "--expect", str(e.tmp / "nosuch" / "e.json"), "--run", e.planted[1], "--tracking-uri", e.store()], "nosuch"), marks=_store("store")),
@@ -371,3 +373,21 @@ def test_max_length_beyond_the_models_positions_is_capped(tmp_path, tiny):
     assert outcome.exit_code == 0, outcome.output
     infos = [json.loads(p.read_text()) for p in env.cache.glob("word_vectors/*/info.json")]
     assert [(info["max_length"], info["max_length_read"], info["windowed_sentences"]) for info in infos] == [(512, 78, 1)] * 2
+
+
+def test_an_orphan_alignment_staging_folder_is_removed(tmp_path):
+    """A killed alignment leaves ``.<key>.<random>`` behind; the next alignment, of any corpus,
+    removes it, and keeps the staging of an entry whose lock is held (a live run's)."""
+    from filelock import FileLock
+
+    from xlingbench.inputs.alignment import induce_dictionary
+    from xlingbench.inputs.cache import Cache
+
+    orphan, live = tmp_path / "alignment" / f".{'0' * 24}.dead", tmp_path / "alignment" / f".{'1' * 24}.live"
+    for folder in (orphan, live):
+        folder.mkdir(parents=True)
+        (folder / "links.npy").write_bytes(b"half")
+    held = FileLock(tmp_path / "alignment" / f"{'1' * 24}.lock", is_singleton=True)
+    with held:
+        induced = induce_dictionary([["a", "b"]] * 3, [["x", "y"]] * 3, cache=Cache(tmp_path), corpus_fingerprint="c", pair=("en", "de"))
+    assert not orphan.exists() and live.is_dir() and induced.path.is_file()

@@ -147,7 +147,7 @@ class Cache:
         then re-check :meth:`is_complete` inside: another process may have published meanwhile.
         Reentrant in one thread (:meth:`publish` inside the block does not deadlock). The OS drops
         the lock when its holder dies, so a killed run never blocks the next one; on first
-        acquisition the dead holder's staging directories (``.<key>.*``) are removed.
+        acquisition dead holders' staging directories of this kind are removed (:func:`_remove_orphans`).
         """
         final = self.entry_dir(kind, parts)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -305,11 +305,29 @@ def _acquire_waiting(lock: FileLock, kind: str) -> None:
 
 
 def _remove_orphans(final: Path) -> None:
-    """Remove staging directories of ``final`` left by a killed holder of its lock.
+    """Remove staging directories left by killed runs among ``final``'s kind.
 
-    Only called by a new holder of the lock: staging is created under the lock, so none of
-    these can belong to a live process. ``<key>.partial`` (resumable extraction) is kept.
+    Only called by a new holder of ``final``'s lock: staging is created under the lock, so this
+    entry's (``.<key>.*``) cannot belong to a live process. Another entry's is removed only when
+    its lock can be taken now (no live process is filling it): otherwise the staging of an
+    entry nobody asks for again, e.g. an alignment of a corpus since edited, would stay forever.
+    ``<key>.partial`` (resumable extraction) is kept.
     """
-    for orphan in final.parent.glob(f".{final.name}.*"):
-        if orphan.is_dir():
+    for orphan in final.parent.glob(".*.*"):
+        key = orphan.name[1:].split(".", 1)[0]
+        if not orphan.is_dir():
+            continue
+        if key == final.name:
             shutil.rmtree(orphan, ignore_errors=True)
+            continue
+        other = FileLock(final.parent / f"{key}.lock", is_singleton=True)
+        if other.is_locked:  # held by this process
+            continue
+        try:
+            other.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            shutil.rmtree(orphan, ignore_errors=True)
+        finally:
+            other.release()
