@@ -359,7 +359,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, tmp_path, tiny, p
         assert [_published(folder) for folder in (env.cache, *env.mounts)] == [[]] * (1 + len(env.mounts))
     finally:
         for folder in reversed(env.mounts):
-            subprocess.run(["umount", str(folder)], check=False)
+            subprocess.run(["umount", "--lazy", str(folder)], check=False)  # the library log may still be open there
 
 
 def test_max_length_beyond_the_models_positions_is_capped(tmp_path, tiny):
