@@ -263,7 +263,7 @@ def allocate(path: Path) -> None:
 
 
 def _disk_full(folder: Path, why: str) -> UserError:
-    return UserError(f"The disk of the cache directory {folder} is full: {why}; nothing was cached.",
+    return UserError(f"The disk holding the cache at {folder} is full: {why}; nothing was cached.",
                      "Free space there, or pass --cache-dir (or set XLINGBENCH_CACHE to) a folder on a larger disk.")
 
 

@@ -330,7 +330,7 @@ def _tensor_header(path: str, name: str) -> dict[str, Any]:
             (length,) = struct.unpack("<Q", handle.read(8))
             entry = json.loads(handle.read(length))[name]
         return {"dtype": entry["dtype"], "shape": entry["shape"], "start": 8 + length + entry["data_offsets"][0]}
-    except (struct.error, ValueError, KeyError, TypeError, IndexError, MemoryError) as err:
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, OverflowError, MemoryError) as err:  # a random header length
         raise _damaged(path, f"{type(err).__name__}: {err}") from None
 
 
