@@ -78,7 +78,7 @@ def test_compare_prints_every_metric(runs: dict[str, str]) -> None:
 
 def test_per_metric_tolerance(runs: dict[str, str]) -> None:
     assert compare(runs, "drop", "--tolerance", "accuracy=0.05")[0] == 0
-    assert compare(runs, "drop", "--tolerance", "neighbour_script_count:accuracy=0.05")[0] == 1  # other task's
+    assert compare(runs, "drop", "--tolerance", "neighbour_script_count:mean_count=0.05")[0] == 1  # other task's
     assert compare(runs, "latin_drop", "--tolerance", "accuracy/*=0.01")[0] == 1  # gates a non-headline metric
     assert compare(runs, "noise", "--tolerance", "mean_count=0.05")[0] == 1  # explicit tolerance beats interval
 

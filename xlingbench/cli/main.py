@@ -19,14 +19,18 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
 
-import click
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
+
+try:  # typer 0.2x vendors click: its exceptions are not the click package's
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # an older typer uses click itself
+    from click.exceptions import ClickException, UsageError
 
 from xlingbench.cli.board import register
 from xlingbench.cli.output import console
@@ -57,6 +61,15 @@ class _Group(TyperGroup):
     to resume (exit 130); results the tracking store did not take end the command with one line
     saying where they wait (exit 4)."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        """The group's own options (``xlingbench --verison``): one line too; no arguments still shows the help."""
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            _usage_error(exc)
+
     def invoke(self, ctx: typer.Context) -> object:
         from xlingbench.sinks.mlflow_sink import DELIVERY
 
@@ -65,15 +78,19 @@ class _Group(TyperGroup):
         try:
             result = super().invoke(ctx)
         except UserError as exc:
-            _say(exc.one_line())
-            raise typer.Exit(EXIT_USER_ERROR) from None
+            _user_error(exc)
+        except UsageError as exc:  # a command's unknown option, a value of the wrong type, an unknown command
+            _usage_error(exc)
         except KeyboardInterrupt:
             _say(f"interrupted: {DELIVERY.logged} results were logged; rerun the same command to resume from the cache"
                  + _kept_text())
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (typer.Exit, typer.Abort, click.exceptions.ClickException):
+        except (typer.Exit, typer.Abort, ClickException):
             raise
         except Exception as exc:  # noqa: BLE001 - the last line of defence: keep the traceback, say where
+            if _refused_by_mlflow(exc):
+                _user_error(UserError(f"MLflow refused a value given on the command line: {str(exc).rstrip('.')}.",
+                                      "Check --experiment (not empty) and the other names given to MLflow."))
             log = _crash_log()
             _say(f"internal error: {type(exc).__name__}: {exc}. The traceback is in {log}; please report it with that file.")
             raise typer.Exit(EXIT_INTERNAL_ERROR) from None
@@ -109,6 +126,24 @@ def _interrupt_on_sigterm() -> object:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _user_error(exc: UserError) -> NoReturn:
+    """Print ``exc`` as its one line on stderr and exit 2."""
+    _say(exc.one_line())
+    raise typer.Exit(EXIT_USER_ERROR) from None
+
+
+def _usage_error(exc: UsageError) -> NoReturn:
+    """Click's usage error (typer would draw it in a box under the usage) as one line and exit 2."""
+    command = exc.ctx.command_path if exc.ctx else "xlingbench"
+    _user_error(UserError(exc.format_message().rstrip(".") + ".", f"See `{command} --help`."))
+
+
+def _refused_by_mlflow(exc: Exception) -> bool:
+    """Whether MLflow refused a value before logging anything (error code INVALID_PARAMETER_VALUE,
+    e.g. an empty experiment name): the user's input, not a crash. mlflow is not imported here."""
+    return type(exc).__name__ == "MlflowException" and getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE"
 
 
 def _crash_log() -> Path:
@@ -227,9 +262,9 @@ def _send_library_logs_to_file(cache_dir: Path | None) -> Path:
     """
     import transformers.utils.logging as transformers_logging
 
-    from xlingbench.inputs.cache import default_cache_dir
+    from xlingbench.inputs.cache import Cache
 
-    path = (cache_dir or default_cache_dir()) / "logs" / "libraries.log"
+    path = Cache(cache_dir).root / "logs" / "libraries.log"  # Cache refuses a file or an unwritable folder in one line
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8", delay=True)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

@@ -12,9 +12,14 @@ instead of computing it again or deleting the first one's staging. The OS releas
 when its holder dies, even by SIGKILL, and the next holder removes the dead one's staging.
 Before publishing, the arrays are checked (finite, not all zero) so that a run that silently
 wrote nothing cannot leave a poisoned entry that every later run would trust.
+
+A full disk is the user's to fix: an entry that does not fit the free space is refused before
+it is written, and "no space left on device" while writing is one line naming the cache
+directory; the staging directory is removed either way, so nothing partial is left.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -142,7 +147,7 @@ class Cache:
         then re-check :meth:`is_complete` inside: another process may have published meanwhile.
         Reentrant in one thread (:meth:`publish` inside the block does not deadlock). The OS drops
         the lock when its holder dies, so a killed run never blocks the next one; on first
-        acquisition the dead holder's staging directories (``.<key>.*``) are removed.
+        acquisition dead holders' staging directories of this kind are removed (:func:`_remove_orphans`).
         """
         final = self.entry_dir(kind, parts)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -167,6 +172,7 @@ class Cache:
         """
         arrays = {name: np.asarray(array) for name, array in arrays.items()}
         _refuse(kind, _problem(arrays, validate, rows))
+        require_space(self.root, sum(array.nbytes for array in arrays.values()))
         with self.staging(kind, parts, validate=None) as tmp:  # checked above, in memory
             for name, array in arrays.items():
                 np.save(tmp / f"{name}.npy", array, allow_pickle=False)
@@ -220,10 +226,45 @@ class Cache:
         with self.lock(kind, parts) as final:
             tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
             try:
-                yield tmp
-                self.publish(tmp, kind, parts, validate=validate)
+                with disk_space(self.root):
+                    yield tmp
+                    self.publish(tmp, kind, parts, validate=validate)
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def require_space(folder: Path, needed: int) -> None:
+    """A UserError when the disk of ``folder`` has less than ``needed`` bytes free (checked before writing)."""
+    free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    if needed > free:
+        raise _disk_full(folder, f"{needed / 2**20:.1f} MiB are needed and {free / 2**20:.1f} MiB are free")
+
+
+@contextmanager
+def disk_space(folder: Path, remove: Path | None = None) -> Iterator[None]:
+    """Turn "no space left on device" (or quota exceeded) inside the block into one line naming
+    ``folder``'s disk, removing ``remove`` (a half-written directory) first."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        if remove is not None:
+            shutil.rmtree(remove, ignore_errors=True)
+        raise _disk_full(folder, "no space is left on its disk") from None
+
+
+def allocate(path: Path) -> None:
+    """Allocate the blocks of a file now: writing a sparse memory-mapped file on a full disk ends in
+    SIGBUS (exit 135, no message), while allocating raises ENOSPC, which :func:`disk_space` reports."""
+    if hasattr(os, "posix_fallocate"):  # Linux; elsewhere the write itself is the test
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, path.stat().st_size)
+
+
+def _disk_full(folder: Path, why: str) -> UserError:
+    return UserError(f"The disk holding the cache at {folder} is full: {why}; nothing was cached.",
+                     "Free space there, or pass --cache-dir (or set XLINGBENCH_CACHE to) a folder on a larger disk.")
 
 
 def _usable_dir(root: Path) -> Path:
@@ -264,11 +305,29 @@ def _acquire_waiting(lock: FileLock, kind: str) -> None:
 
 
 def _remove_orphans(final: Path) -> None:
-    """Remove staging directories of ``final`` left by a killed holder of its lock.
+    """Remove staging directories left by killed runs among ``final``'s kind.
 
-    Only called by a new holder of the lock: staging is created under the lock, so none of
-    these can belong to a live process. ``<key>.partial`` (resumable extraction) is kept.
+    Only called by a new holder of ``final``'s lock: staging is created under the lock, so this
+    entry's (``.<key>.*``) cannot belong to a live process. Another entry's is removed only when
+    its lock can be taken now (no live process is filling it): otherwise the staging of an
+    entry nobody asks for again, e.g. an alignment of a corpus since edited, would stay forever.
+    ``<key>.partial`` (resumable extraction) is kept.
     """
-    for orphan in final.parent.glob(f".{final.name}.*"):
-        if orphan.is_dir():
+    for orphan in final.parent.glob(".*.*"):
+        key = orphan.name[1:].split(".", 1)[0]
+        if not orphan.is_dir():
+            continue
+        if key == final.name:
             shutil.rmtree(orphan, ignore_errors=True)
+            continue
+        other = FileLock(final.parent / f"{key}.lock", is_singleton=True)
+        if other.is_locked:  # held by this process
+            continue
+        try:
+            other.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            shutil.rmtree(orphan, ignore_errors=True)
+        finally:
+            other.release()

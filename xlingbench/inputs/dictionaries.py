@@ -40,16 +40,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from xlingbench.inputs.cache import write_atomic
 from xlingbench.core.errors import UserError
+from xlingbench.inputs.cache import write_atomic
+from xlingbench.inputs.text_files import read_text
 
 DEFAULT_TARGETS = ("de", "fr", "es", "ru", "zh", "ja", "ar", "hi", "ko", "it", "pt", "tr")
 MUSE_URL = "https://dl.fbaipublicfiles.com/arrival/dictionaries/en-{target}.txt"
-_PAIR_NAME = re.compile(r"^en-([A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?)$")
+#: a language code as dictionaries are named by it (de, zh, pt_BR, sr-Latn): never a path
+LANGUAGE_CODE = r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?"
+_PAIR_NAME = re.compile(rf"^en-({LANGUAGE_CODE})$")
 _LEXICAL_LINE = re.compile(r"^(\S+) -> (\S+): Probability = ([^\s,]+)(?:, Count = [^\s,]+)?\s*$")
-#: byte-order marks of encodings that are not UTF-8, and how iconv names them
-_FOREIGN_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
-                 (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE"))
 #: CLDR sections whose names are aligned by key across locales
 _CLDR_SECTIONS = ("languages", "territories", "scripts", "currencies", "months", "days", "units")
 
@@ -100,41 +100,11 @@ def fold_case(table: Mapping[str, Sequence[tuple[str, float]]]) -> dict[str, lis
     return {src: sorted(targets.items(), key=lambda t: (-t[1], t[0])) for src, targets in best.items()}
 
 
-def _read_text(path: Path, what: str, fix: str) -> str:
-    """The text of a UTF-8 file without its byte-order mark; a UserError naming ``path`` and
-    the fix for a missing path, a directory, an empty, binary, UTF-16/32 or non-UTF-8 file
-    (``fix`` says what the file should hold)."""
-    if path.is_dir():
-        raise UserError(f"the {what} {path} is a directory, not a file.",
-                        f"Name a file inside it. {fix}")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise UserError(f"the {what} {path} does not exist.", f"Check the path. {fix}") from err
-    except OSError as err:
-        raise UserError(f"cannot read the {what} {path}: {err.strerror or err}.", "Check its permissions.") from err
-    if not data.strip():
-        raise UserError(f"the {what} {path} is empty.", fix)
-    encoding = next((name for bom, name in _FOREIGN_BOMS if data.startswith(bom)), None)
-    if encoding:
-        raise UserError(f"the {what} {path} is {encoding}, not UTF-8.",
-                        f"Convert it: iconv -f {encoding} -t UTF-8 {path} > {path.stem}.utf8{path.suffix}")
-    if b"\x00" in data:
-        raise UserError(f"the {what} {path} is a binary file, not text.",
-                        f"Decompress it first if it is compressed (gunzip, unzip). {fix}")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise UserError(f"the {what} {path} is not UTF-8 (byte 0x{data[err.start]:02x} on line {line}).",
-                        f"Convert it: iconv -f <its encoding, e.g. latin1> -t UTF-8 {path} > {path.stem}.utf8{path.suffix}") from err
-
-
 def read_muse(path: str | Path) -> list[tuple[str, str]]:
     """(source, target) pairs of a MUSE-format file; lines without exactly two fields are skipped."""
     path = Path(path)
     fix = "Give a UTF-8 file with one 'source target' pair a line (tab or space separated)."
-    rows = [fields for fields in map(str.split, _read_text(path, "dictionary", fix).splitlines()) if fields]
+    rows = [fields for fields in map(str.split, read_text(path, "dictionary", fix).splitlines()) if fields]
     pairs = [(fields[0], fields[1]) for fields in rows if len(fields) == 2]
     if not pairs and all(len(fields) == 1 for fields in rows):
         raise UserError(f"the dictionary {path} has one column only (line 1: {rows[0][0]!r}): no translations.", fix)
@@ -150,7 +120,7 @@ def read_lexical_table(path: str | Path, match_case: bool = True) -> dict[str, l
     path = Path(path)
     fix = "Give a UTF-8 file with lines of the form 'src -> tgt: Probability = 0.5' (optionally ', Count = 12')."
     table: dict[str, list[tuple[str, float]]] = {}
-    for line in _read_text(path, "lexical table", fix).splitlines():
+    for line in read_text(path, "lexical table", fix).splitlines():
         found = _LEXICAL_LINE.match(line)
         if found is None:
             continue

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Callable
 
 from xlingbench.core.errors import UserError
+from xlingbench.inputs.text_files import read_text
 
 #: FLORES+ (CC BY-SA 4.0): the online data set of the papers' kind; append ``@<commit>`` to use it
 FLORES_PLUS = "hf:openlanguagedata/flores_plus"
@@ -296,10 +297,8 @@ def _language_file(path: Path, lang: str) -> Path:
 
 
 def _text_lines(file: Path) -> list[str]:
-    """Lines of a UTF-8 file without their line breaks; an empty file is an error."""
-    text = file.read_text(encoding="utf-8")
-    if not text.strip():
-        raise UserError(f"Parallel data file {file} is empty.", "Fill it with one sentence a line, or remove it.")
+    """Lines of a UTF-8 file without their line breaks; an empty, binary or non-UTF-8 file is a UserError naming it."""
+    text = read_text(file, "parallel data file", "Give a UTF-8 text file with one sentence a line.")
     return text.rstrip("\n").split("\n")
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from xlingbench.inputs.cache import Cache
-from xlingbench.inputs.vocab import Vocabulary, build_vocabulary
+from xlingbench.inputs.vocab import Vocabulary, build_vocabulary, check_rows
 
 if TYPE_CHECKING:
     import torch
@@ -97,9 +97,14 @@ class Representations:
         """Token surface strings and the input embedding matrix (padding rows dropped), float32
         holding the values of ``dtype`` (numpy has no bfloat16; widening is exact)."""
         load = self.source.load_embedding_matrix
+
+        def read() -> dict[str, np.ndarray]:
+            matrix = load(dtype=self.dtype) if self._takes_dtype else load()
+            check_rows(len(self.tokenizer), matrix, self.model_id)  # a tokenizer that is not this matrix's caches nothing
+            return {"E": matrix}
+
         with self.timed("load"):
-            arrays = self._cached("embeddings", {}, lambda: {"E": load(dtype=self.dtype) if self._takes_dtype else load()})
-            return build_vocabulary(self.tokenizer, arrays["E"], self.model_id)
+            return build_vocabulary(self.tokenizer, self._cached("embeddings", {}, read)["E"], self.model_id)
 
     @cached_property
     def model(self) -> "torch.nn.Module":

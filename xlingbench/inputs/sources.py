@@ -3,8 +3,10 @@
 Every source answers the same four questions (see :class:`ModelSource`), so the rest of the
 xlingbench never asks where a model lives. The Hub/local source reads *only* the input embedding
 tensor from safetensors checkpoints (sharded or not) for tasks 1-3: for a 13B model that is
-the difference between reading 4 GB and 52 GB. It loads the whole model only where the
-checkpoint format or the task requires it. Remote code is never trusted.
+the difference between reading 4 GB and 52 GB; the whole network is loaded only for tasks 4-5.
+Remote code is never trusted and nothing is unpickled: weights are read from safetensors only
+(a folder holding only ``pytorch_model.bin`` is refused). A checkpoint whose input embedding
+tensor is missing or renamed is refused too, never filled with random values and scored.
 
 Dtype: a run names the precision the weights are held in (:data:`DTYPES`; ``auto`` is the
 checkpoint's own). The network is loaded in it (no float32 copy of a bfloat16 model). The
@@ -16,6 +18,7 @@ so the read peaks near the size of that array, not at tensor + float32 copy + ma
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import struct
 from functools import cached_property
@@ -33,6 +36,10 @@ if TYPE_CHECKING:
 TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "*.model",
                    "vocab.txt", "vocab.json", "merges.txt", "added_tokens.json", "config.json",
                    "*.safetensors.index.json"]
+#: a tokenizer needs one of these (its vocabulary); tokenizer_config.json alone builds an empty tokenizer
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "*.model", "vocab.txt", "vocab.json", "*.tiktoken")
+#: pickled checkpoints, never loaded (unpickling runs code)
+PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "*.pt", "*.ckpt")
 DECODER_TYPES = {"gpt2", "bloom", "llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "mistral",
                  "gpt_neox", "olmo", "olmo2", "phi", "phi3", "falcon", "opt", "xglm"}
 #: the dtypes a run may name; ``auto`` is the checkpoint's own (config.json, else the embedding tensor's)
@@ -142,7 +149,13 @@ class PretrainedSource:
         path = self.directory / "config.json"
         if not path.is_file():
             raise UserError(f"{self.model_id} has no config.json.", "Pass a Hugging Face model folder or Hub id.")
-        return json.loads(path.read_text())
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise UserError(f"{path} is not valid JSON ({err}).", "Restore the model's config.json (save_pretrained, or download it again).") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{path} is not a JSON object.", "Restore the model's config.json (save_pretrained, or download it again).")
+        return config
 
     @property
     def arch(self) -> str:
@@ -154,9 +167,18 @@ class PretrainedSource:
         return "encoder"
 
     def load_tokenizer(self) -> Any:
+        """The model's own tokenizer; a folder without tokenizer files is refused (transformers would
+        build an empty one from config.json alone, and the vocabulary would be five special tokens)."""
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(self.directory), trust_remote_code=False)
+        files = sorted({p.name for pattern in TOKENIZER_VOCABULARIES for p in self.directory.glob(pattern)})
+        if not files:
+            raise UserError(f"{self.model_id} has no tokenizer files (none of {', '.join(TOKENIZER_VOCABULARIES)}).",
+                            "Save the tokenizer beside the weights (tokenizer.save_pretrained(folder)), or pass the Hub id.")
+        try:
+            return AutoTokenizer.from_pretrained(str(self.directory), trust_remote_code=False)
+        except Exception as exc:  # transformers raises ValueError, OSError, ImportError... for one cause: unreadable files
+            raise _tokenizer_error(self.model_id, files, exc) from exc
 
     @cached_property
     def checkpoint_dtype(self) -> str:
@@ -164,10 +186,7 @@ class PretrainedSource:
         named = self.config.get("dtype") or self.config.get("torch_dtype")
         if named in DTYPES[1:]:
             return named
-        weight_map = self._safetensors_weight_map()
-        name = self._embedding_key(list(weight_map)) if weight_map else None
-        stored = _tensor_header(self._fetch(weight_map[name]), name)["dtype"] if name else ""
-        found = SAFETENSORS_FLOATS.get(stored)
+        found = SAFETENSORS_FLOATS.get(_tensor_header(*self._embedding_tensor)["dtype"])
         return found if found in DTYPES else "float32"
 
     def load_model(self, dtype: str = "auto", device: str = "cpu") -> "torch.nn.Module":
@@ -176,56 +195,64 @@ class PretrainedSource:
         import torch
         from transformers import AutoModel
 
+        _ = self._embedding_tensor  # refuses a checkpoint transformers would complete with a random input embedding
         revision = None if self.is_local else self.revision
         placement = {"device_map": device} if torch.device(device).type == "cuda" else {}
-        model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False,
+        model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
                                           **_dtype_kwargs(self._concrete(dtype)), **placement)
         return model if placement else model.to(device)
 
     def load_embedding_matrix(self, dtype: str = "auto") -> np.ndarray:
-        """The input embedding matrix in ``dtype``, as float32: one tensor from safetensors, else from the loaded model."""
-        weight_map = self._safetensors_weight_map()
-        name = self._embedding_key(list(weight_map)) if weight_map else None
-        if name is None:
-            return self._embedding_from_model(dtype)
-        return read_rows_as_float32(self._fetch(weight_map[name]), name, self._concrete(dtype))
+        """The input embedding matrix in ``dtype``, as float32: the one tensor read from safetensors."""
+        return read_rows_as_float32(*self._embedding_tensor, self._concrete(dtype))
 
     def _concrete(self, dtype: str) -> str:
         return self.checkpoint_dtype if check_dtype(dtype) == "auto" else dtype
+
+    @cached_property
+    def _embedding_tensor(self) -> tuple[str, str]:
+        """(local safetensors file, tensor name) of the input embedding; a UserError when the
+        checkpoint has none under the name its architecture gives (never a random stand-in)."""
+        weight_map = self._safetensors_weight_map()
+        suffix = self._embedding_parameter_name()
+        matches = [k for k in weight_map if k == suffix or k.endswith("." + suffix)]
+        if not matches:
+            raise UserError(f"{self.model_id} has no input embedding tensor: none of its {len(weight_map)} tensors is named {suffix!r} "
+                            f"(or ends in it), as its architecture ({self.config.get('model_type')}) requires.",
+                            "Use the model's own checkpoint files: a renamed or missing embedding is not scored.")
+        name = min(matches, key=len)
+        return self._fetch(weight_map[name]), name
 
     def _safetensors_weight_map(self) -> dict[str, str]:
         """Tensor name -> file, from the shard index or the single safetensors file."""
         index = self.directory / "model.safetensors.index.json"
         if index.is_file():
-            return json.loads(index.read_text())["weight_map"]
-        try:
-            single = self._fetch("model.safetensors")
-        except UserError:
-            return {}
-        from safetensors import safe_open
-
-        with safe_open(single, framework="pt") as handle:
-            return {key: "model.safetensors" for key in handle.keys()}
-
-    def _embedding_key(self, keys: list[str]) -> str | None:
-        """The checkpoint key of the input embedding, found from the architecture on meta device."""
-        suffix = self._embedding_parameter_name()
-        matches = [k for k in keys if k == suffix or k.endswith("." + suffix)]
-        return min(matches, key=len) if matches else None
+            try:
+                return dict(json.loads(index.read_text(encoding="utf-8"))["weight_map"])
+            except (ValueError, KeyError, TypeError) as err:
+                raise UserError(f"{index} is not a safetensors index ({type(err).__name__}: {err}).",
+                                "Download or save the checkpoint again.") from None
+        if self.is_local and not (self.directory / "model.safetensors").is_file():
+            raise _no_safetensors(self.directory)
+        return {key: "model.safetensors" for key in _safetensors_keys(self._fetch("model.safetensors"))}
 
     def _embedding_parameter_name(self) -> str:
+        """The input embedding's parameter name in the architecture (built on the meta device)."""
         import torch
+        import transformers
         from transformers import AutoConfig, AutoModel
 
-        config = AutoConfig.from_pretrained(str(self.directory), trust_remote_code=False)
+        kind = self.config.get("model_type")  # a config.json that is not JSON is refused here first
+        try:
+            config = AutoConfig.from_pretrained(str(self.directory), trust_remote_code=False)
+        except (ValueError, KeyError, OSError) as err:
+            raise UserError(f"{self.model_id}: transformers {transformers.__version__} cannot read its config.json (model_type {kind!r}): "
+                            f"{str(err).splitlines()[0]}", "Use a model type transformers knows (pip install -U transformers), "
+                            "or fix config.json.") from None
         with torch.device("meta"):
             model = AutoModel.from_config(config, trust_remote_code=False)
         embedding = _input_embedding(model, self.model_id)
         return next(n for n, p in model.named_parameters() if p is embedding.weight)
-
-    def _embedding_from_model(self, dtype: str) -> np.ndarray:
-        model = self.load_model(dtype)
-        return _input_embedding(model, self.model_id).weight.detach().float().numpy()
 
     def _fetch(self, filename: str) -> str:
         """A local path to one checkpoint file (downloaded alone when remote)."""
@@ -238,7 +265,7 @@ class PretrainedSource:
 
     def _hub(self, function: str, revision: str, **kwargs: Any) -> str:
         import huggingface_hub
-        from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, RepositoryNotFoundError
+        from huggingface_hub.errors import EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
         try:
             return getattr(huggingface_hub, function)(self.model_id, revision=revision, **kwargs)
@@ -248,9 +275,14 @@ class PretrainedSource:
         except RepositoryNotFoundError as exc:
             raise UserError(f"{self.model_id} was not found on the Hugging Face Hub.",
                             "Check the id, or pass a local model directory.") from exc
+        except LocalEntryNotFoundError as exc:  # before EntryNotFoundError, its base class
+            raise UserError(f"{self.model_id}@{revision} is not in the local Hugging Face cache, and the Hub was not asked "
+                            "(HF_HUB_OFFLINE=1) or could not be reached.",
+                            f"Fetch it once with network access: hf download {self.model_id} --revision {revision} "
+                            "(or unset HF_HUB_OFFLINE), or pass a local model folder.") from exc
         except EntryNotFoundError as exc:
             raise UserError(f"{self.model_id}@{revision} has no file {kwargs.get('filename')}.",
-                            "This checkpoint format is not supported.") from exc
+                            "xlingbench reads safetensors checkpoints only (it never unpickles pytorch_model.bin).") from exc
         except (OSError, ValueError) as exc:
             raise UserError(f"could not reach the Hugging Face Hub for {self.model_id}@{revision} ({exc.__class__.__name__}).",
                             "Check the network, set HF_HUB_OFFLINE=1 to use files already cached, "
@@ -293,10 +325,51 @@ def read_rows_as_float32(path: str, name: str, dtype: str) -> np.ndarray:
 
 def _tensor_header(path: str, name: str) -> dict[str, Any]:
     """``dtype``, ``shape`` and the absolute byte offset ``start`` of tensor ``name`` in a safetensors file."""
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        entry = json.loads(handle.read(length))[name]
-    return {"dtype": entry["dtype"], "shape": entry["shape"], "start": 8 + length + entry["data_offsets"][0]}
+    try:
+        with open(path, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            entry = json.loads(handle.read(length))[name]
+        return {"dtype": entry["dtype"], "shape": entry["shape"], "start": 8 + length + entry["data_offsets"][0]}
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, OverflowError, MemoryError) as err:  # a random header length
+        raise _damaged(path, f"{type(err).__name__}: {err}") from None
+
+
+def _safetensors_keys(path: str) -> list[str]:
+    """The tensor names of a safetensors file, which safetensors checks against the file's length."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return list(handle.keys())
+    except SafetensorError as err:
+        raise _damaged(path, str(err)) from None
+
+
+def _damaged(path: str, why: str) -> UserError:
+    return UserError(f"{path} is not a readable safetensors file ({why}).",
+                     "The file is damaged or truncated: download or save the checkpoint again.")
+
+
+def _no_safetensors(folder: Path) -> UserError:
+    """Why a folder without safetensors weights is refused: no weights at all, or pickled ones only."""
+    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
+    if pickled:
+        return UserError(f"{folder} holds its weights only as {pickled[0]}, a pickle, which xlingbench never loads "
+                         "(unpickling can run any code).",
+                         "Convert it to safetensors where you trust it: model.save_pretrained(folder) writes model.safetensors.")
+    return UserError(f"{folder} has no weights: no model.safetensors or model.safetensors.index.json.",
+                     "Save the model with save_pretrained, or copy its safetensors files into the folder.")
+
+
+def _tokenizer_error(model_id: str, files: list[str], exc: Exception) -> UserError:
+    """One line for a tokenizer transformers cannot load: a missing package named, else its reason."""
+    sentencepiece = [name for name in files if name.endswith(".model")]
+    if sentencepiece and "tokenizer.json" not in files and importlib.util.find_spec("sentencepiece") is None:
+        return UserError(f"{model_id}: its tokenizer is a SentencePiece model ({sentencepiece[0]}, no tokenizer.json), "
+                         "and the sentencepiece package is not installed.", "pip install sentencepiece")
+    reason = (str(exc).strip().splitlines() or [""])[0]
+    return UserError(f"{model_id}: transformers cannot load its tokenizer ({type(exc).__name__}: {reason}).",
+                     "Check the tokenizer files, or save the tokenizer again with save_pretrained.")
 
 
 def _dtype_kwargs(dtype: str) -> dict[str, Any]:

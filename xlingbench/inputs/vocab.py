@@ -46,6 +46,23 @@ class Vocabulary:
 def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocabulary:
     """Align ``tokenizer`` with ``matrix``: drop padding rows, normalise every token string."""
     n_tokens = len(tokenizer)
+    check_rows(n_tokens, matrix, model_id)
+    raw = tokenizer.convert_ids_to_tokens(list(range(n_tokens)))
+    raw = [t if t is not None else "" for t in raw]
+    style = tokenizer_style(tokenizer)
+    special = frozenset(int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < n_tokens)
+    tokens = [t if i in special else normalise_token(t, style) for i, t in enumerate(raw)]
+    embeddings = np.ascontiguousarray(matrix[:n_tokens], dtype=np.float32)
+    return Vocabulary(model_id, tokens, embeddings, special, style)
+
+
+def check_rows(n_tokens: int, matrix: np.ndarray, model_id: str) -> None:
+    """A UserError unless ``matrix`` is 2-D with a row for each of the tokenizer's ``n_tokens`` tokens.
+
+    More rows than tokens is normal (vocabularies padded to a multiple of 64 or 128: the extra
+    rows are no token's and are dropped); fewer means the tokenizer is not this checkpoint's.
+    Checked before the matrix is cached, so a mismatched pair never leaves an entry behind.
+    """
     if matrix.ndim != 2 or matrix.shape[0] == 0:
         raise UserError(f"{model_id}: the input embedding matrix has shape {matrix.shape}.",
                         "Check that the checkpoint holds a 2-D input embedding.")
@@ -55,13 +72,6 @@ def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocab
             f"{matrix.shape[0]} rows.",
             "Load the tokenizer that belongs to this checkpoint (same id and revision).",
         )
-    raw = tokenizer.convert_ids_to_tokens(list(range(n_tokens)))
-    raw = [t if t is not None else "" for t in raw]
-    style = tokenizer_style(tokenizer)
-    special = frozenset(int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < n_tokens)
-    tokens = [t if i in special else normalise_token(t, style) for i, t in enumerate(raw)]
-    embeddings = np.ascontiguousarray(matrix[:n_tokens], dtype=np.float32)
-    return Vocabulary(model_id, tokens, embeddings, special, style)
 
 
 def tokenizer_style(tokenizer: Any) -> Style:

@@ -20,7 +20,15 @@ previous one. A word's vector comes from the window holding all its subwords whe
 most context: the larger min(subwords before it, subwords after it) in the window for
 bidirectional states, the larger number of subwords before it for states that see only the left
 (causal, teacher-forced decoder); ties go to the earlier window. A word in no window whole
-(longer than half a window) is lost and counted (``info["words_lost"]``).
+(longer than half a window) is lost and counted (``info["words_lost"]``). ``max_length`` is
+capped at what the model reads: its tokenizer's ``model_max_length`` and the network's position
+embeddings (``max_position_embeddings``, less the positions a RoBERTa-style embedding reserves
+below its padding index: XLM-R's 514 give 512). So the default 512 works on a model with fewer
+positions instead of failing inside the network; ``info["max_length_read"]`` records the cap.
+
+Disk: the layer arrays are allocated on disk when the extraction starts (``posix_fallocate``), so
+a disk without room for them is one line naming the cache directory, before any batch runs,
+and never a bus error halfway through writing a memory-mapped file.
 
 The work is cut into shards of sentences inside ``<entry>.partial``; after each shard the
 arrays are flushed and a progress marker is replaced atomically, so an interrupted run resumes
@@ -53,7 +61,7 @@ import numpy as np
 
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
-from xlingbench.inputs.cache import write_atomic
+from xlingbench.inputs.cache import allocate, disk_space, require_space, write_atomic
 from xlingbench.inputs.parallel_data import Span, spaced
 
 if TYPE_CHECKING:
@@ -175,7 +183,7 @@ def extract_word_vectors(
             model, tokenizer = inputs.model, inputs.tokenizer  # loading is timed as "load"
             with inputs.timed("extract"):
                 forward = _forward_fn(model, tokenizer, side, inputs.source.arch == "encoder-decoder", inputs.device)
-                reader = _Reader(tokenizer, max_length, causal=side != "encoder")
+                reader = _Reader(tokenizer, min(max_length, model_positions(model)), causal=side != "encoder")
                 _compute(forward, inputs.device, reader, texts, spans, key, entry, aggregation, dtype, batch_size, shard_size)
                 inputs.cache.publish(Path(f"{entry}.partial"), KIND, key)
     return _open(entry, sentences)
@@ -301,6 +309,16 @@ def _probe(forward: Forward, ids: list[int], device: str) -> tuple[int, int]:
 # ---------------------------------------------------------------- tokenisation
 
 
+def model_positions(model: Any) -> int:
+    """How many tokens the network reads at once: ``max_position_embeddings`` less the positions a
+    RoBERTa-style embedding reserves up to its padding index; no limit for relative positions (T5)."""
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not isinstance(limit, int):
+        return _REAL_LIMIT
+    padding = getattr(getattr(model, "embeddings", None), "padding_idx", None)
+    return limit - (padding + 1 if isinstance(padding, int) else 0)
+
+
 class _Reader:
     """Reads sentences into model windows: the tokenizer, max_length and which context counts."""
 
@@ -308,8 +326,8 @@ class _Reader:
         if not getattr(tokenizer, "is_fast", False):
             raise UserError("Word vectors need a fast (Rust) tokenizer for character offsets.", "Load the model's tokenizer with use_fast=True.")
         limit = getattr(tokenizer, "model_max_length", None)
-        if isinstance(limit, int) and limit < _REAL_LIMIT and max_length > limit:
-            raise UserError(f"max_length={max_length} is more than the model reads ({limit} tokens).", f"Set max_length to {limit} or less.")
+        if isinstance(limit, int) and limit < _REAL_LIMIT:
+            max_length = min(max_length, limit)  # the module docstring: capped at what the model reads
         self.tokenizer, self.max_length, self.causal = tokenizer, max_length, causal
 
     def encode(self, index: int, text: str, spans: list[Span]) -> _Encoded:
@@ -425,7 +443,7 @@ def _plan(reader: _Reader, texts: list[str], spans: list[list[Span]], language: 
         raise UserError(f"No word of the {len(texts)} sentences of language {language!r} has a subword.", "Check the parallel data for that language.")
     return {
         "sentences": len(texts), "rows": len(positions), "kept": kept, "positions": positions, "windows": windows,
-        "probe": probe, "words_lost": lost, "words_without_subwords": subwordless, "windowed_sentences": windowed,
+        "probe": probe, "max_length_read": reader.max_length, "words_lost": lost, "words_without_subwords": subwordless, "windowed_sentences": windowed,
     }
 
 
@@ -443,14 +461,17 @@ def _read_marker(partial: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
 def _start_partial(partial: Path, plan: dict[str, Any], layers: int, hidden: int, dtype: str) -> dict[str, Any]:
     """Create the arrays at full size, with row bookkeeping, and a marker saying nothing is done."""
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    kept = np.frombuffer(plan["kept"], dtype=np.int64)
-    offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
-    np.save(partial / "offsets.npy", offsets)
-    np.save(partial / "sentence_ids.npy", np.repeat(np.arange(len(kept), dtype=np.int64), kept))
-    np.save(partial / "word_positions.npy", np.frombuffer(plan["positions"], dtype=np.int64))
-    for layer in range(layers):
-        np.lib.format.open_memmap(partial / _layer_file(layer), mode="w+", dtype=dtype, shape=(plan["rows"], hidden)).flush()
+    with disk_space(partial.parent, remove=partial):
+        partial.mkdir(parents=True)
+        kept = np.frombuffer(plan["kept"], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+        require_space(partial, (len(offsets) + 2 * plan["rows"]) * 8 + layers * plan["rows"] * hidden * np.dtype(dtype).itemsize)
+        np.save(partial / "offsets.npy", offsets)
+        np.save(partial / "sentence_ids.npy", np.repeat(np.arange(len(kept), dtype=np.int64), kept))
+        np.save(partial / "word_positions.npy", np.frombuffer(plan["positions"], dtype=np.int64))
+        for layer in range(layers):
+            np.lib.format.open_memmap(partial / _layer_file(layer), mode="w+", dtype=dtype, shape=(plan["rows"], hidden)).flush()
+            allocate(partial / _layer_file(layer))
     marker = {"sentences": plan["sentences"], "rows": plan["rows"], "layers": layers, "hidden": hidden, "done": 0, "nonfinite": 0}
     _write_json(partial / _MARKER, marker)
     return marker
@@ -517,6 +538,7 @@ def _finish(partial: Path, key: dict[str, Any], plan: dict[str, Any], marker: di
     """Write the entry's info and drop the resume bookkeeping; the caller then publishes it."""
     info = {
         "side": key["side"], "aggregation": aggregation, "dtype": key["dtype"], "max_length": key["max_length"],
+        "max_length_read": plan["max_length_read"],
         "language": key["language"], "text_sha256": key["text_sha256"], "context": _CONTEXT[key["side"]],
         "sentences": plan["sentences"], "words": plan["rows"], "layers": marker["layers"], "hidden_size": marker["hidden"],
         "words_lost": plan["words_lost"], "words_without_subwords": plan["words_without_subwords"],

@@ -16,7 +16,10 @@ Run references (RUN arguments) take four forms:
 The rule (also in docs/leaderboard.md). For each gated metric, with ``worse_by`` the change in
 the bad direction (baseline - candidate when higher is better, candidate - baseline otherwise):
 
-1. a metric missing from the candidate is a regression ("missing");
+1. a metric missing from the candidate is a regression ("missing"); but a name that matches
+   nothing logged is a typo, refused (exit 2) before anything is judged: a ``--tolerance``
+   pattern no metric of the baseline matches, or an expect-file metric the run's task did not
+   log (the closest logged name is suggested). A task missing from the run still regresses;
 2. if a tolerance was given explicitly for the metric (``--tolerance`` or the expect file), it
    decides: regression iff ``worse_by > tolerance``;
 3. else, if the baseline logged an interval (``<metric>_ci_low`` / ``<metric>_ci_high``, or
@@ -50,7 +53,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xlingbench.core.errors import UserError
+from xlingbench.core.errors import UserError, did_you_mean
 from xlingbench.sinks.mlflow_sink import tag_clause
 from xlingbench.core.outputs import write_file
 from xlingbench.leaderboard.collect import FINISHED_ONLY, TAG, TaskRow, connect, mlflow_errors, task_row
@@ -315,8 +318,29 @@ def compare(baseline: str, candidate: str, tolerances: list[str], tracking_uri: 
     """Compare two run references (see the module docstring for the syntax and the rule)."""
     patterns = parse_tolerances(tolerances)
     client, uri = connect(tracking_uri)
-    lines = compare_rows(resolve(client, uri, baseline), resolve(client, uri, candidate), patterns)
-    return Report(baseline, candidate, lines)
+    base = resolve(client, uri, baseline)
+    check_patterns(patterns, base)
+    return Report(baseline, candidate, compare_rows(base, resolve(client, uri, candidate), patterns))
+
+
+def check_patterns(patterns: dict[str, float], rows: dict[str, TaskRow]) -> None:
+    """Refuse a ``--tolerance`` pattern that matches no metric of the baseline: it would gate nothing."""
+    logged = [(task, metric) for task, row in rows.items() for metric in row.metrics]
+    for pattern in patterns:
+        if not any(fnmatchcase(f"{task}:{metric}" if ":" in pattern else metric, pattern) for task, metric in logged):
+            names = sorted({metric for _, metric in logged})
+            raise UserError(f"--tolerance {pattern}: no metric of the baseline matches {pattern!r}{did_you_mean(pattern, names)}.",
+                            "Name a logged metric (the compare table lists them), e.g. accuracy, 'accuracy/*' or calign:calign_max.")
+
+
+def check_metric_names(path: Path, expected: dict[str, dict[str, Expectation]], rows: dict[str, TaskRow]) -> None:
+    """Refuse an expected metric that the run's task did not log: a typo would otherwise read as a regression."""
+    for task, metrics in sorted(expected.items()):
+        row = rows.get(task)
+        unknown = sorted(set(metrics) - set(row.metrics)) if row is not None else []
+        if unknown:
+            raise UserError(f"expect file {path}: the run's {task} logged no metric {unknown[0]!r}{did_you_mean(unknown[0], row.metrics)}.",
+                            "Correct the metric's name in the expect file (or write the file with --write-expect).")
 
 
 def load_expectations(path: Path) -> tuple[dict[str, dict[str, Expectation]], dict[str, str]]:
@@ -374,6 +398,7 @@ def check(expect_file: Path, run: str, tracking_uri: str | None = None) -> Repor
     expected, configs = load_expectations(expect_file)
     client, uri = connect(tracking_uri)
     rows = resolve(client, uri, run)
+    check_metric_names(expect_file, expected, rows)
     lines = [check_line(task, metric, expect, rows.get(task), configs.get(task))
              for task, metrics in sorted(expected.items()) for metric, expect in sorted(metrics.items())]
     return Report(str(expect_file), run, lines)

@@ -37,7 +37,7 @@ class ConceptParams:
     layers: str = "all"  # "all" or a comma list of layers, 0 = embedding output
     seed: int = 0
     n_init: int = 10  # K-means starts, the best inertia kept (scikit-learn's default, as published)
-    max_length: int = 512
+    max_length: int = 512  # subwords a window holds; capped at what the model reads (its positions, its tokenizer)
     batch_size: int = 16
 
     def validate(self) -> None:

@@ -84,13 +84,13 @@ def bootstrap_interval(values: np.ndarray, *, seed: int, resamples: int, level: 
 
 def run(inputs, params: Params) -> TaskResult:
     """Adapter: sample queries, neighbours (cached), counts, summary."""
+    if len(inputs.tokenizer) <= params.neighbours:  # the vocabulary's size, known before its matrix is read and cached
+        raise UserError(f"neighbours={params.neighbours}: {inputs.model_id} has only {len(inputs.tokenizer)} tokens.",
+                        "Set neighbour_script_count.neighbours below the vocabulary size.")
     vocab = inputs.vocabulary
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
     candidates = np.flatnonzero([label is not None for label in labels])
     queries = sample_queries(candidates, params.sample, params.seed)
-    if len(vocab) <= params.neighbours:
-        raise UserError(f"neighbours={params.neighbours}: {inputs.model_id} has only {len(vocab)} tokens.",
-                        "Set neighbour_script_count.neighbours below the vocabulary size.")
     digest = hashlib.sha256(queries.tobytes()).hexdigest()[:16]
     counts = category_counts(queries, inputs.neighbours(queries, params.neighbours), labels)
     info = {"labels": params.labels, **unicode_versions(), "queries": len(queries),

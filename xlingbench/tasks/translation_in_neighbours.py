@@ -23,6 +23,7 @@ still separates a language-clustered space (XLM-R) from a semantic one (mT5).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,7 @@ from xlingbench.core.errors import UserError
 from xlingbench.compute.surface import WORD_START, strip_markers
 from xlingbench.core.task import Chart, Task, TaskMetadata, TaskResult
 from xlingbench.compute.neighbours import best_target_ranks, top_k_neighbours
+from xlingbench.inputs.dictionaries import LANGUAGE_CODE
 
 HEADLINE_K = 10
 
@@ -49,7 +51,11 @@ class Params:
     match_case: bool = True  # false: a translation counts in any capitalisation (for lowercase MUSE)
 
     def validate(self) -> None:
-        """Positive ks, a non-negative number of examples, and dictionary files that exist."""
+        """Positive ks, a non-negative number of examples, dictionary files that exist, and pairs
+        that are language codes (a pair names a file in the cache: ``../../x`` would leave it)."""
+        codes = [p for p in self.pairs if not re.fullmatch(LANGUAGE_CODE, p)]
+        if codes:
+            raise ValueError(f"pairs={','.join(self.pairs)}: {codes[0]!r} is not a language code such as de, zh or pt_BR")
         if any(k < 1 for k in self.ks):
             raise ValueError(f"ks={','.join(map(str, self.ks))} must list positive integers, e.g. 1,10,50")
         if self.examples < 0:
