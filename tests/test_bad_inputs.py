@@ -285,9 +285,9 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "parallel-missing": (lambda e: _colap(e, e.tmp / "nosuch" / "data"), "nosuch"),
     # tracking stores
     "tracking-unreachable": (lambda e: e.run(uri="http://127.0.0.1:9"), "127.0.0.1:9"),
-    "tracking-malformed": pytest.param((lambda e: e.run("-t", "script_separability", uri="foo://bar"), "foo://bar"), marks=_store("store")),
-    "tracking-sqlite-in-memory": pytest.param((lambda e: e.run("-t", "script_separability", uri="sqlite://"), "sqlite://"), marks=_store("store")),
-    "tracking-read-only-folder": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_readonly(e)}/mlflow.db"), "readonly"), marks=_store("store")),
+    "tracking-malformed": (lambda e: e.run("-t", "script_separability", uri="foo://bar"), "foo://bar"),
+    "tracking-sqlite-in-memory": (lambda e: e.run("-t", "script_separability", uri="sqlite://"), "sqlite://"),
+    "tracking-read-only-folder": (lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_readonly(e)}/mlflow.db"), "readonly"),
     "tracking-text-file-as-database": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{e.file('notes.db', TEXT * 100)}"), "notes.db"), marks=_store("kill")),
     "tracking-half-created-database": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_half_created(e)}"), "half.db"), marks=_store("kill")),
     # the cache
@@ -297,8 +297,7 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "cache-disk-full-word-vectors": (lambda e: e.run("-t", "colap", "--data", str(e.parallel(en=LINES * 200, de=LINES * 200)), "--languages", "en,de",
                                                      "--set", "colap.k=2", cache=e.mount(e.tmp / "disk", "size=1m")), "disk"),
     # leaderboard, compare, check
-    "leaderboard-out-existing-file": pytest.param((lambda e: ["leaderboard", "--tracking-uri", e.store(), "--out", str(e.file("site", "x"))], "site"), marks=_store("store")),
-    "write-expect-into-missing-folder": pytest.param((lambda e: ["check", "--write-expect", "--expect", str(e.tmp / "nosuch" / "e.json"), "--run", e.planted[1], "--tracking-uri", e.store()], "nosuch"), marks=_store("store")),
+    "leaderboard-out-existing-file": (lambda e: ["leaderboard", "--tracking-uri", e.store(), "--out", str(e.file("site", "x"))], "site"),
     "compare-unknown-ids": (lambda e: ["compare", "deadbeefdeadbeef", e.planted[1], "--tracking-uri", e.store()], "deadbeef"),
     "compare-unknown-tolerance-metric": (lambda e: ["compare", e.planted[1], e.planted[1], "--tolerance", "nosuchmetric=0.1", "--tracking-uri", e.store()], "nosuchmetric"),
     "compare-malformed-tolerance": (lambda e: ["compare", e.planted[1], e.planted[1], "--tolerance", "accuracy=lots", "--tracking-uri", e.store()], "accuracy=lots"),
