@@ -293,7 +293,7 @@ def _run_ray(work: list[Work], writer: _Writer, bar: GridProgress, settings: Gri
     worker process dies, never when it raised (the error is the unit's result, not a crash).
     """
     ray = _import_ray()
-    started = _connect(ray, settings)
+    joined = _connect(ray, settings)
     try:
         cuda = bool(work) and work[0].plan.device.startswith("cuda")
         remote = ray.remote(run_in_worker).options(num_cpus=1, num_gpus=1 if cuda else 0,
@@ -312,7 +312,7 @@ def _run_ray(work: list[Work], writer: _Writer, bar: GridProgress, settings: Gri
                 results = [failure(item.unit, exc)]
             bar.unit_done(writer.take(results))
     finally:
-        if started:
+        if joined:
             ray.shutdown()
 
 
@@ -325,7 +325,8 @@ def _import_ray() -> Any:
 
 
 def _connect(ray: Any, settings: GridSettings) -> bool:
-    """Join the cluster at ``ray_address`` (or start a local one); whether this call started it.
+    """Join the cluster at ``ray_address`` (or start a local one); whether this call connected
+    (and so disconnects at the end, which also stops a local cluster it started).
 
     Workers get this process's xlingbench package (``py_modules``), so they run the same code as
     the driver wherever they are, and the :data:`WORKER_ENV`. A process already connected (a
@@ -335,8 +336,8 @@ def _connect(ray: Any, settings: GridSettings) -> bool:
         return False
     import xlingbench
 
-    local = settings.ray_address is None
-    ray.init(address=settings.ray_address, num_cpus=settings.workers if local else None, include_dashboard=False,
+    local = settings.ray_address is None  # "local": a new cluster, never one `ray start` left running here
+    ray.init(address=settings.ray_address or "local", num_cpus=settings.workers if local else None, include_dashboard=False,
              log_to_driver=False, logging_level=logging.WARNING,
              runtime_env={"py_modules": [xlingbench], "env_vars": dict(WORKER_ENV)})
     return True
