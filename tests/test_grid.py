@@ -23,8 +23,6 @@ from typer.testing import CliRunner
 from xlingbench.cli.main import app
 from tests.tiny_models import checkpointed_model
 
-ray = pytest.importorskip("ray")
-
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (100, 200, 300)
 MODELS = ("tiny/grid-a", "tiny/grid-b")
@@ -46,6 +44,7 @@ def grid(tmp_path_factory, hub_cache) -> list[str]:
 @pytest.fixture(scope="module")
 def cluster() -> str:
     """A local Ray cluster of 2 CPUs for the module (workers run this checkout's xlingbench); its address."""
+    ray = pytest.importorskip("ray")
     import xlingbench
 
     temp = tempfile.mkdtemp(prefix="xr-", dir="/tmp")  # Ray's socket paths must stay short
@@ -172,3 +171,18 @@ def test_a_broken_unit_fails_alone_and_is_named(grid, cluster, hub_cache, tmp_pa
     finished = _finished(tmp_path)
     assert len(finished) == TASK_RUNS + 2 * len(TASKS)  # every unit but the broken one
     assert ("tiny/grid-broken", commits[200]) not in {names[0][:2] for names in finished.values()}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--executor", "ray"], "--executor ray needs Ray, which is not installed. Fix: pip install 'xlingbench[ray]'"),
+    (["--executor", "dask"], "--executor 'dask' is not an executor"),
+    (["--executor", "ray", "--workers", "0"], "--workers 0: a grid needs at least one worker"),
+])
+def test_executor_mistakes_are_one_line_before_anything_opens(args, message, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed: `import ray` raises ImportError
+    result = CliRunner().invoke(app, ["run", "-t", "script_separability", *args,
+                                      "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"])
+    assert result.exit_code == 2
+    (line,) = result.output.strip().splitlines()
+    assert message in line
+    assert not (tmp_path / "mlflow.db").exists()

@@ -190,7 +190,7 @@ def failure(unit: Unit, exc: BaseException) -> Failure:
     """``exc`` as a unit's failure: a UserError's own line, else the exception's type and message."""
     cause = getattr(exc, "cause", None) or exc  # Ray wraps a worker's exception; its cause is the original
     if isinstance(cause, UserError):
-        return Failure(unit, cause.one_line(), True, cause)
+        return Failure(unit, cause.one_line().removeprefix("error: "), True, cause)
     detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return Failure(unit, f"{type(cause).__name__}: {cause}", False, cause, detail)
 
