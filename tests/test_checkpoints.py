@@ -1,33 +1,21 @@
 """Training checkpoints: three revisions of one tiny model give one metric-vs-step series per task."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from xlingbench.cli.main import app
 from xlingbench.inputs.registry import ModelSpec
 from xlingbench.harness.runner import plan_revisions
-from tests.tiny_models import encoder_model, publish, save_model, sentencepiece_tokenizer
+from tests.tiny_models import checkpointed_model
 
 STEPS = (100, 200, 300)
-LATIN, CYRILLIC = "abcdefghijklmnopqrstuvwxyz", "абвгдежзиклмнопрстуфхцчшщэюя"
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory, hub_cache) -> dict[int, str]:
     """One repo, three branches: a script offset that grows with training, so the curve rises."""
-    rng = np.random.default_rng(3)
-    pieces = ["\u2581" + "".join(rng.choice(list(alphabet), 5)) for alphabet in (LATIN, CYRILLIC) for _ in range(40)]
-    base = rng.normal(size=(4 + len(pieces), 16))
-    commits = {}
-    for step in STEPS:
-        matrix = base.copy()
-        matrix[4:44, 0] += step / 100  # Latin tokens drift apart from Cyrillic ones as training goes on
-        folder = tmp_path_factory.mktemp(f"step{step}") / "model"
-        save_model(folder, sentencepiece_tokenizer(pieces), encoder_model(matrix.astype(np.float32)))
-        commits[step] = publish(folder, hub_cache, "tiny/checkpointed", f"step{step}")
-    return commits
+    return checkpointed_model(tmp_path_factory.mktemp("checkpoints"), hub_cache, "tiny/checkpointed", STEPS)
 
 
 def test_three_revisions_give_one_series_per_task(checkpoints, tracking_uri, tmp_path):

@@ -62,10 +62,10 @@ def xlingbench(*args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.output
 
 
-def score(dictionary: Path, store: str, cache: Path, out: Path, *revision: str) -> Path:
+def score(dictionary: Path, store: str, cache: Path, out: Path, *extra: str) -> Path:
     """Step 1 of the recipe, ``xlingbench run ... --json > out``, on the tiny model (tasks 1 and 3)."""
     code, stdout, output = xlingbench(
-        "run", "-m", "tiny/recipe", *revision, "-t", "script_separability", "-t", "translation_in_neighbours",
+        "run", "-m", "tiny/recipe", *extra, "-t", "script_separability", "-t", "translation_in_neighbours",
         "--dictionary", str(dictionary), "--set", "script_separability.min_tokens=20",
         "--tracking-uri", store, "--cache-dir", str(cache), "--json")
     assert code == 0, output
@@ -103,7 +103,7 @@ def test_the_recipe_on_a_tiny_model(dictionary: Path, tmp_path: Path) -> None:
     broken = score(dictionary, store, cache, tmp_path / "broken.json", "--revision", "broken")
     code, output = check(expect, broken, store)
     assert code == 1 and "script_separability/accuracy" in output and "translation_in_neighbours/hit_at_10" in output, output
-    again = score(dictionary, store, cache, tmp_path / "again.json")  # the newest runs of the model are now these
+    again = score(dictionary, store, cache, tmp_path / "again.json", "--rerun")  # the newest runs of the model are now these
     code, output = check(expect, again, store)
     assert code == 0, output
     ids = [{o["run_id"] for o in json.loads(p.read_text(encoding="utf-8"))["outcomes"]} for p in (first, broken, again)]

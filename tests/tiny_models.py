@@ -193,3 +193,22 @@ class FakeSource:
 def fake_inputs(tokens: list[str], matrix: np.ndarray, cache_dir: Path, special_ids: list[int] = ()) -> Representations:
     """Representations of a fake model (SentencePiece-style tokens), cached under ``cache_dir``."""
     return Representations(FakeSource(list(tokens), matrix, list(special_ids)), Cache(cache_dir), device="cpu")
+
+
+LATIN, CYRILLIC = "abcdefghijklmnopqrstuvwxyz", "абвгдежзиклмнопрстуфхцчшщэюя"
+
+
+def checkpointed_model(root: Path, hub_cache: Path, repo_id: str, steps: tuple[int, ...], seed: int = 3,
+                       per_script: int = 40, dim: int = 16) -> dict[int, str]:
+    """One Hub repo with a branch ``step<N>`` per training step (step -> commit): ``per_script``
+    Latin and as many Cyrillic pieces whose script offset grows with the step, a planted learning curve."""
+    rng = np.random.default_rng(seed)
+    pieces = ["\u2581" + "".join(rng.choice(list(alphabet), 5)) for alphabet in (LATIN, CYRILLIC) for _ in range(per_script)]
+    base = rng.normal(size=(4 + len(pieces), dim))
+    commits = {}
+    for step in steps:
+        matrix = base.copy()
+        matrix[4:4 + per_script, 0] += step / 100  # Latin tokens drift apart from Cyrillic ones as training goes on
+        folder = save_model(root / f"step{step}", sentencepiece_tokenizer(pieces), encoder_model(matrix.astype(np.float32)))
+        commits[step] = publish(folder, hub_cache, repo_id, f"step{step}")
+    return commits

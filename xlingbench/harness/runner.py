@@ -24,6 +24,7 @@ from xlingbench.core import params as typed
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import scope
 from xlingbench.core.task import ModelRevision, Outcome, Task, TaskResult
+from xlingbench.harness.grid import GridResult, GridSettings, check_settings, run_grid
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import ModelSpec, resolve_model
 from xlingbench.inputs.sources import check_dtype
@@ -55,6 +56,8 @@ class RunRequest:
     cache_dir: Path | None = None  # None: inputs.cache.default_cache_dir()
     sinks: list[str] = field(default_factory=lambda: list(DEFAULT_SINKS))
     sink_settings: SinkSettings = field(default_factory=SinkSettings)
+    #: executor, Ray cluster, concurrency, and whether task runs already in the sinks run again
+    grid: GridSettings = field(default_factory=GridSettings)
 
 
 @dataclass(frozen=True)
@@ -95,28 +98,17 @@ def plan(request: RunRequest) -> Plan:
 
 
 def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None,
-        sinks: dict[str, Sink] | None = None) -> list[Outcome]:
+        sinks: dict[str, Sink] | None = None) -> GridResult:
     """Run every requested task on every requested model revision; hand each result to the sinks.
 
-    ``sinks`` replaces the request's named sinks (the Python API passes instances).
+    ``sinks`` replaces the request's named sinks (the Python API passes instances). Task runs
+    every sink already holds are skipped unless ``request.grid.rerun``; a unit that fails is
+    recorded in the result and the others go on (see :mod:`xlingbench.harness.grid`).
     """
     checked = plan(request)
+    check_settings(request.grid)
     sinks = open_sinks(request.sinks, request.sink_settings) if sinks is None else sinks
-    outcomes = []
-    for unit in checked.units:
-        done = []
-        for outcome in run_unit(unit, checked):
-            for name, sink in sinks.items():
-                ref = sink.write(outcome)
-                if ref is not None:
-                    outcome.refs[name] = ref
-            report(outcome)
-            done.append(outcome)
-        if done:
-            for sink in sinks.values():
-                sink.finish_model(done[0].model, done)
-        outcomes += done
-    return outcomes
+    return run_grid(checked, sinks, request.grid, report)
 
 
 def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:

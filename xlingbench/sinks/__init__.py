@@ -9,7 +9,8 @@ class named under the ``xlingbench.sinks`` entry point group, with no change to 
 
 The entry point is called with a :class:`SinkSettings` and returns an object with ``write`` and
 ``finish_model`` (the :class:`Sink` protocol). ``write`` returns what it wrote (a run id, a
-path), kept in ``Outcome.refs[<sink name>]``.
+path), kept in ``Outcome.refs[<sink name>]``. A sink that also answers ``finished(keys)`` lets a
+rerun skip the task runs it already holds (the runner's resume); one without it is always written.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from xlingbench.core.task import ModelRevision, Outcome
 SINK_GROUP = "xlingbench.sinks"
 #: where results go when nobody says: the MLflow store
 DEFAULT_SINKS = ("mlflow",)
+#: ``TaskResult.info`` entry holding the task key a sink records, so that a rerun can skip what is done
+TASK_KEY = "task_key"
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,16 @@ class SinkSettings:
 
 
 class Sink(Protocol):
-    """Receives each finished task result, then the end of each model revision."""
+    """Receives each finished task result, then the end of each model revision.
+
+    ``finished(keys)`` says which of these task keys (``TaskResult.info["task_key"]``, see
+    :func:`xlingbench.harness.grid.task_key`) already have a complete result here, mapped to
+    what :meth:`write` returned for it; the runner skips a task run every sink holds.
+    """
 
     def write(self, outcome: Outcome) -> str | None: ...
     def finish_model(self, model: ModelRevision, outcomes: list[Outcome]) -> None: ...
+    def finished(self, keys: set[str]) -> dict[str, str]: ...
 
 
 def sink_names() -> list[str]:

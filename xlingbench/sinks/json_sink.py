@@ -2,7 +2,8 @@
 
 Why: a result a script can read with nothing but ``json.load`` (no MLflow store), kept on local
 disk before and whatever any other sink does. Each file carries ``schema_version``; a change
-to the layout bumps it. Files are written atomically (a crash leaves the old file or the new).
+to the layout bumps it. Files are written atomically (a crash leaves the old file or the new),
+so a file that exists is a finished result: ``finished`` reads the task keys back from them.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from xlingbench.core.outputs import claim_folder
 from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
 from xlingbench.inputs.cache import write_atomic
-from xlingbench.sinks import SinkSettings
+from xlingbench.sinks import TASK_KEY, SinkSettings
 
 SCHEMA_VERSION = 1
 _UNSAFE = re.compile(r"[^\w.@+-]")
@@ -41,6 +42,7 @@ def to_document(outcome: Outcome) -> dict[str, Any]:
         "task": {"name": outcome.task.name, "version": outcome.task.version, "main_score": outcome.task.main_score,
                  "higher_is_better": outcome.task.higher_is_better},
         "fingerprint": outcome.fingerprint,
+        "task_key": outcome.result.info.get(TASK_KEY),
         "started": outcome.started,
         "ended": outcome.ended,
         "result": outcome.result.to_json_dict(),
@@ -71,6 +73,18 @@ class JsonSink:
 
     def finish_model(self, model: ModelRevision, outcomes: list[Outcome]) -> None:
         """Nothing to close: every file is complete when written."""
+
+    def finished(self, keys: set[str]) -> dict[str, str]:
+        """Which of ``keys`` a result file under the folder holds, mapped to its path (unreadable files hold none)."""
+        found = {}
+        for path in sorted(self.root.glob("*/*/*.json")):
+            try:
+                key = json.loads(path.read_text(encoding="utf-8")).get("task_key")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if key in keys:
+                found[key] = str(path)
+        return found
 
 
 def _finite(value: Any) -> Any:

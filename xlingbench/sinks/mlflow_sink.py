@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
 from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
+from xlingbench.sinks import TASK_KEY
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -347,6 +348,25 @@ class MlflowSink:
         self.client.set_terminated(run.info.run_id)
         return run.info.run_id
 
+    def finished(self, keys: set[str]) -> dict[str, str]:
+        """Which of ``keys`` a FINISHED task run of the experiment holds, mapped to its run id.
+
+        One paged search over the task-key tag (MLflow filters cannot say ``IN`` for tags); a run
+        a killed process left RUNNING does not count, so its task runs again.
+        """
+        query = f'tags."{TAG}task_key" IS NOT NULL and attributes.status = \'FINISHED\''
+        found: dict[str, str] = {}
+        token = None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000, page_token=token)
+            for run in page:
+                key = run.data.tags.get(f"{TAG}task_key")
+                if key in keys:
+                    found.setdefault(key, run.info.run_id)
+            token = page.token
+            if not token:
+                return found
+
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
     """The experiment's id, created as a model-development experiment (MLflow 3 opens others in its GenAI view)."""
@@ -388,8 +408,12 @@ def task_tags(outcome: Outcome) -> dict[str, str]:
     """What a task run says about its task and configuration."""
     meta = outcome.task
     direction = "none" if meta.higher_is_better is None else str(meta.higher_is_better).lower()
-    return {f"{TAG}role": "task", f"{TAG}task": meta.name, f"{TAG}task_version": meta.version,
+    tags = {f"{TAG}role": "task", f"{TAG}task": meta.name, f"{TAG}task_version": meta.version,
             f"{TAG}main_score": meta.main_score, f"{TAG}higher_is_better": direction, f"{TAG}config": outcome.fingerprint}
+    key = outcome.result.info.get(TASK_KEY)
+    if key:  # what a rerun looks up to skip this task run (see MlflowSink.finished)
+        tags[f"{TAG}task_key"] = key
+    return tags
 
 
 def process_tags() -> dict[str, str]:
