@@ -239,7 +239,7 @@ def run(
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} task runs already in the store (--rerun runs them again)",
                   markup=False, highlight=False, soft_wrap=True)
-    if "mlflow" in sinks:
+    if "mlflow" in sinks and (result.outcomes or result.skipped):
         uri = resolve_tracking_uri(tracking_uri)
         browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
         out.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard",
@@ -254,18 +254,15 @@ def run(
 
 
 def _report_failures(failed: list[Failure]) -> int:
-    """Name each failed model revision on stderr; the exit status: 2 when every failure is the
-    user's to fix (a broken model folder), else 3 with the tracebacks in a crash log."""
-    err = console(stderr=True)
-    err.print(f"failed {len(failed)} model revision(s):", markup=False, highlight=False, soft_wrap=True)
-    for failure in failed:
-        err.print(f"  {failure.label}: {failure.reason}", markup=False, highlight=False, soft_wrap=True)
+    """One line per failed model revision on stderr (``failed model@revision: reason``, so a one-model
+    run that fails says one line); the exit status: 2 when every failure is the user's to fix (a
+    broken model folder), else 3, with the tracebacks in a crash log named on each such line."""
     internal = [f for f in failed if not f.user_error]
-    if not internal:
-        return EXIT_USER_ERROR
-    log = _crash_log("\n".join(f"{f.label}\n{f.detail}" for f in internal))
-    err.print(f"The tracebacks are in {log}; please report them with that file.", markup=False, highlight=False, soft_wrap=True)
-    return EXIT_INTERNAL_ERROR
+    log = _crash_log("\n".join(f"{f.label}\n{f.detail}" for f in internal)) if internal else None
+    for failure in failed:
+        where = "" if failure.user_error else f" (internal error; the traceback is in {log}; please report it with that file)"
+        _say(f"failed {failure.label}: {failure.reason}{where}")
+    return EXIT_INTERNAL_ERROR if internal else EXIT_USER_ERROR
 
 
 def run_document(result: GridResult) -> dict[str, object]:
