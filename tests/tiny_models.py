@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xlingbench.compute.surface import WORD_START
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.representations import Representations
 
@@ -98,29 +99,39 @@ def scripted_pieces(count: int, seed: int = 0) -> list[str]:
         while len(pieces) < wanted:
             chars = alphabet[rng.integers(0, len(alphabet), size=(wanted - len(pieces), 6))]
             for row, length in zip(chars, rng.integers(1, 7, size=len(chars))):
-                pieces.setdefault(("\u2581" if len(pieces) % 2 else "") + "".join(row[:length]))
+                pieces.setdefault((WORD_START if len(pieces) % 2 else "") + "".join(row[:length]))
                 if len(pieces) == wanted:
                     break
     ordered = list(pieces)
     return [ordered[i] for i in rng.permutation(count)]
 
 
-def wordlevel_tokenizer(size: int):
-    """A fast tokenizer with exactly ``size`` entries (``<unk>``, then :func:`scripted_pieces`) that
-    reads text SentencePiece-style (``▁`` before each word): a real model's vocabulary size and
-    scripts without its files, for shape-realistic benchmarks. Each word is one piece or ``<unk>``."""
+def shaped_tokenizer(size: int, byte_level: bool = False):
+    """A fast tokenizer with exactly ``size`` entries of :func:`scripted_pieces`: a real model's
+    vocabulary size and scripts without its files, for shape-realistic benchmarks.
+
+    SentencePiece-style by default (``<unk>``, then the pieces; text read with ``▁`` before each
+    word, each word one piece or ``<unk>``). ``byte_level``: GPT-2-style, as Qwen's (transformers
+    loads a Qwen config's tokenizer as byte-level BPE whatever is saved): ``<|endoftext|>``, the 256
+    byte symbols, then the pieces in byte-level form; without merges, text is read a byte a token."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    if byte_level:
+        symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+        encode = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str
+        encoded = dict.fromkeys(encode(piece.replace(WORD_START, " "))[0][0] for piece in scripted_pieces(size))
+        return byte_bpe_tokenizer(symbols + [p for p in encoded if p not in set(symbols)][: size - 1 - len(symbols)])
     vocab = {"<unk>": 0, **{piece: i for i, piece in enumerate(scripted_pieces(size - 1), start=1)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=WORD_START, prepend_scheme="always")
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
 
 
-def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: int = 1 << 30, seed: int = 0) -> Path:
+def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: int = 1 << 30, seed: int = 0,
+                      byte_level: bool = False) -> Path:
     """A random-weight bfloat16 checkpoint of ``config``'s real shapes, written as safetensors
-    shards of about ``shard_bytes`` with an index, plus a tokenizer of ``tokenizer_size`` entries.
+    shards of about ``shard_bytes`` with an index, plus a :func:`shaped_tokenizer` of ``tokenizer_size`` entries.
 
     Why not ``save_pretrained``: that would build the model in float32 first (9 GB for a
     Gemma-2-shaped 2-layer model); here the network exists only on the meta device and each
@@ -152,7 +163,7 @@ def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: in
     config.save_pretrained(folder)
     settings = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**settings, "dtype": "bfloat16", "torch_dtype": "bfloat16"}))
-    wordlevel_tokenizer(tokenizer_size).save_pretrained(folder)
+    shaped_tokenizer(tokenizer_size, byte_level).save_pretrained(folder)
     return folder
 
 
