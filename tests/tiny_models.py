@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 
+from xlingbench.compute.surface import WORD_START
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.representations import Representations
 
@@ -79,21 +81,57 @@ def save_model_in(folder: Path, tokenizer, model, dtype: str, max_shard_size: st
     return save_model(folder, tokenizer, model.to(getattr(torch, dtype)), max_shard_size)
 
 
-def wordlevel_tokenizer(size: int):
-    """A fast tokenizer with exactly ``size`` entries (``<unk>``, then ``t1`` ...): a real model's
-    vocabulary size without its files, for shape-realistic benchmarks."""
+#: (first, last code point, share) of the pieces of a shaped vocabulary: scripts in about a multilingual
+#: vocabulary's proportions (Latin takes what is left), so task 1 has its real categories to probe
+SCRIPT_BLOCKS = ((0x4E00, 0x9FFF, 0.12), (0x0430, 0x044F, 0.10), (0x0627, 0x064A, 0.06), (0xAC00, 0xD7A3, 0.05),
+                 (0x0905, 0x0939, 0.04), (0x03B1, 0x03C9, 0.03), (0x05D0, 0x05EA, 0.03), (0x0E01, 0x0E2E, 0.03),
+                 (0x0030, 0x0039, 0.02), (0x0021, 0x002F, 0.02), (0x0061, 0x007A, 1.0))
+
+
+def scripted_pieces(count: int, seed: int = 0) -> list[str]:
+    """``count`` distinct pieces of 1-6 characters in the scripts of :data:`SCRIPT_BLOCKS`, every other
+    one a word start (``▁``), in a seeded order that interleaves the scripts as real vocabularies do."""
+    rng = np.random.default_rng(seed)
+    pieces: dict[str, None] = {}
+    for first, last, share in SCRIPT_BLOCKS:
+        wanted = len(pieces) + min(round(share * count), count - len(pieces))
+        alphabet = np.array([chr(c) for c in range(first, last + 1) if unicodedata.category(chr(c))[0] in "LNP"])
+        while len(pieces) < wanted:
+            chars = alphabet[rng.integers(0, len(alphabet), size=(wanted - len(pieces), 6))]
+            for row, length in zip(chars, rng.integers(1, 7, size=len(chars))):
+                pieces.setdefault((WORD_START if len(pieces) % 2 else "") + "".join(row[:length]))
+                if len(pieces) == wanted:
+                    break
+    ordered = list(pieces)
+    return [ordered[i] for i in rng.permutation(count)]
+
+
+def shaped_tokenizer(size: int, byte_level: bool = False):
+    """A fast tokenizer with exactly ``size`` entries of :func:`scripted_pieces`: a real model's
+    vocabulary size and scripts without its files, for shape-realistic benchmarks.
+
+    SentencePiece-style by default (``<unk>``, then the pieces; text read with ``▁`` before each
+    word, each word one piece or ``<unk>``). ``byte_level``: GPT-2-style, as Qwen's (transformers
+    loads a Qwen config's tokenizer as byte-level BPE whatever is saved): ``<|endoftext|>``, the 256
+    byte symbols, then the pieces in byte-level form; without merges, text is read a byte a token."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<unk>": 0, **{f"t{i}": i for i in range(1, size)}}
+    if byte_level:
+        symbols = sorted(pre_tokenizers.ByteLevel.alphabet())
+        encode = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str
+        encoded = dict.fromkeys(encode(piece.replace(WORD_START, " "))[0][0] for piece in scripted_pieces(size))
+        return byte_bpe_tokenizer(symbols + [p for p in encoded if p not in set(symbols)][: size - 1 - len(symbols)])
+    vocab = {"<unk>": 0, **{piece: i for i, piece in enumerate(scripted_pieces(size - 1), start=1)}}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.pre_tokenizer = pre_tokenizers.Metaspace(replacement=WORD_START, prepend_scheme="always")
     return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="<unk>")
 
 
-def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: int = 1 << 30, seed: int = 0) -> Path:
+def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: int = 1 << 30, seed: int = 0,
+                      byte_level: bool = False) -> Path:
     """A random-weight bfloat16 checkpoint of ``config``'s real shapes, written as safetensors
-    shards of about ``shard_bytes`` with an index, plus a tokenizer of ``tokenizer_size`` entries.
+    shards of about ``shard_bytes`` with an index, plus a :func:`shaped_tokenizer` of ``tokenizer_size`` entries.
 
     Why not ``save_pretrained``: that would build the model in float32 first (9 GB for a
     Gemma-2-shaped 2-layer model); here the network exists only on the meta device and each
@@ -108,7 +146,7 @@ def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: in
     with torch.device("meta"):
         shapes = {name: tensor.shape for name, tensor in AutoModel.from_config(config).state_dict().items()}
     generator = torch.Generator().manual_seed(seed)
-    shards: list[dict[str, "torch.Tensor"]] = [{}]
+    shards: list[dict[str, torch.Tensor]] = [{}]
     weight_map, written, total = {}, [], 0
     for name, shape in shapes.items():
         tensor = torch.empty(shape, dtype=torch.bfloat16).uniform_(-0.1, 0.1, generator=generator)
@@ -125,7 +163,7 @@ def shaped_checkpoint(folder: Path, config, tokenizer_size: int, shard_bytes: in
     config.save_pretrained(folder)
     settings = json.loads((folder / "config.json").read_text())
     (folder / "config.json").write_text(json.dumps({**settings, "dtype": "bfloat16", "torch_dtype": "bfloat16"}))
-    wordlevel_tokenizer(tokenizer_size).save_pretrained(folder)
+    shaped_tokenizer(tokenizer_size, byte_level).save_pretrained(folder)
     return folder
 
 
