@@ -29,7 +29,7 @@ from tests.tiny_models import (
     encoder_model,
     save_model,
     sentencepiece_tokenizer,
-    wordlevel_tokenizer,
+    shaped_tokenizer,
 )
 from xlingbench.cli.main import app
 
@@ -172,7 +172,7 @@ def _no_tokenizer(folder: Path) -> None:
 
 def _big_tokenizer(folder: Path) -> None:
     _no_tokenizer(folder)
-    wordlevel_tokenizer(500).save_pretrained(folder)
+    shaped_tokenizer(500).save_pretrained(folder)
 
 
 def _sentencepiece_only(env: Env) -> Path:
@@ -203,7 +203,7 @@ def _readonly(env: Env) -> Path:
 
 def _full_disk(env: Env) -> list[str]:
     """A model whose 3.8 MB embedding matrix cannot fit a 2 MB cache disk."""
-    folder = save_model(env.tmp / "wide", wordlevel_tokenizer(30000),
+    folder = save_model(env.tmp / "wide", shaped_tokenizer(30000),
                         encoder_model(np.random.default_rng(0).normal(size=(30000, 32)).astype(np.float32), layers=1))
     disk = env.mount(env.tmp / "disk", "size=2m")
     return ["run", "-m", str(folder), "-t", "script_separability", "--tracking-uri", f"sqlite:///{env.db}", "--cache-dir", str(disk)]
