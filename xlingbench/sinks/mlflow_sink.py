@@ -62,10 +62,13 @@ class MlflowSink:
     def __init__(self, settings: "SinkSettings") -> None:
         from mlflow import MlflowClient
 
+        from xlingbench.sinks.sqlite_store import prepare_store
+
         for name in ("mlflow", "alembic"):  # their INFO lines about table creation are noise to a user
             logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = resolve_tracking_uri(settings.tracking_uri)
         check_server(self.uri)
+        prepare_store(self.uri)
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, settings.experiment)
         self._parents: dict[tuple[str, str, int | None], str] = {}
