@@ -95,8 +95,8 @@ def _old_revision(db: Path, finished: Path) -> None:
 
 
 @pytest.mark.parametrize("make,problem,fix", [
-    (lambda db, _: db.write_bytes(b""), "is empty (0 bytes)", "delete"),
-    (lambda db, _: db.write_text("not a database\n"), "is not an SQLite database", "delete"),
+    (lambda db, _: db.write_bytes(b""), "is empty (0 bytes)", "Delete it"),
+    (lambda db, _: db.write_text("not a database\n"), "is not an SQLite database", "Move it away"),
     (_tables_only, "no schema revision and lacks", "delete"),
     (_old_revision, "schema revision 451aebb31d03, not", "mlflow db upgrade sqlite:///"),
 ])

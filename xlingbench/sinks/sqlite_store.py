@@ -82,27 +82,32 @@ def _build_schema(path: Path) -> None:
         engine.dispose()
 
 
-def _problem(path: Path) -> tuple[str, bool] | None:
-    """What makes ``path`` not a finished store of the installed MLflow, and whether it holds runs."""
+def _problem(path: Path) -> tuple[str, str] | None:
+    """What makes ``path`` not a finished store of the installed MLflow, and the fix that fits it."""
+    elsewhere = "or pass another --tracking-uri."
     with path.open("rb") as handle:
         header = handle.read(len(SQLITE_HEADER))
     if not header:
-        return "is empty (0 bytes)", False
+        return "is empty (0 bytes)", f"Delete it (a first run was interrupted while creating it), then rerun; {elsewhere}"
     if header != SQLITE_HEADER:
-        return "is not an SQLite database", False
+        return "is not an SQLite database", f"Move it away, {elsewhere}"
     try:
         tables, revision, runs = _read_schema(path)
     except sqlite3.DatabaseError as err:
-        return f"cannot be read as an SQLite database ({err})", False
+        return f"cannot be read as an SQLite database ({err})", f"Move it away, {elsewhere}"
     head, known = _revisions()
     missing = sorted(_expected_tables() - tables)
     if revision == head and not missing:
         return None
     if revision is not None and revision not in known:
-        return f"has schema revision {revision}, which this MLflow does not know (a newer MLflow wrote it)", runs > 0
+        return (f"has schema revision {revision}, unknown to the installed MLflow",
+                f"Upgrade mlflow (a newer one wrote this store), {elsewhere}")
     state = "no schema revision" if revision is None else f"schema revision {revision}, not {head}"
     lacking = f" and lacks {len(missing)} of its tables ({', '.join(missing[:3])}...)" if missing else ""
-    return f"is not a finished MLflow store ({state}{lacking}; it holds {runs} runs)", runs > 0
+    what = f"is not a finished MLflow store ({state}{lacking}; it holds {runs} runs)"
+    if runs:
+        return what, f"Back it up, then run `mlflow db upgrade sqlite:///{path.resolve()}`; {elsewhere}"
+    return what, f"It holds no runs (a first run was interrupted while creating it): delete it, then rerun; {elsewhere}"
 
 
 def _read_schema(path: Path) -> tuple[set[str], str | None, int]:
@@ -137,16 +142,8 @@ def _expected_tables() -> set[str]:
     return set(Base.metadata.tables)
 
 
-def _refuse(path: Path, problem: tuple[str, bool] | None) -> None:
-    """Raise the one-line error for an unfinished or outdated store, with the fix that fits it."""
-    if problem is None:
-        return
-    what, holds_runs = problem
-    uri = f"sqlite:///{path.resolve()}"
-    if holds_runs:
-        fix = (f"Back it up, then run `mlflow db upgrade {uri}` (or upgrade mlflow if a newer one wrote it), "
-               "or pass another --tracking-uri.")
-    else:
-        fix = (f"It holds no runs (a first run was interrupted while creating it?): delete {path} or move it "
-               "away, then rerun; or pass another --tracking-uri.")
-    raise UserError(f"The MLflow store {path} {what}.", fix)
+def _refuse(path: Path, problem: tuple[str, str] | None) -> None:
+    """Raise the one-line error for an unfinished, foreign or outdated store."""
+    if problem is not None:
+        what, fix = problem
+        raise UserError(f"The MLflow store {path} {what}.", fix)
