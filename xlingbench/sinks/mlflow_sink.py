@@ -157,9 +157,16 @@ class MlflowSink:
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
     """The experiment's id, created as a model-development experiment (MLflow 3 opens others in its GenAI view)."""
+    from mlflow.exceptions import MlflowException
+
     found = client.get_experiment_by_name(name)
     if found is None:
-        return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_DEVELOPMENT})
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_DEVELOPMENT})
+        except MlflowException:  # two runs started at once: the other one created it in between
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
     if found.tags.get(EXPERIMENT_KIND) is None:
         client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
     return found.experiment_id
