@@ -71,11 +71,23 @@ def test_two_processes_creating_the_store_at_once_both_succeed(tmp_path: Path) -
     assert names == {"Default", *(str(p.pid) for p in both)}
 
 
-def test_a_dead_creators_temporary_file_is_removed(finished: Path, tmp_path: Path) -> None:
-    orphans = [tmp_path / ".mlflow.db.999999.creating", tmp_path / ".mlflow.db.999999.creating-journal"]
-    for orphan in orphans:
-        orphan.write_bytes(b"half")
+def test_a_first_run_killed_while_creating_the_store_leaves_none_and_the_next_creates_it(tmp_path: Path) -> None:
+    kill_mid_creation = """
+        import os, signal
+        import mlflow.store.db.utils as utils
+
+        def die(engine):  # the initial tables exist, the migrations never run
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        utils._upgrade_db = die
+        from xlingbench.sinks.sqlite_store import prepare_store
+        prepare_store("sqlite:///mlflow.db")
+    """
+    killed = _python(kill_mid_creation, tmp_path)
+    assert killed.wait(timeout=300) == -signal.SIGKILL, killed.stderr.read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".mlflow.db.{killed.pid}.creating", "mlflow.db.lock"]
     prepare_store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert _revision(tmp_path / "mlflow.db") == _head()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db", "mlflow.db.lock"]
 
 
