@@ -2,8 +2,7 @@
 
 Each case runs the CLI in-process and must give exit status 2, exactly one non-empty line on
 stderr that names the offending thing, no traceback, no MLflow run added to the store and no
-cache entry published (only locks and logs may be left under the cache directory). A case that
-fails only because another branch fixes it is marked xfail(strict) with that branch's name.
+cache entry published (only locks and logs may be left under the cache directory).
 
 Why one catalogue: these inputs used to end in tracebacks, exit 1 or silently poisoned caches,
 each fixed in its own module; one table shows they all stay fixed and that a new kind of bad
@@ -209,10 +208,6 @@ def _full_disk(env: Env) -> list[str]:
     return ["run", "-m", str(folder), "-t", "script_separability", "--tracking-uri", f"sqlite:///{env.db}", "--cache-dir", str(disk)]
 
 
-def _store(branch: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"fixed on branch {branch}")
-
-
 ONE_PAIR = "water Wasser\nfire Feuer\n"
 #: 30 lines of 5 words from 40 (enough word types for latent concepts)
 LINES = "".join(" ".join(f"w{(5 * i + j) % 40}" for j in range(5)) + "\n" for i in range(30))
@@ -288,8 +283,8 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "tracking-malformed": (lambda e: e.run("-t", "script_separability", uri="foo://bar"), "foo://bar"),
     "tracking-sqlite-in-memory": (lambda e: e.run("-t", "script_separability", uri="sqlite://"), "sqlite://"),
     "tracking-read-only-folder": (lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_readonly(e)}/mlflow.db"), "readonly"),
-    "tracking-text-file-as-database": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{e.file('notes.db', TEXT * 100)}"), "notes.db"), marks=_store("kill")),
-    "tracking-half-created-database": pytest.param((lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_half_created(e)}"), "half.db"), marks=_store("kill")),
+    "tracking-text-file-as-database": (lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{e.file('notes.db', TEXT * 100)}"), "notes.db"),
+    "tracking-half-created-database": (lambda e: e.run("-t", "script_separability", uri=f"sqlite:///{_half_created(e)}"), "half.db"),
     # the cache
     "cache-dir-is-a-file": (lambda e: e.run("-t", "script_separability", cache=e.file("cachefile", "x")), "cachefile"),
     "cache-dir-read-only": (lambda e: e.run("-t", "script_separability", cache=_readonly(e)), "readonly"),
@@ -336,9 +331,8 @@ def _published(cache: Path) -> list[str]:
 
 
 def _cases() -> list:
-    """CASES as pytest params with readable ids (an xfail case keeps its mark)."""
-    return [pytest.param(c.values[0], marks=c.marks, id=name) if hasattr(c, "values") else pytest.param(c, id=name)
-            for name, c in CASES.items()]
+    """CASES as pytest params with readable ids."""
+    return [pytest.param(c, id=name) for name, c in CASES.items()]
 
 
 @pytest.mark.parametrize("case", _cases())

@@ -160,11 +160,14 @@ class MlflowSink:
     def __init__(self, settings: "SinkSettings") -> None:
         from mlflow import MlflowClient
 
+        from xlingbench.sinks.sqlite_store import prepare_store
+
         for name in ("mlflow", "alembic"):  # their INFO lines about table creation are noise to a user
             logging.getLogger(name).setLevel(logging.WARNING)
         self.uri = resolve_tracking_uri(settings.tracking_uri)
         check_writable(self.uri)
         check_server(self.uri)
+        prepare_store(self.uri)
         if self.uri.startswith(("http://", "https://")):
             for name, value in HTTP_CLIENT_ENV.items():
                 os.environ.setdefault(name, value)
@@ -370,9 +373,16 @@ class MlflowSink:
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
     """The experiment's id, created as a model-development experiment (MLflow 3 opens others in its GenAI view)."""
+    from mlflow.exceptions import MlflowException
+
     found = client.get_experiment_by_name(name)
     if found is None:
-        return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_DEVELOPMENT})
+        try:
+            return client.create_experiment(name, tags={EXPERIMENT_KIND: MODEL_DEVELOPMENT})
+        except MlflowException:  # two runs started at once: the other one created it in between
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
     if found.tags.get(EXPERIMENT_KIND) is None:
         client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND, MODEL_DEVELOPMENT)
     return found.experiment_id

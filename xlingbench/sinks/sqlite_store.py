@@ -1,0 +1,149 @@
+"""The local SQLite MLflow store: created atomically, and refused with its fix when unfinished.
+
+Why: MLflow builds its schema in place on the first open of an empty file, in some sixty
+migrations that SQLite cannot wrap in one transaction. A run killed in those first seconds, or
+two first runs at once, left ``mlflow.db`` half-migrated, and every later run died in a
+600-line SQLAlchemy traceback. Here the schema is built in a temporary file beside the store,
+under a file lock (``<store>.lock``), and moved into place with one ``os.replace``: the store
+is complete or absent, and a process that waited on the lock finds it ready. A store that
+exists is checked with a few read-only queries (its header, its schema revision, its tables),
+never migrated, so a start stays fast; an unfinished or outdated one is a :class:`UserError`
+that names the file and what to do. Other URIs (a server, PostgreSQL) are left to MLflow.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+from filelock import FileLock
+
+from xlingbench.core.errors import UserError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: how long a read waits for another run's write to the store (MLflow's own sessions wait 20 s)
+BUSY_TIMEOUT_S = 20.0
+_CREATING = ".creating"
+
+
+def prepare_store(uri: str) -> None:
+    """Make sure the SQLite store of ``uri`` is a finished MLflow store: create it when absent.
+
+    Raises :class:`UserError` for a file that is not one (half-created, another program's, an
+    older schema). Does nothing for a URI that is not an SQLite file.
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    if not path.exists():
+        _create(path)
+    _refuse(path, _problem(path))
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of an ``sqlite:///PATH`` URI, as SQLAlchemy (hence MLflow) reads it; else None."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return None if database in (None, "", ":memory:") else Path(database)
+
+
+def _create(path: Path) -> None:
+    """Build the schema in a temporary sibling and publish it with one ``os.replace``, under the lock.
+
+    The lock is an OS lock, dropped when its holder dies (even by SIGKILL); the next holder
+    removes the dead one's temporary files.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        if path.exists():  # another process created it while this one waited
+            return
+        for orphan in path.parent.glob(f".{path.name}.*{_CREATING}*"):  # the database and its journal
+            orphan.unlink(missing_ok=True)
+        building = path.with_name(f".{path.name}.{os.getpid()}{_CREATING}")  # unique: the lock is held
+        try:
+            _build_schema(building)
+            os.replace(building, path)
+        finally:
+            building.unlink(missing_ok=True)
+
+
+def _build_schema(path: Path) -> None:
+    """MLflow's own initialisation of an empty database (what its store runs on first open)."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    try:
+        _initialize_tables(engine)
+    finally:
+        engine.dispose()
+
+
+def _problem(path: Path) -> tuple[str, str] | None:
+    """What makes ``path`` not a finished store of the installed MLflow, and the fix that fits it."""
+    elsewhere = "or pass another --tracking-uri."
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if not header:
+        return "is empty (0 bytes)", f"Delete it (a first run was interrupted while creating it), then rerun; {elsewhere}"
+    if header != SQLITE_HEADER:
+        return "is not an SQLite database", f"Move it away, {elsewhere}"
+    try:
+        tables, revision, runs = _read_schema(path)
+    except sqlite3.DatabaseError as err:
+        return f"cannot be read as an SQLite database ({err})", f"Move it away, {elsewhere}"
+    head, known = _revisions()
+    missing = sorted(_expected_tables() - tables)
+    if revision == head and not missing:
+        return None
+    if revision is not None and revision not in known:
+        return (f"has schema revision {revision}, unknown to the installed MLflow",
+                f"Upgrade mlflow (a newer one wrote this store), {elsewhere}")
+    state = "no schema revision" if revision is None else f"schema revision {revision}, not {head}"
+    lacking = f" and lacks {len(missing)} of its tables ({', '.join(missing[:3])}...)" if missing else ""
+    what = f"is not a finished MLflow store ({state}{lacking}; it holds {runs} runs)"
+    if runs:
+        return what, f"Back it up, then run `mlflow db upgrade sqlite:///{path.resolve()}`; {elsewhere}"
+    return what, f"It holds no runs (a first run was interrupted while creating it): delete it, then rerun; {elsewhere}"
+
+
+def _read_schema(path: Path) -> tuple[set[str], str | None, int]:
+    """The table names, the alembic revision and the number of runs, read without writing anything."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        revision = None
+        if "alembic_version" in tables:
+            row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = row[0] if row else None
+        runs = connection.execute("SELECT COUNT(*) FROM runs").fetchone()[0] if "runs" in tables else 0
+    finally:
+        connection.close()
+    return tables, revision, runs
+
+
+def _revisions() -> tuple[str, set[str]]:
+    """The installed MLflow's head schema revision (what its store insists on) and every revision it knows."""
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
+
+    scripts = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+    return _get_latest_schema_revision(), {script.revision for script in scripts.walk_revisions()}
+
+
+def _expected_tables() -> set[str]:
+    """The tables MLflow's models define (importing its db utilities registers them all)."""
+    import mlflow.store.db.utils  # noqa: F401
+    from mlflow.store.db.base_sql_model import Base
+
+    return set(Base.metadata.tables)
+
+
+def _refuse(path: Path, problem: tuple[str, str] | None) -> None:
+    """Raise the one-line error for an unfinished, foreign or outdated store."""
+    if problem is not None:
+        what, fix = problem
+        raise UserError(f"The MLflow store {path} {what}.", fix)
