@@ -211,7 +211,7 @@ def run(
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
     request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
-                         sink_settings=SinkSettings(tracking_uri, experiment, results_dir),
+                         sink_settings=SinkSettings(tracking_uri, experiment, results_dir, cache_dir),
                          grid=GridSettings(executor, ray_address, workers, rerun))
     # the runner runs each task once per model revision, so a revision is done after this many outcomes
     per_revision = len(dict.fromkeys(request.tasks))

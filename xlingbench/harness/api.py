@@ -50,7 +50,7 @@ def evaluate(
     from xlingbench.harness.grid import GridSettings
     from xlingbench.harness.runner import RunRequest, run
 
-    settings = sink_settings or SinkSettings()
+    settings = sink_settings or SinkSettings(cache_dir=None if cache_dir is None else Path(cache_dir))
     named = [s for s in sinks if isinstance(s, str)]
     opened: dict[str, Sink] = open_sinks(named, settings) if named else {}
     opened.update({type(s).__name__: s for s in sinks if not isinstance(s, str)})

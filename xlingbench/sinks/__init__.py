@@ -36,6 +36,8 @@ class SinkSettings:
     tracking_uri: str | None = None
     experiment: str = "xlingbench"
     results_dir: Path = Path("results")
+    #: the run's cache folder (None: the default one); the MLflow sink keeps its outbox there
+    cache_dir: Path | None = None
 
 
 class Sink(Protocol):

@@ -117,11 +117,12 @@ def check_writable(uri: str) -> None:
                         "Pass --tracking-uri sqlite:///PATH in a folder you can write to.") from err
 
 
-def outbox_dir(uri: str) -> Path:
-    """Where results for ``uri`` wait until its store takes them: ``<cache>/outbox/<hash of the URI>``."""
+def outbox_dir(uri: str, cache_dir: Path | None = None) -> Path:
+    """Where results for ``uri`` wait until its store takes them: ``<cache>/outbox/<hash of the URI>``
+    (the run's ``--cache-dir``, else the default cache)."""
     from xlingbench.inputs.cache import default_cache_dir
 
-    return default_cache_dir() / "outbox" / hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
+    return (cache_dir or default_cache_dir()) / "outbox" / hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
 
 
 def pending(folder: Path) -> list[Path]:
@@ -174,7 +175,7 @@ class MlflowSink:
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, settings.experiment)
         self._parents: dict[tuple[str, str, int | None], str] = {}
-        self.outbox = outbox_dir(self.uri)
+        self.outbox = outbox_dir(self.uri, settings.cache_dir)
         #: why the store stopped taking results (None while it takes them)
         self.offline: str | None = None
         self.mark_killed_runs()
