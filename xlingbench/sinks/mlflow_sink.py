@@ -196,6 +196,8 @@ class MlflowSink:
         from xlingbench.sinks.json_sink import to_document
 
         path = self.outbox / f"{time.time_ns()}-{os.getpid()}.json"
+        if not (self.outbox / "tracking_uri.txt").exists():  # for a person reading the folder
+            write_atomic(self.outbox / "tracking_uri.txt", public_uri(self.uri) + "\n")
         document = {"host": HOST, "pid": os.getpid(), "outcome": to_document(outcome)}
         write_atomic(path, json.dumps(document, ensure_ascii=False, allow_nan=False, default=str))
         return path
@@ -280,8 +282,8 @@ class MlflowSink:
         process that still runs are its own to send."""
         from filelock import FileLock
 
-        self.outbox.mkdir(parents=True, exist_ok=True)
-        (self.outbox / "tracking_uri.txt").write_text(public_uri(self.uri) + "\n", encoding="utf-8")  # for a reader
+        if not pending(self.outbox):  # the common case: nothing kept, nothing written
+            return
         sent: dict[tuple[str, str, int | None], list[Outcome]] = {}
         with FileLock(str(self.outbox / ".lock")):
             for path in pending(self.outbox):
