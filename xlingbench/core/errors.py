@@ -20,7 +20,8 @@ class UserError(Exception):
 
     def one_line(self) -> str:
         """The message as the CLI prints it."""
-        return f"error: {self.problem}" + (f" Fix: {self.fix}" if self.fix else "")
+        problem = self.problem if self.problem.endswith((".", "?", "!", ")")) or not self.fix else f"{self.problem}."
+        return f"error: {problem}" + (f" Fix: {self.fix}" if self.fix else "")
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

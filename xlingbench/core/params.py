@@ -104,10 +104,15 @@ def _bool(value: Any, where: str) -> bool:
 
 def _scalar(value: Any, kind: type, where: str) -> Any:
     if isinstance(value, bool) and kind is not str:
-        raise UserError(f"{where}={value!r} is not a {kind.__name__}.", f"Give a {kind.__name__}.")
+        raise UserError(f"{where}={value!r} is not {_article(kind.__name__)}.", f"Give {_article(kind.__name__)}.")
     if kind is int and isinstance(value, float) and not value.is_integer():
         raise UserError(f"{where}={value!r} is not a whole number.", "Give a whole number.")
     try:
         return kind(value.strip() if isinstance(value, str) else value)
     except (TypeError, ValueError):
-        raise UserError(f"{where}={value!r} is not a valid {kind.__name__}.", f"Give a {kind.__name__}.") from None
+        raise UserError(f"{where}={value!r} is not a valid {kind.__name__}.", f"Give {_article(kind.__name__)}.") from None
+
+
+def _article(noun: str) -> str:
+    """``an int``, ``a float``: the type's name as an error message says it."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
