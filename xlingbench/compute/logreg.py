@@ -40,7 +40,8 @@ import numpy as np
 import torch
 
 Vectors = torch.Tensor  # (blocks, problems per block, dim + 1): weights then intercept
-TOLERANCE = 1e-10  # default stop: max|grad f| per training row (scikit-learn's lbfgs stops at 1e-4)
+TOLERANCE = 1e-6  # default stop: max|grad f| per training row (scikit-learn's lbfgs stops at 1e-4)
+FLOAT32_TOLERANCE = 1e-7  # the tightest stop that passes over float32 rows can certify; below it, float64
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ def fit_logistic(
     blocks: Sequence[Block], *, tol: float = TOLERANCE, max_iter: int = 100, max_cg: int = 250, device: str = "cpu"
 ) -> Fit:
     """Fit every problem of every block to ``max|grad f| <= tol * training rows`` (see module doc)."""
-    data = _Data.of(blocks, device)
+    data = _Data.of(blocks, device, torch.float64 if tol < FLOAT32_TOLERANCE else torch.float32)
     params = torch.zeros(len(blocks), data.problems, data.dim + 1, dtype=torch.float64, device=device)
     margins = [torch.zeros(m.shape, dtype=torch.float64, device=device) for m in data.train]
     converged = torch.zeros(params.shape[:2], dtype=torch.bool, device=device)
@@ -92,9 +93,9 @@ def fit_logistic(
 class _Data:
     """The blocks on the device, centred, with the passes over rows the solver needs."""
 
-    rows: list[torch.Tensor]  # centred (n, dim), float64: gradients and margins
+    rows: list[torch.Tensor]  # (n, dim + 1): centred rows then 1 (the intercept); gradients and margins
     rows32: list[torch.Tensor]  # the same in float32: Hessian products, which only steer the step
-    means: torch.Tensor  # (blocks, dim)
+    means: torch.Tensor  # (blocks, dim), float64
     signs: list[torch.Tensor]  # (n, 1): +1 positive, -1 negative
     targets: list[torch.Tensor]  # (n, 1): 1.0 positive, 0.0 negative
     train: list[torch.Tensor]  # (n, problems): 1.0 training row
@@ -103,20 +104,19 @@ class _Data:
     spectrum: torch.Tensor  # (blocks, dim): its eigenvalues per row
 
     @classmethod
-    def of(cls, blocks: Sequence[Block], device: str) -> _Data:
+    def of(cls, blocks: Sequence[Block], device: str, dtype: torch.dtype) -> _Data:
         if not blocks:
             raise ValueError("no blocks to fit")
         shapes = {(b.rows.shape[1], b.train.shape[1]) for b in blocks}
         if len(shapes) != 1 or any(len(b.rows) != len(b.targets) or len(b.rows) != len(b.train) for b in blocks):
             raise ValueError(f"blocks must agree on width and problem count, and rows with targets and train: {shapes}")
-        rows = [torch.as_tensor(b.rows, device=device).to(torch.float64) for b in blocks]
-        means = torch.stack([r.mean(0) for r in rows])
-        centred = [r - m for r, m in zip(rows, means)]
-        rows32 = [r.float() for r in centred]
-        spectrum, basis = torch.linalg.eigh(torch.stack([(x.T @ x).double() / len(x) for x in rows32]))
+        means = torch.stack([torch.as_tensor(b.rows, device=device).mean(0, dtype=torch.float64) for b in blocks])
+        rows = [_with_intercept(torch.as_tensor(b.rows, device=device), m, dtype) for b, m in zip(blocks, means)]
+        rows32 = [x.float() for x in rows]
+        spectrum, basis = torch.linalg.eigh(torch.stack([(x[:, :-1].T @ x[:, :-1]).double() / len(x) for x in rows32]))
         targets = [torch.as_tensor(b.targets, device=device).to(torch.float64)[:, None] for b in blocks]
         train = [torch.as_tensor(b.train, device=device).to(torch.float64) for b in blocks]
-        return cls(centred, rows32, means, [2 * t - 1 for t in targets], targets, train,
+        return cls(rows, rows32, means, [2 * t - 1 for t in targets], targets, train,
                    torch.stack([t.sum(0) for t in train]).clamp(min=1), basis, spectrum)
 
     @property
@@ -125,7 +125,7 @@ class _Data:
 
     @property
     def dim(self) -> int:
-        return self.rows[0].shape[1]
+        return self.rows[0].shape[1] - 1
 
     def times(self, vectors: Vectors, rows: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
         """Per block (n, problems): each row dotted with each problem's vector, plus its intercept.
@@ -134,16 +134,15 @@ class _Data:
         """
         rows = self.rows if rows is None else rows
         busy = vectors.ne(0).flatten(1).any(1).tolist()
-        return [torch.addmm(v[:, -1].to(x.dtype), x, v[:, :-1].T.to(x.dtype)) if b else x.new_zeros(len(x), len(v))
-                for x, v, b in zip(rows, vectors, busy)]
+        return [x @ v.T.to(x.dtype) if b else x.new_zeros(len(x), len(v)) for x, v, b in zip(rows, vectors, busy)]
 
     def transpose_times(self, residuals: list[torch.Tensor], rows: list[torch.Tensor] | None = None,
                         busy: list[bool] | None = None) -> Vectors:
         """Per problem: sum_i r_i * (x_i, 1), the adjoint of :meth:`times` (float64); blocks not ``busy`` cost no pass."""
         rows = self.rows if rows is None else rows
         busy = [True] * len(rows) if busy is None else busy
-        return torch.stack([torch.cat([r.T @ x, r.sum(0)[:, None]], dim=1).double() if b
-                            else torch.zeros(r.shape[1], x.shape[1] + 1, dtype=torch.float64, device=x.device)
+        return torch.stack([(r.to(x.dtype).T @ x).double() if b
+                            else torch.zeros(r.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
                             for x, r, b in zip(rows, residuals, busy)])
 
     def loss(self, params: Vectors, margins: list[torch.Tensor]) -> torch.Tensor:
@@ -177,6 +176,13 @@ class _Data:
     def uncentre(self, params: Vectors) -> tuple[torch.Tensor, torch.Tensor]:
         coef = params[..., :-1]
         return coef, params[..., -1] - torch.einsum("kpd,kd->kp", coef, self.means)
+
+
+def _with_intercept(rows: torch.Tensor, mean: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``(x - mean, 1)`` per row in ``dtype``: the intercept is the last column of every pass."""
+    out = torch.ones(len(rows), rows.shape[1] + 1, dtype=dtype, device=rows.device)
+    torch.sub(rows.to(dtype), mean.to(dtype), out=out[:, :-1])
+    return out
 
 
 def _penalised(vectors: Vectors) -> Vectors:
@@ -219,14 +225,28 @@ def _conjugate_gradients(
 def _line_search(
     data: _Data, params: Vectors, margins: list[torch.Tensor], grad: Vectors, step: Vectors, halvings: int = 30
 ) -> tuple[Vectors, list[torch.Tensor]]:
-    """Armijo backtracking per problem; margins move linearly, so trials need no pass over rows."""
-    along = data.times(step)
+    """Armijo backtracking per problem, and doubling a full step while the loss falls.
+
+    Far from the optimum a Newton step of logistic regression falls short: the curvature it
+    assumes fades as the margins grow. Margins move linearly, so trials need no pass over rows.
+    """
+    along = [a.double() for a in data.times(step)]
+
+    def moved(size: torch.Tensor) -> tuple[Vectors, list[torch.Tensor]]:
+        return params + size[..., None] * step, [z + size[k] * a for k, (z, a) in enumerate(zip(margins, along))]
+
     start, slope = data.loss(params, margins), _dot(grad, step)
     size = torch.ones_like(start)
+    reached = data.loss(*moved(size))
     for _ in range(halvings):
-        trial = data.loss(params + size[..., None] * step, [z + size[k] * a for k, (z, a) in enumerate(zip(margins, along))])
-        short = trial > start + 1e-4 * size * slope + 1e-12 * start.abs()  # allow rounding near the optimum
+        short = reached > start + 1e-4 * size * slope + 1e-12 * start.abs()  # allow rounding near the optimum
         if not bool(short.any()):
             break
         size = torch.where(short, size / 2, size)
-    return params + size[..., None] * step, [z + size[k] * a for k, (z, a) in enumerate(zip(margins, along))]
+        reached = torch.where(short, data.loss(*moved(size)), reached)
+    longer = size == 1
+    while bool(longer.any()):
+        trial = data.loss(*moved(torch.where(longer, 2 * size, size)))
+        longer = longer & (trial < reached - 1e-12 * start.abs())
+        size, reached = torch.where(longer, 2 * size, size), torch.where(longer, trial, reached)
+    return moved(size)
