@@ -26,8 +26,8 @@ Two solvers fit the same problems on the same rows and folds:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -137,11 +137,11 @@ def separability(
         raise ValueError(f"{len(unit)} rows but {len(labels)} labels")
     kept = np.array([label is not None for label in labels], dtype=bool)
     unit, labels = unit[kept], labels[kept].astype(str)
-    names, counts = np.unique(labels, return_counts=True)
+    names, label_ids, counts = np.unique(labels, return_inverse=True, return_counts=True)
     order = sorted(range(len(names)), key=lambda i: (-counts[i], names[i]))
     too_small = {str(names[i]): int(counts[i]) for i in order if counts[i] < min_tokens}
     scored = [(str(names[i]), int(counts[i])) for i in order if counts[i] >= min_tokens]
-    masks = [labels == name for name, _ in scored]
+    masks = [label_ids == i for i in order if counts[i] >= min_tokens]
     if solver == "torch":
         fits = batched_separability(unit, masks, seed=seed, folds=folds, device=device)
     else:
