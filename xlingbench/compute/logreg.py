@@ -15,12 +15,16 @@ with ``m_i`` = 1 for the problem's training rows and ``s_i`` = +-1 the target. s
 minimises ``f / sum(m)``: the same optimum. ``f`` is strictly convex, so there is one optimum and
 any solver converged on the gradient reaches it; scikit-learn's lbfgs stops at ``max_iter=100``
 or a loose gradient (``tol=1e-4`` on the scaled objective), this solver goes on until
-``max|grad f| <= tol * sum(m)``.
+``max|grad f| <= tol * sum(m)``. The default ``tol=1e-6`` moves e5-small's task 1 accuracies by
+under 5e-6 from those at ``1e-10`` for about a quarter less work; ``tol=1e-10`` reaches a tightly
+converged scikit-learn's coefficients to 1e-7 (tests/test_logreg.py).
 
 Method: Newton steps, the Newton system solved by preconditioned conjugate gradients with
 Hessian-vector products (never forming a Hessian), stopped at a relative residual
-``min(0.5, sqrt(scaled |grad|))`` (superlinear convergence), then an Armijo backtracking step
-along the direction. Passes over the rows are what cost, so everything else serves to need few:
+``min(0.5, (scaled |grad|) ** 0.25)`` (superlinear convergence; looser than the usual square root,
+which on e5-small saves more CG passes than its one extra Newton step costs), then an Armijo
+backtracking step along the direction, doubled while the loss falls. Passes over the rows are what cost, so
+everything else serves to need few, and cheap ones:
 
 - Rows are centred per block: ``x.w + b = (x - mu).w + (b + mu.w)`` leaves the penalty, hence
   the optimum, unchanged, and removes the common direction that embedding rows share.
@@ -29,6 +33,9 @@ along the direction. Passes over the rows are what cost, so everything else serv
   problem's mean Hessian weight per row, is then inverted by two small products per CG
   iteration; it removes the anisotropy of the embedding space (the rest is the spread of the
   weights ``D``), so CG needs a few iterations where it needed dozens.
+- Hessian products run over float32 rows (an inexact Hessian only makes a step inexact); the
+  gradient and margins too unless ``tol`` is below what float32 sums can certify
+  (``FLOAT32_TOLERANCE``), then over float64 rows.
 """
 from __future__ import annotations
 
@@ -80,7 +87,7 @@ def fit_logistic(
         if bool(converged.all()) or iterations == max_iter:
             break
         weights = [(m * torch.sigmoid(z) * torch.sigmoid(-z)).float() for m, z in zip(data.train, margins)]
-        forcing = torch.clamp(scaled.sqrt(), max=0.5)
+        forcing = torch.clamp(scaled ** 0.25, max=0.5)
         step = _conjugate_gradients(partial(data.hessian_times, weights=weights), data.preconditioner(weights),
                                     grad, forcing, ~converged, max_cg)
         params, margins = _line_search(data, params, margins, grad, step)
