@@ -73,3 +73,13 @@ def test_blocks_must_share_width_and_problem_count() -> None:
         fit_logistic([blocks[1], narrow])
     with pytest.raises(ValueError, match="no blocks"):
         fit_logistic([])
+
+
+def test_a_cpu_fit_leaves_torch_thread_count_as_it_found_it() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        fit_logistic(planted_blocks())
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

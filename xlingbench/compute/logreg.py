@@ -39,7 +39,8 @@ everything else serves to need few, and cheap ones:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
@@ -49,6 +50,11 @@ import torch
 Vectors = torch.Tensor  # (blocks, problems per block, dim + 1): weights then intercept
 TOLERANCE = 1e-6  # default stop: max|grad f| per training row (scikit-learn's lbfgs stops at 1e-4)
 FLOAT32_TOLERANCE = 1e-7  # the tightest stop that passes over float32 rows can certify; below it, float64
+# On CPU a fit runs on one thread. Its passes are matrix products with ten columns, bound by memory
+# traffic that a second thread barely raises, and its hundreds of small element-wise steps would
+# each wait at a barrier for a thread the OS has descheduled: on a loaded 2-core box the fit took
+# 12 s on one thread and 19-44 s on two (e5-small, paper labels).
+CPU_THREADS = 1
 
 
 @dataclass(frozen=True)
@@ -75,8 +81,26 @@ def fit_logistic(
     blocks: Sequence[Block], *, tol: float = TOLERANCE, max_iter: int = 100, max_cg: int = 250, device: str = "cpu"
 ) -> Fit:
     """Fit every problem of every block to ``max|grad f| <= tol * training rows`` (see module doc)."""
-    data = _Data.of(blocks, device, torch.float64 if tol < FLOAT32_TOLERANCE else torch.float32)
-    params = torch.zeros(len(blocks), data.problems, data.dim + 1, dtype=torch.float64, device=device)
+    with _cpu_threads(device, CPU_THREADS):
+        return _newton(_Data.of(blocks, device, torch.float64 if tol < FLOAT32_TOLERANCE else torch.float32),
+                       tol, max_iter, max_cg, device)
+
+
+@contextmanager
+def _cpu_threads(device: str, threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` for a fit on the CPU, restored after."""
+    before = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _newton(data: _Data, tol: float, max_iter: int, max_cg: int, device: str) -> Fit:
+    """The truncated-Newton loop of the module doc, from zero."""
+    params = torch.zeros(len(data.rows), data.problems, data.dim + 1, dtype=torch.float64, device=device)
     margins = [torch.zeros(m.shape, dtype=torch.float64, device=device) for m in data.train]
     converged = torch.zeros(params.shape[:2], dtype=torch.bool, device=device)
     iterations = 0
