@@ -83,3 +83,8 @@ def test_a_cpu_fit_leaves_torch_thread_count_as_it_found_it() -> None:
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_refitting_gives_the_same_numbers() -> None:
+    first, second = fit_logistic(planted_blocks()), fit_logistic(planted_blocks())
+    assert np.array_equal(first.coef, second.coef) and np.array_equal(first.intercept, second.intercept)
