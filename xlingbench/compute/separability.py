@@ -18,8 +18,9 @@ Two solvers fit the same problems on the same rows and folds:
   ``LogisticRegression()``, lbfgs stopping at 100 iterations), so for the same rows and labels
   the numbers are the published script's;
 - ``torch`` (:mod:`xlingbench.compute.logreg`) fits all categories and folds at once (on CPU or
-  GPU) and converges to the optimum that lbfgs only approaches; on a contended 2-core CPU it
-  took 2.4x less time than ``sklearn`` (benchmarks/bench_separability.py). Accuracies can differ
+  GPU) and converges to the optimum that lbfgs only approaches; on a loaded 2-core CPU it
+  took 14-19x less time than ``sklearn`` on e5-small's whole vocabulary (10 s against 142-192 s,
+  benchmarks/bench_separability.py). Accuracies can differ
   from ``sklearn`` where lbfgs stopped early: by 1e-4 on e5-small's Latin with 10 folds, 0.0026
   with 2 folds (a tightly converged sklearn agrees with torch there to 5e-6).
 """
