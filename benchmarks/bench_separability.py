@@ -18,7 +18,7 @@ import pytest
 from xlingbench.compute.categories import label_vocabulary
 from xlingbench.compute.separability import separability
 
-TOKENS = int(os.environ.get("XLINGBENCH_BENCH_TOKENS", 250_002))
+TOKENS = int(os.environ.get("XLINGBENCH_BENCH_TOKENS", "250002"))
 
 
 @pytest.fixture(scope="module")
