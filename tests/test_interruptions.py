@@ -112,16 +112,21 @@ def _results(folder: Path) -> dict[str, list[dict]]:
     return found
 
 
+#: folders of the cache directory that hold no cache entries: the library log, and the MLflow
+#: sink's outbox (results waiting for the store; checked to be empty on its own)
+NOT_ENTRIES = ("logs", "outbox")
+
+
 def _leftovers(cache: Path) -> list[str]:
     """Staging the cache would not count as an entry: hidden temporaries, ``.partial`` folders, entries without meta.json."""
-    entries = [p for kind in cache.iterdir() if kind.is_dir() and kind.name != "logs" for p in kind.iterdir()]
+    entries = [p for kind in cache.iterdir() if kind.is_dir() and kind.name not in NOT_ENTRIES for p in kind.iterdir()]
     return sorted(str(p.relative_to(cache)) for p in entries if p.suffix != ".lock" and (
         p.name.startswith(".") or p.suffix == ".partial" or not (p / "meta.json").is_file()))
 
 
 def _entries(cache: Path) -> dict[str, set[str]]:
     return {kind.name: {p.name for p in kind.iterdir() if (p / "meta.json").is_file()}
-            for kind in cache.iterdir() if kind.is_dir() and kind.name != "logs"}
+            for kind in cache.iterdir() if kind.is_dir() and kind.name not in NOT_ENTRIES}
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +149,7 @@ def _assert_like_clean(folder: Path, clean: tuple[dict[str, list[dict]], dict[st
     for task, runs in results.items():
         assert all(run == expected[task][0] for run in runs), task
     assert _leftovers(folder / "cache") == []
+    assert [p.name for p in (folder / "cache").glob("outbox/*/*.json")] == []  # every kept result was sent
     assert _entries(folder / "cache") == keys
 
 
