@@ -14,8 +14,8 @@ Lloyd skips the points that provably keep their cluster (Elkan 2003, Hamerly 201
 keeps an upper bound on its distance to its centroid and lower bounds on its distances to its
 ``_TRACKED`` nearest other centroids and to all the rest; when the centroids move, the bounds move
 by the shifts (triangle inequality), and only the points whose bounds overlap are measured again,
-by a smaller product. On PUD word vectors (K = 565, d = 384) that is about a third of the rows
-over a run. The bounds carry the rounding error of the float32 product (``_ROUNDING``), so a skipped
+by a smaller product. On PUD word vectors (K = 565, d = 384) that is about 38% of the rows
+over a run. The bounds carry the rounding error of the float32 product (:func:`_margin`), so a skipped
 point is one whose nearest centroid plain Lloyd's product would not change either: the labels are
 plain Lloyd's up to float ties (``_BOUNDED = False`` runs plain Lloyd, the reference the tests and
 the benchmark compare with). Results are deterministic for a seed on a given device (CPU and GPU
@@ -41,15 +41,13 @@ TYPES_PER_CONCEPT = 10
 #: k-means++ candidates' starts x trials x n (which bounds how many starts are seeded together)
 _DISTANCE_BLOCK = 1 << 24
 #: nearest centroids whose lower bounds each point keeps; one more bound covers all the others. On
-#: PUD word vectors 16 leave ~30% of the rows to measure again over a run, against ~55% with one
-#: bound for all (Hamerly) and ~20% with one per centroid (Elkan, at n x K memory per start)
+#: PUD word vectors (K = 565) 8 leave ~38% of the rows to measure over a run, against ~60% with one
+#: bound for all (Hamerly) and ~22% with one per centroid (Elkan, at n x K memory per start); more
+#: than 8 saves few rows and costs more in the partial sort that refreshes the bounds
 _TRACKED = 8
 #: skip the points whose bounds say their cluster cannot change; False measures every point at
 #: every iteration (plain Lloyd: the reference of the tests and benchmark)
 _BOUNDED = True
-#: relative rounding error of a float32 squared distance |x|^2 - 2 x.c + |c|^2 in d = 384, as a
-#: share of |x|^2 + |c|^2: twice the worst case (d + 2) * 2^-24 of the dot product (Higham, 2002)
-_ROUNDING = 2 * 386 * 2.0**-24
 
 
 @dataclass
@@ -203,14 +201,16 @@ def _lloyd(
     for n_iter in range(1, max_iter + 1):
         updated = _update(points, bounds.labels, centroids)
         shift = updated - centroids
-        small_shift = float((shift * shift).sum()) <= tol_abs
+        converged = float((shift * shift).sum()) <= tol_abs
         bounds.move(shift.norm(dim=1))
         centroids = updated
         changed = bounds.assign(points, sq_norms, centroids)
-        if small_shift or n_iter == max_iter or not changed:
-            n_done, converged = (n_iter, small_shift) if small_shift or n_iter == max_iter else (n_iter + 1, True)
-            return bounds.labels, _assigned_sq_distances(points, centroids, bounds.labels), centroids, n_done, converged
-    raise AssertionError("unreachable: the last iteration returns")
+        if converged or n_iter == max_iter:  # this assignment was scikit-learn's closing one
+            break
+        if not changed:  # this assignment was iteration n_iter + 1, and it changed nothing
+            n_iter, converged = n_iter + 1, True
+            break
+    return bounds.labels, _assigned_sq_distances(points, centroids, bounds.labels), centroids, n_iter, converged
 
 
 class _Bounds:
@@ -219,7 +219,7 @@ class _Bounds:
     ``upper``: at least the distance to its centroid; ``lower[:, :m]``: at most the distances to
     the ``m`` centroids of ``tracked`` (its nearest when last measured); ``lower[:, m]``: at most the
     distance to any other centroid. Kept in float64 so that the bound arithmetic adds no rounding
-    of its own; the float32 product's is allowed for by ``_ROUNDING``.
+    of its own; the float32 product's is allowed for by :func:`_margin`.
     """
 
     def __init__(self, points: torch.Tensor, sq_norms: torch.Tensor, centroids: torch.Tensor) -> None:
@@ -278,8 +278,11 @@ class _Bounds:
 
 
 def _margin(sq_norms: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """Per point, the most by which a float32 squared distance to any centroid can be off."""
-    return _ROUNDING * (sq_norms.double() + float((centroids * centroids).sum(1).max()))
+    """Per point, the most by which a float32 squared distance |x|^2 - 2 x.c + |c|^2 to any
+    centroid can be off: twice the worst case (d + 2) * 2^-24 of a float32 dot product in d
+    dimensions (Higham 2002), relative to |x|^2 + |c|^2."""
+    rounding = 2 * (centroids.shape[1] + 2) * 2.0**-24
+    return rounding * (sq_norms.double() + float((centroids * centroids).sum(1).max()))
 
 
 def _update(points: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
