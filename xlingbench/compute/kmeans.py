@@ -231,6 +231,10 @@ class _Bounds:
         self.upper = torch.empty(n, dtype=torch.float64, device=device)
         self.lower = torch.empty((n, self.tracked_count + 1), dtype=torch.float64, device=device)
         self.tracked = torch.empty((n, self.tracked_count), dtype=torch.long, device=device)
+        # one distance block for every assignment: blocks of changing size, each above glibc's
+        # mmap threshold, went back to the OS at every iteration and faulted in again (10x slower
+        # with two threads on a busy machine)
+        self.block = torch.empty((min(n, max(1, _DISTANCE_BLOCK // k)), k), dtype=points.dtype, device=device)
         self._measure(points, sq_norms, centroids, torch.arange(n, device=device), _margin(sq_norms, centroids))
 
     def move(self, shifts: torch.Tensor) -> None:
@@ -262,10 +266,10 @@ class _Bounds:
         nearest (as plain Lloyd's product finds it) and fresh bounds. True if a label changed."""
         import torch
 
-        chunk, m, changed = max(1, _DISTANCE_BLOCK // centroids.shape[0]), self.tracked_count, False
+        chunk, m, changed = len(self.block), self.tracked_count, False
         for begin in range(0, len(rows), chunk):
             part = rows[begin : begin + chunk]
-            block = _sq_distances(points[part], sq_norms[part], centroids)
+            block = _sq_distances(points[part], sq_norms[part], centroids, out=self.block[: len(part)])
             nearest, label = torch.min(block, 1)
             changed = changed or bool((label != self.labels[part]).any())
             values, ids = torch.topk(block, m + 1, dim=1, largest=False)
@@ -306,10 +310,14 @@ def _assigned_sq_distances(points: torch.Tensor, centroids: torch.Tensor, labels
     return (difference * difference).sum(1)
 
 
-def _sq_distances(rows: torch.Tensor, row_sq_norms: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+def _sq_distances(
+    rows: torch.Tensor, row_sq_norms: torch.Tensor, others: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Squared Euclidean distances (len(rows) x len(others)) by the dot-product expansion,
     in place on the product (the same float operations, in the same order, as
-    ``row_sq_norms[:, None] - 2 rows @ others.T + |others|^2``)."""
-    dist = rows @ others.T
+    ``row_sq_norms[:, None] - 2 rows @ others.T + |others|^2``), written into ``out`` if given."""
+    import torch
+
+    dist = torch.mm(rows, others.T, out=out)
     dist.mul_(-2.0).add_(row_sq_norms[:, None]).add_((others * others).sum(1)[None, :])
     return dist.clamp_(min=0.0)
