@@ -7,8 +7,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 import xlingbench.compute.kmeans as km
-from xlingbench.core.errors import UserError
 from xlingbench.compute.kmeans import choose_k, kmeans
+from xlingbench.core.errors import UserError
 
 
 def planted(n_clusters: int = 12, per_cluster: int = 40, dim: int = 16, seed: int = 0,
@@ -110,14 +110,74 @@ def test_starts_are_deterministic_and_the_same_batched_or_one_group_at_a_time(mo
     first, again = kmeans(x, 15, seed=4, n_init=6), kmeans(x, 15, seed=4, n_init=6)
     assert np.array_equal(first.labels, again.labels) and np.array_equal(first.centroids, again.centroids)
     assert first.inertias == again.inertias and len(set(first.inertias)) > 1
-    monkeypatch.setattr(km, "_MIN_ROWS", km._DISTANCE_BLOCK // (4 * 15))  # groups of 4 starts: 4 + 2
+    trials = 2 + int(np.log(15))  # k-means++ candidates per step
+    monkeypatch.setattr(km, "_DISTANCE_BLOCK", 4 * trials * len(x))  # seeded in groups of 4 starts: 4 + 2
     assert km._starts_per_group(len(x), 15, 6) == 4
     grouped = kmeans(x, 15, seed=4, n_init=6)
-    monkeypatch.setattr(km, "_MIN_ROWS", km._DISTANCE_BLOCK)  # one start at a time
+    monkeypatch.setattr(km, "_DISTANCE_BLOCK", trials * len(x))  # one start at a time, Lloyd in chunks of 160 rows
     sequential = kmeans(x, 15, seed=4, n_init=6)
     for other in (grouped, sequential):
         assert np.array_equal(first.labels, other.labels)
         assert other.inertias == pytest.approx(first.inertias, rel=1e-6)
+
+
+def word_vector_like(seed: int, n: int = 4000, dim: int = 48) -> np.ndarray:
+    """Like contextual word vectors: many latent senses of uneven frequency (Zipf), each a
+    cloud around its centre, plus a shared offset: clusters that touch, as on PUD."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n // 8, dim))
+    senses = np.minimum(rng.zipf(1.3, size=n), len(centres)) - 1
+    return (3.0 + centres[senses] + 0.7 * rng.normal(size=(n, dim))).astype(np.float32)
+
+
+def _measured_rows(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record how many rows each Lloyd assignment measures against every centroid."""
+    counts: list[int] = []
+    measure = km._Bounds._measure
+
+    def counting(self, points, sq_norms, centroids, rows, margin):
+        counts.append(len(rows))
+        return measure(self, points, sq_norms, centroids, rows, margin)
+
+    monkeypatch.setattr(km._Bounds, "_measure", counting)
+    return counts
+
+
+@pytest.mark.parametrize("data, k", [(planted()[0], 12), (word_vector_like(0), 200), (word_vector_like(1), 60)])
+def test_bounded_lloyd_gives_plain_lloyds_labels_and_skips_rows(data, k, monkeypatch: pytest.MonkeyPatch) -> None:
+    measured = _measured_rows(monkeypatch)
+    bounded = kmeans(data, k, seed=2, n_init=2)
+    rows_bounded, measured[:] = sum(measured), []
+    monkeypatch.setattr(km, "_BOUNDED", False)
+    plain = kmeans(data, k, seed=2, n_init=2)
+    assert np.array_equal(bounded.labels, plain.labels) and np.array_equal(bounded.centroids, plain.centroids)
+    assert bounded.inertias == plain.inertias and bounded.n_iter == plain.n_iter
+    assert sum(measured) == len(data) * len(measured)  # plain Lloyd measures every row every time
+    if k > 12:  # planted blobs converge in two iterations: nothing to skip
+        assert rows_bounded < 0.75 * sum(measured)
+
+
+def test_bounds_hold_against_brute_force_distances(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    x = torch.as_tensor(word_vector_like(3, n=1500, dim=16))
+    sq_norms = (x * x).sum(1)
+    centroids = x[:40].clone()
+    bounds = km._Bounds(x, sq_norms, centroids)
+    measured = _measured_rows(monkeypatch)
+    rng = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        moved = centroids + 0.02 * torch.randn(centroids.shape, generator=rng)
+        bounds.move((moved - centroids).norm(dim=1))
+        centroids = moved
+        true = torch.cdist(x.double(), centroids.double())
+        assert bool((bounds.upper >= true[torch.arange(len(x)), bounds.labels] - 1e-9).all())
+        assert bool((bounds.lower[:, :-1] <= true.gather(1, bounds.tracked) + 1e-9).all())
+        untracked = true.scatter(1, bounds.tracked, float("inf")).min(1).values
+        assert bool((bounds.lower[:, -1] <= untracked + 1e-9).all())
+        bounds.assign(x, sq_norms, centroids)
+        assert torch.equal(bounds.labels, torch.min(km._sq_distances(x, sq_norms, centroids), 1).indices)
+    assert 0 < sum(measured) < 0.5 * 5 * len(x)  # the labels above were partly kept by the bounds alone
 
 
 def test_start_seeds_follow_sklearn_and_do_not_depend_on_n_init() -> None:
