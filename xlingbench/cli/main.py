@@ -138,7 +138,7 @@ def _user_error(exc: UserError) -> NoReturn:
 def _usage_error(exc: UsageError) -> NoReturn:
     """Click's usage error (typer would draw it in a box under the usage) as one line and exit 2."""
     command = exc.ctx.command_path if exc.ctx else "xlingbench"
-    _user_error(UserError(exc.format_message().rstrip(".") + ".", f"See `{command} --help`."))
+    _user_error(UserError(exc.format_message(), f"See `{command} --help`."))
 
 
 def _refused_by_mlflow(exc: Exception) -> bool:

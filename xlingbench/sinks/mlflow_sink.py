@@ -103,9 +103,11 @@ def resolve_tracking_uri(uri: str | None) -> str:
 def check_writable(uri: str) -> None:
     """A local SQLite store must be writable, and so must its folder (SQLite writes a journal beside
     it): found here at once, in one line, rather than by MLflow after minutes of retries."""
-    if not uri.startswith("sqlite:///"):
+    from xlingbench.sinks.sqlite_store import sqlite_path
+
+    path = sqlite_path(uri)  # the file as SQLAlchemy reads the URI (query parameters and all)
+    if path is None:
         return
-    path = Path(uri.removeprefix("sqlite:///"))
     try:
         with tempfile.TemporaryFile(dir=path.parent):
             pass
