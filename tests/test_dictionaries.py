@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,43 @@ def test_muse_download_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pyt
 def test_reads_a_real_muse_file() -> None:
     found = d.load_dictionaries(str(SHARED_MUSE / "en-de.tsv"), SHARED_MUSE)
     assert found[0].pair == "en-de" and "wasser" in found[0].entries["water"]  # MUSE is lowercased
+
+
+#: task 3's version -> the sha256 of the frozen CLDR text it reads by default. A new file
+#: (a newer CLDR) without a new task version fails here: the same version must mean the same data.
+FROZEN_CLDR_BY_TASK_VERSION = {"3": "3a00e5cc71b29c6290f97013cfeae119b6eb701fe6b270257423fe9a55066e96"}
+
+
+def test_frozen_cldr_data_goes_with_the_task_version() -> None:
+    import hashlib
+
+    from xlingbench.tasks.translation_in_neighbours import TASK
+
+    text = gzip.decompress(d.CLDR_FILE.read_bytes())
+    assert hashlib.sha256(text).hexdigest() == FROZEN_CLDR_BY_TASK_VERSION[TASK.metadata.version] == d.CLDR_SHA256
+    header, _ = d.frozen_cldr()
+    assert header["cldr_version"] == "49" and "Unicode License" in header["licence"]
+
+
+def test_cldr_default_reads_no_babel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever babel is installed (or none), the default dictionaries are the frozen ones."""
+    monkeypatch.setitem(sys.modules, "babel", None)
+    monkeypatch.setitem(sys.modules, "babel.core", None)
+    assert d.cldr_dictionary("de").source == "cldr 49 (frozen)"
+
+
+def test_frozen_cldr_equals_the_freezing_script_on_its_babel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data file is what scripts/freeze_cldr_dictionaries.py makes from the recorded babel."""
+    import importlib.util
+
+    babel = pytest.importorskip("babel")
+    header, _ = d.frozen_cldr()
+    if babel.__version__ != header["babel_version"]:
+        pytest.skip(f"babel {babel.__version__} installed; the data was frozen with {header['babel_version']}")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "freeze_cldr_dictionaries.py"
+    spec = importlib.util.spec_from_file_location("freeze_cldr", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "OUT", tmp_path / "out.tsv.gz")
+    module.main()
+    assert gzip.decompress((tmp_path / "out.tsv.gz").read_bytes()) == gzip.decompress(d.CLDR_FILE.read_bytes())

@@ -7,8 +7,11 @@ A dictionary for a language pair ``en-<x>`` maps each English word to its transl
   once from ``dl.fbaipublicfiles.com`` into the xlingbench cache (needs the internet once).
 - local files in MUSE format (``source target`` a line, tab or space separated), named
   ``en-<x>.txt`` / ``en-<x>.tsv`` so that the pair is read from the name, or a directory of them.
-- ``cldr`` (the default, offline): Unicode CLDR display names shipped with ``babel`` (Unicode
-  licence, permissive: https://www.unicode.org/license.txt). For each key (a language, territory,
+- ``cldr`` (the default, offline): Unicode CLDR display names (Unicode licence, permissive:
+  https://www.unicode.org/license.txt), frozen into ``data/cldr_dictionaries.tsv.gz`` by
+  ``scripts/freeze_cldr_dictionaries.py`` (CLDR 49, read through babel 2.19) for English against
+  45 languages (MUSE's 44 and Icelandic). Frozen, not read from babel at run time: the
+  numbers and the fingerprint must not move when babel releases a new CLDR. For each key (a language, territory,
   script or currency code, a month, a weekday, a unit) the English name is paired with the target
   locale's name. Only names that are one word on both sides (letters and combining marks only:
   no spaces, digits or punctuation) are kept; multi-word names are dropped rather than split,
@@ -31,12 +34,13 @@ one-column, missing or directory path is a UserError naming the path and the fix
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
-import unicodedata
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -50,8 +54,10 @@ MUSE_URL = "https://dl.fbaipublicfiles.com/arrival/dictionaries/en-{target}.txt"
 LANGUAGE_CODE = r"[A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)?"
 _PAIR_NAME = re.compile(rf"^en-({LANGUAGE_CODE})$")
 _LEXICAL_LINE = re.compile(r"^(\S+) -> (\S+): Probability = ([^\s,]+)(?:, Count = [^\s,]+)?\s*$")
-#: CLDR sections whose names are aligned by key across locales
-_CLDR_SECTIONS = ("languages", "territories", "scripts", "currencies", "months", "days", "units")
+#: the frozen CLDR dictionaries and the sha256 of their (uncompressed) text; a new file goes
+#: with a new version of task 3 (tests/test_dictionaries.py holds the pairing)
+CLDR_FILE = Path(__file__).with_name("data") / "cldr_dictionaries.tsv.gz"
+CLDR_SHA256 = "3a00e5cc71b29c6290f97013cfeae119b6eb701fe6b270257423fe9a55066e96"
 
 
 @dataclass(frozen=True)
@@ -154,43 +160,31 @@ def download_muse(target: str, cache_dir: Path) -> Path:
     return path
 
 
-def _one_word(name: str | None) -> bool:
-    """Letters and combining marks only, starting with a letter (Hindi vowel signs are marks)."""
-    return bool(name) and unicodedata.category(name[0]).startswith("L") and all(
-        unicodedata.category(ch)[0] in "LM" for ch in name
-    )
-
-
-def _cldr_names(locale: object, section: str) -> dict[object, str]:
-    """Key -> display name of one CLDR section of a babel Locale."""
-    if section == "months":
-        return dict(locale.months["format"]["wide"])  # type: ignore[attr-defined]
-    if section == "days":
-        return dict(locale.days["format"]["wide"])  # type: ignore[attr-defined]
-    if section == "units":
-        names = locale.unit_display_names  # type: ignore[attr-defined]
-        return {key: names[key]["long"] for key in names if "long" in names[key]}
-    return dict(getattr(locale, section))
+@lru_cache(maxsize=1)
+def frozen_cldr() -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
+    """(header, target -> (English, target) pairs) of the frozen CLDR file, hash-checked."""
+    text = gzip.decompress(CLDR_FILE.read_bytes()).decode("utf-8")
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != CLDR_SHA256:
+        raise UserError(f"the packaged CLDR dictionaries {CLDR_FILE} do not match their recorded sha256.",
+                        "Reinstall xlingbench; the file was changed or damaged.")
+    header: dict[str, str] = {}
+    pairs: dict[str, list[tuple[str, str]]] = {}
+    for line in text.splitlines():
+        fields = line.split("\t")
+        if line.startswith("# "):
+            header[fields[0][2:]] = "\t".join(fields[1:])
+        else:
+            pairs.setdefault(fields[0], []).append((fields[1], fields[2]))
+    return header, pairs
 
 
 def cldr_dictionary(target: str) -> Dictionary:
-    """English -> ``target`` single-word names from CLDR (via babel), aligned by key."""
-    from babel import Locale, UnknownLocaleError
-    from babel.core import get_cldr_version
-
-    try:
-        english, other = Locale.parse("en"), Locale.parse(target)
-    except (UnknownLocaleError, ValueError) as err:
-        raise UserError(f"CLDR has no locale {target!r}: {err}.", "Use a CLDR locale code such as de, zh or pt_BR.") from err
-    pairs = []
-    for section in _CLDR_SECTIONS:
-        theirs = _cldr_names(other, section)
-        for key, name in _cldr_names(english, section).items():
-            if _one_word(name) and _one_word(theirs.get(key)):
-                pairs.append((name, theirs[key]))
-    if not pairs:
-        raise UserError(f"CLDR gives no single-word English-{target} names.", "Choose another language pair.")
-    return Dictionary(f"en-{target}", group(pairs), f"cldr {get_cldr_version()} (babel)")
+    """English -> ``target`` single-word names from the frozen CLDR data, aligned by key."""
+    header, pairs = frozen_cldr()
+    if target not in pairs:
+        raise UserError(f"the offline CLDR dictionaries have no language {target!r}.",
+                        f"Use one of {', '.join(sorted(pairs))}, or MUSE-format files (dictionary=path/en-{target}.txt).")
+    return Dictionary(f"en-{target}", group(pairs[target]), f"cldr {header['cldr_version']} (frozen)")
 
 
 def pair_of_file(path: Path) -> str:

@@ -212,7 +212,7 @@ TASK = Task(
         reference="Wen-Yi & Mimno 2023, Hyperpolyglot LLMs, EMNLP (arXiv 2311.18034), section 5; "
         "metric defined in xlingbench docs/tasks.md",
         main_score="hit_at_10",
-        version="2",
+        version="3",
         options=("dictionary", "seed"),
         charts=tuple(Chart(name=f"hit_at_{k}_by_pair", kind="bar", metric=f"hit_at_{k}", title=f"Translation among the {k} nearest neighbours",
                            xlabel="language pair", ylabel=f"hit@{k}") for k in (1, 10, 50)),
