@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DRIVER = """
 import os, signal, sys, time
 from pathlib import Path
-import xlingbench.harness.runner as runner
+import xlingbench.harness.unit as runner
 from xlingbench.cli.main import app
 
 flags, action = Path(sys.argv[1]), sys.argv[2]

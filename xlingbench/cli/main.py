@@ -52,6 +52,8 @@ LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
 #: exit statuses (README): 0 ok, 1 regression found (compare/check), 2 user error, 3 internal error,
 #: 4 results kept in the outbox because the tracking store stopped taking them, 130 interrupted
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_RESULTS_KEPT, EXIT_INTERRUPTED = 2, 3, 4, 130
+#: the running command's --cache-dir, so that its crash log goes where its other logs go
+CRASH_CACHE: dict[str, Path] = {}
 
 
 class _Group(TyperGroup):
@@ -72,9 +74,9 @@ class _Group(TyperGroup):
             _usage_error(exc)
 
     def invoke(self, ctx: typer.Context) -> object:
-        from xlingbench.sinks.mlflow_sink import DELIVERY
+        from xlingbench.sinks.delivery import DELIVERY
 
-        DELIVERY.logged, DELIVERY.kept = 0, {}
+        DELIVERY.reset()
         previous = _interrupt_on_sigterm()
         try:
             result = super().invoke(ctx)
@@ -111,7 +113,7 @@ def _say(line: str) -> None:
 
 def _kept_text() -> str:
     """``; N results are kept in FOLDER ...`` for the outboxes this command left results in, else nothing."""
-    from xlingbench.sinks.mlflow_sink import DELIVERY
+    from xlingbench.sinks.delivery import DELIVERY
 
     parts = [f"; {len(pending(folder))} results are kept in {folder} and the next run to {uri} sends them (the store "
              f"answered: {error})" for folder, (uri, error) in DELIVERY.kept.items()]
@@ -156,7 +158,7 @@ def _crash_log(text: str = "") -> Path:
     from xlingbench.inputs.cache import default_cache_dir
 
     text = text or traceback.format_exc()
-    for folder in (default_cache_dir() / "logs", Path(tempfile.gettempdir())):
+    for folder in ((CRASH_CACHE.get("dir") or default_cache_dir()) / "logs", Path(tempfile.gettempdir())):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
@@ -196,6 +198,7 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="The Ray cluster to use with --executor ray (auto, HOST:PORT, ray://HOST:10001). Default: start a local one.")] = None,
     workers: Annotated[int | None, typer.Option(help="Model revisions running at once with --executor ray. Default: the cluster's CPUs (GPUs with --device cuda).")] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Run and log again the task runs whose results every sink already holds (by default they are skipped, so a rerun resumes).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML run file of these options (models, tasks, revisions, set, sinks ...); an option given on the command line wins. Its name and digest are recorded with the run.", show_default=False)] = None,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 
@@ -207,12 +210,24 @@ def run(
     from xlingbench.harness.runner import run as run_all
     from xlingbench.sinks import DEFAULT_SINKS, SinkSettings
 
+    record: dict[str, str] = {}
+    if config is not None:
+        from xlingbench.cli import run_file
+
+        ctx = click_context()
+        explicit = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        values = run_file.merged(ctx.params, run_file.load_run_file(config, set(ctx.params)), explicit)
+        (model, task, revision, checkpoints, labels, dictionary, data, languages, seed, set_, device, dtype, tracking_uri,
+         experiment, sink, results_dir, cache_dir, executor, ray_address, workers, rerun) = (values[name] for name in RUN_OPTIONS)
+        record = run_file.record(config)
+    if cache_dir is not None:
+        CRASH_CACHE["dir"] = cache_dir
     sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
     request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir, cache_dir),
-                         grid=GridSettings(executor, ray_address, workers, rerun))
+                         grid=GridSettings(executor, ray_address, workers, rerun), record=record)
     # the runner runs each task once per model revision, so a revision is done after this many outcomes
     per_revision = len(dict.fromkeys(request.tasks))
     tables: dict[tuple[str, str, int | None], Table] = {}
@@ -251,6 +266,21 @@ def run(
                   markup=False, highlight=False, soft_wrap=True)
     if result.failed:
         raise typer.Exit(_report_failures(result.failed))
+
+
+#: the options of ``run`` a run file may set, in the order ``run`` unpacks them
+RUN_OPTIONS = ("model", "task", "revision", "checkpoints", "labels", "dictionary", "data", "languages", "seed", "set_",
+               "device", "dtype", "tracking_uri", "experiment", "sink", "results_dir", "cache_dir", "executor",
+               "ray_address", "workers", "rerun")
+
+
+def click_context() -> typer.Context:
+    """The running command's context (which options came from the command line)."""
+    try:
+        from typer._click import get_current_context
+    except ImportError:  # an older typer uses click itself
+        from click import get_current_context
+    return get_current_context()
 
 
 def _report_failures(failed: list[Failure]) -> int:
@@ -318,7 +348,7 @@ def outcome_record(outcome: "Outcome") -> dict[str, object]:
     value = outcome.headline
     return {"model": outcome.model.name, "revision": outcome.model.revision, "step": outcome.model.step,
             "task": outcome.task.name, "headline": outcome.task.main_score, "value": value if math.isfinite(value) else None,
-            "fingerprint": outcome.fingerprint, "task_key": outcome.result.info.get("task_key"),
+            "fingerprint": outcome.fingerprint, "task_key": outcome.task_key,
             "seconds": outcome.result.timings.get("total"),
             "run_id": outcome.refs.get("mlflow"), "refs": outcome.refs}
 

@@ -1,6 +1,9 @@
 """Regression gating: compare two runs, or one run against a committed file of expected values.
 
-Run references (RUN arguments) take four forms:
+The runs come from a :class:`~xlingbench.sinks.store.ResultStore`: the MLflow store
+(:mod:`xlingbench.leaderboard.mlflow_store`) or a JSON results folder
+(:mod:`xlingbench.sinks.json_store`, whose own reference forms are listed there). In the MLflow
+store, run references (RUN arguments) take four forms:
 
 * a run id: a parent model run (all its task runs are compared) or one task run;
 * the first 8 or more characters of a run id, when no other run of the store starts with them
@@ -44,7 +47,6 @@ number it could not compare.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 import tomllib
@@ -54,21 +56,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError, did_you_mean
-from xlingbench.sinks.mlflow_sink import tag_clause
 from xlingbench.core.outputs import write_file
-from xlingbench.leaderboard.collect import FINISHED_ONLY, TAG, TaskRow, connect, mlflow_errors, task_row
 from xlingbench.leaderboard.view import installed
+from xlingbench.sinks.store import ResultStore, TaskRow
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
     from rich.console import Console
 
 DEFAULT_TOLERANCE = 0.01
 #: default tolerance by the unit a task declares for a metric (TaskMetadata.units); undeclared: a fraction
 UNIT_TOLERANCES = {"fraction": DEFAULT_TOLERANCE, "percent": 1.0}
-#: a run-id prefix must be at least this long (``xlingbench run`` prints 8 characters)
-PREFIX_LENGTH = 8
 #: floating-point slack so that a drop of exactly the tolerance passes
 EPSILON = 1e-12
 EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
@@ -171,116 +168,6 @@ def default_tolerance(task: str, metric: str) -> float:
     return UNIT_TOLERANCES.get(unit, DEFAULT_TOLERANCE)
 
 
-# --------------------------------------------------------------------------- run references
-
-
-def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
-    """``task -> row`` for a run id, a run-id prefix, an ``@FILE`` of ``run --json`` or a selector."""
-    if ref.startswith("@"):
-        return rows_of_file(client, uri, Path(ref[1:]))
-    with mlflow_errors(uri):
-        run = select(client, ref) if "=" in ref else require_finished(find_run(client, ref), ref)
-        if run.data.tags.get(TAG + "role") == "task":
-            return {task_row(run, uri).task: task_row(run, uri)}
-        children = client.search_runs(
-            [run.info.experiment_id],
-            filter_string=f"tags.\"mlflow.parentRunId\" = '{run.info.run_id}' and tags.\"{TAG}role\" = 'task' and {FINISHED_ONLY}",
-            max_results=1000,
-        )
-    if not children:
-        raise UserError(f"run {ref} has no task runs.", "Pass a parent model run or a task run of the xlingbench layout.")
-    rows = sorted((task_row(child, uri) for child in children), key=lambda row: row.start_time)
-    return {row.task: row for row in rows}  # the newest run of a task wins
-
-
-def rows_of_file(client: MlflowClient, uri: str, path: Path) -> dict[str, TaskRow]:
-    """``task -> row`` of the task runs a ``xlingbench run --json`` document names: one model revision."""
-    with mlflow_errors(uri):
-        rows = [task_row(require_finished(get_run(client, run_id), run_id), uri) for run_id in run_ids_of(path)]
-    revisions = sorted({f"{row.model}@{row.revision[:12]}" for row in rows})
-    if len(revisions) > 1:
-        raise UserError(f"{path} holds runs of {len(revisions)} model revisions ({', '.join(revisions)}).",
-                        "Gate one model revision per file: run one --model and --revision per `xlingbench run --json`.")
-    return {row.task: row for row in rows}
-
-
-def run_ids_of(path: Path) -> list[str]:
-    """The MLflow run ids of a ``xlingbench run --json`` document (``{"outcomes": [{"run_id": ...}]}``)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror}.", "Write it with `xlingbench run --json > FILE`, then pass --run @FILE.") from err
-    except ValueError as err:
-        raise UserError(f"{path} is not JSON: {err}.", "Pass the stdout of `xlingbench run --json` (its progress goes to stderr).") from err
-    outcomes = data.get("outcomes") if isinstance(data, dict) else None
-    if not isinstance(outcomes, list) or not all(isinstance(o, dict) for o in outcomes):
-        raise UserError(f"{path} is not a `xlingbench run --json` document.", 'It must hold {"outcomes": [{"run_id": ...}, ...]}.')
-    ids = [o.get("run_id") for o in outcomes]
-    if not ids or not all(isinstance(i, str) and i for i in ids):
-        raise UserError(f"{path} names no MLflow run for {'some' if ids else 'any'} outcome.",
-                        "Run with the mlflow sink (the default) so that each outcome has a run_id.")
-    return ids
-
-
-def find_run(client: MlflowClient, ref: str) -> Run:
-    """The run with this id, or with this unique prefix of at least :data:`PREFIX_LENGTH` hex digits."""
-    is_hex = all(c in "0123456789abcdef" for c in ref.lower())
-    if not is_hex or not PREFIX_LENGTH <= len(ref) < 32:
-        return get_run(client, ref)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string=f"attributes.run_id LIKE '{ref.lower()}%'", max_results=2) if experiments else []
-    if len(runs) != 1:
-        problem = f"run-id prefix {ref!r} matches {'several runs' if runs else 'no run'}."
-        raise UserError(problem, "Give more characters of the id, or the whole id, or --run @FILE from `xlingbench run --json`.")
-    return runs[0]
-
-
-def require_finished(run: Run, ref: str) -> Run:
-    """``run`` if it finished; else a UserError naming its status (a RUNNING, KILLED or FAILED run holds half a result)."""
-    status = run.info.status
-    if status != "FINISHED":
-        why = "still running, or its process was killed" if status == "RUNNING" else "it did not finish"
-        raise UserError(f"run {ref} is {status} ({why}); its numbers cannot be gated.",
-                        "Rerun the same `xlingbench run` command to finish it, then gate the new run.")
-    return run
-
-
-def get_run(client: MlflowClient, run_id: str) -> Run:
-    """The run with this id, or a UserError naming it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_run(run_id)
-    except MlflowException as err:
-        raise UserError(
-            f"no run with id {run_id!r}.",
-            "Check --tracking-uri (the store it was logged to) and the id (MLflow UI, or `xlingbench run --json`).",
-        ) from err
-
-
-def select(client: MlflowClient, selector: str) -> Run:
-    """The newest run matching ``EXPERIMENT:KEY=VALUE,...`` (a task run if ``task`` is a key)."""
-    head = selector[: selector.index("=")]
-    experiment, colon, _ = head.rpartition(":")
-    if not colon or not experiment:
-        raise UserError(f"bad run selector {selector!r}.", "Write EXPERIMENT:KEY=VALUE[,KEY=VALUE], e.g. xlingbench:model=xlm-roberta-xl.")
-    pairs = [item.partition("=") for item in selector[len(experiment) + 1 :].split(",")]
-    if any(not key or not sep for key, sep, _ in pairs):
-        raise UserError(f"bad run selector {selector!r}.", "Each part after the colon must be KEY=VALUE, separated by commas.")
-    tags = {(key if "." in key else TAG + key): value for key, _, value in pairs}
-    tags[TAG + "role"] = "task" if TAG + "task" in tags else "model"
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise UserError(f"no MLflow experiment named {experiment!r}.", "Check the part of the selector before the colon.")
-    runs = client.search_runs(
-        [found.experiment_id], filter_string=" and ".join([*(tag_clause(k, v) for k, v in tags.items()), FINISHED_ONLY]),
-        max_results=1, order_by=["attributes.start_time DESC"],
-    )
-    if not runs:
-        raise UserError(f"no run matches {selector!r}.", "Check the tag values in the MLflow UI (tags xlingbench.*).")
-    return runs[0]
-
-
 # --------------------------------------------------------------------------- compare / check
 
 
@@ -314,13 +201,12 @@ def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], pa
     return lines
 
 
-def compare(baseline: str, candidate: str, tolerances: list[str], tracking_uri: str | None = None) -> Report:
-    """Compare two run references (see the module docstring for the syntax and the rule)."""
+def compare(baseline: str, candidate: str, tolerances: list[str], store: ResultStore) -> Report:
+    """Compare two run references of ``store`` (see the module docstring for the rule)."""
     patterns = parse_tolerances(tolerances)
-    client, uri = connect(tracking_uri)
-    base = resolve(client, uri, baseline)
+    base = store.resolve(baseline)
     check_patterns(patterns, base)
-    return Report(baseline, candidate, compare_rows(base, resolve(client, uri, candidate), patterns))
+    return Report(baseline, candidate, compare_rows(base, store.resolve(candidate), patterns))
 
 
 def check_patterns(patterns: dict[str, float], rows: dict[str, TaskRow]) -> None:
@@ -393,11 +279,10 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def check(expect_file: Path, run: str, tracking_uri: str | None = None) -> Report:
-    """Compare a run with the expected values of a committed file."""
+def check(expect_file: Path, run: str, store: ResultStore) -> Report:
+    """Compare a run of ``store`` with the expected values of a committed file."""
     expected, configs = load_expectations(expect_file)
-    client, uri = connect(tracking_uri)
-    rows = resolve(client, uri, run)
+    rows = store.resolve(run)
     check_metric_names(expect_file, expected, rows)
     lines = [check_line(task, metric, expect, rows.get(task), configs.get(task))
              for task, metrics in sorted(expected.items()) for metric, expect in sorted(metrics.items())]
@@ -436,10 +321,9 @@ def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def write_expect(path: Path, run: str, tracking_uri: str | None = None) -> int:
+def write_expect(path: Path, run: str, store: ResultStore) -> int:
     """Write an expect file (JSON, or TOML by suffix) from a run's headlines; returns the number of tasks."""
-    client, uri = connect(tracking_uri)
-    data = expectations_of(resolve(client, uri, run))
+    data = expectations_of(store.resolve(run))
     write_file(path, to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n")
     return len(data.get(CONFIGS, {}))
 

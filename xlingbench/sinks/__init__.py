@@ -25,8 +25,6 @@ from xlingbench.core.task import ModelRevision, Outcome
 SINK_GROUP = "xlingbench.sinks"
 #: where results go when nobody says: the MLflow store
 DEFAULT_SINKS = ("mlflow",)
-#: ``TaskResult.info`` entry holding the task key a sink records, so that a rerun can skip what is done
-TASK_KEY = "task_key"
 
 
 @dataclass(frozen=True)
@@ -43,8 +41,8 @@ class SinkSettings:
 class Sink(Protocol):
     """Receives each finished task result, then the end of each model revision.
 
-    ``finished(keys)`` says which of these task keys (``TaskResult.info["task_key"]``, see
-    :func:`xlingbench.harness.grid.task_key`) already have a complete result here, mapped to
+    ``finished(keys)`` says which of these task keys (``Outcome.task_key``, see
+    :func:`xlingbench.core.identity.task_key`) already have a complete result here, mapped to
     what :meth:`write` returned for it; the runner skips a task run every sink holds.
     """
 

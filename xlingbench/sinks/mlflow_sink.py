@@ -20,20 +20,19 @@ import hashlib
 import json
 import logging
 import os
-import re
 import socket
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
-from xlingbench.sinks import TASK_KEY
+from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata
+from xlingbench.sinks.delivery import DELIVERY
+from xlingbench.sinks.store import flat_metrics, metric_key
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -47,7 +46,6 @@ TAG = "xlingbench."
 #: MLflow 3 opens an experiment in its GenAI view unless this tag says model development
 EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_DEVELOPMENT = "custom_model_development"
-_INVALID = re.compile(r"[^\w\-. /:]")
 _MAX_PARAM = 500
 HEALTH_TIMEOUT_S = 5.0
 BATCH = 100
@@ -64,25 +62,6 @@ HOST = socket.gethostname()
 ERROR_CHARS = 160
 #: words of an abort reason that mean an interrupt (Ctrl-C, SIGTERM): the runs are KILLED; any other reason: FAILED
 INTERRUPTS = ("interrupt", "sigint", "sigterm")
-
-
-@dataclass
-class Delivery:
-    """What the MLflow sinks of this process did, for the command line's last line: how many
-    results reached a store, and which outboxes keep results a store did not take (and why)."""
-
-    logged: int = 0
-    #: outbox folder -> (the store's printable URI, the error that made the sink stop sending)
-    kept: dict[Path, tuple[str, str]] = field(default_factory=dict)
-
-
-#: this process's tally (the CLI resets it per command)
-DELIVERY = Delivery()
-
-
-def metric_key(name: str) -> str:
-    """``name`` with characters MLflow refuses in keys replaced by ``_``."""
-    return _INVALID.sub("_", name)
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -212,7 +191,6 @@ class MlflowSink:
             except store_errors() as err:
                 self._stop_sending(err)
             else:
-                DELIVERY.logged += 1
                 return run_id
         DELIVERY.kept[self.outbox] = (public_uri(self.uri), self.offline or "")
         return None
@@ -230,7 +208,7 @@ class MlflowSink:
         run = self.client.create_run(self.experiment_id, start_time=_ms(outcome.started), tags=tags,
                                      run_name=task_run_name(outcome.task.name, outcome.model))
         run_id = run.info.run_id
-        self._log_values(run_id, outcome.result.params, _flat_metrics(outcome.result), outcome.result.step_metrics, outcome.ended)
+        self._log_values(run_id, outcome.result.params, flat_metrics(outcome.result), outcome.result.step_metrics, outcome.ended)
         self._log_artifacts(run_id, outcome)
         if outcome.model.step is not None and outcome.task.main_score in outcome.result.metrics:
             self._trajectory_point(outcome)
@@ -295,6 +273,7 @@ class MlflowSink:
                 outcome = outcome_of(document["outcome"])
                 if self._deliver(outcome) is None:
                     break
+                DELIVERY.logged += 1
                 path.unlink()
                 sent.setdefault(_model_key(outcome.model), []).append(outcome)
         for outcomes in sent.values():
@@ -330,7 +309,7 @@ class MlflowSink:
             folder = Path(tmp)
             for name, rows in result.tables.items():
                 (folder / f"{name}.csv").write_text(_csv(rows), encoding="utf-8")
-            label = model_label(outcome.model)
+            label = outcome.model.label()
             for chart in outcome.task.charts:
                 svg = draw(chart, {label: (result.metrics, result.step_metrics)})
                 if svg is not None:
@@ -357,23 +336,28 @@ class MlflowSink:
         return run.info.run_id
 
     def finished(self, keys: set[str]) -> dict[str, str]:
-        """Which of ``keys`` a FINISHED task run of the experiment holds, mapped to its run id.
+        """Which of ``keys`` a FINISHED task run of the experiment holds, mapped to its run id."""
+        return finished_runs(self.client, [self.experiment_id], keys)
 
-        One paged search over the task-key tag (MLflow filters cannot say ``IN`` for tags); a run
-        a killed process left RUNNING does not count, so its task runs again.
-        """
-        query = f'tags."{TAG}task_key" IS NOT NULL and attributes.status = \'FINISHED\''
-        found: dict[str, str] = {}
-        token = None
-        while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=query, max_results=1000, page_token=token)
-            for run in page:
-                key = run.data.tags.get(f"{TAG}task_key")
-                if key in keys:
-                    found.setdefault(key, run.info.run_id)
-            token = page.token
-            if not token:
-                return found
+
+def finished_runs(client: "MlflowClient", experiment_ids: list[str], keys: set[str]) -> dict[str, str]:
+    """Which of ``keys`` a FINISHED task run of the experiments holds, mapped to its run id.
+
+    One paged search over the task-key tag (MLflow filters cannot say ``IN`` for tags); a run
+    a killed process left RUNNING does not count, so its task runs again.
+    """
+    query = f'tags."{TAG}task_key" IS NOT NULL and attributes.status = \'FINISHED\''
+    found: dict[str, str] = {}
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=query, max_results=1000, page_token=token)
+        for run in page:
+            key = run.data.tags.get(f"{TAG}task_key")
+            if key in keys:
+                found.setdefault(key, run.info.run_id)
+        token = page.token
+        if not token:
+            return found
 
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
@@ -393,21 +377,14 @@ def experiment_id(client: "MlflowClient", name: str) -> str:
     return found.experiment_id
 
 
-def model_label(model: ModelRevision) -> str:
-    """``model@revision[:12] (step N)``: how a model revision reads in run names and legends."""
-    step = "" if model.step is None else f" (step {model.step})"
-    return f"{model.name}@{model.revision[:12]}{step}"
-
-
 def model_run_name(model: ModelRevision) -> str:
     """The parent run's name: the model, its full revision and the step."""
-    step = "" if model.step is None else f" (step {model.step})"
-    return f"{model.name}@{model.revision}{step}"
+    return model.label(full=True)
 
 
 def task_run_name(task: str, model: ModelRevision) -> str:
     """A nested run's name, unique among the runs a compare view puts side by side."""
-    return f"{task} · {model_label(model)}"
+    return f"{task} · {model.label()}"
 
 
 def model_tags(model: ModelRevision) -> dict[str, str]:
@@ -425,7 +402,7 @@ def task_tags(outcome: Outcome) -> dict[str, str]:
     direction = "none" if meta.higher_is_better is None else str(meta.higher_is_better).lower()
     tags = {f"{TAG}role": "task", f"{TAG}task": meta.name, f"{TAG}task_version": meta.version,
             f"{TAG}main_score": meta.main_score, f"{TAG}higher_is_better": direction, f"{TAG}config": outcome.fingerprint}
-    key = outcome.result.info.get(TASK_KEY)
+    key = outcome.task_key
     if key:  # what a rerun looks up to skip this task run (see MlflowSink.finished)
         tags[f"{TAG}task_key"] = key
     return tags
@@ -459,16 +436,6 @@ def _model_key(model: ModelRevision) -> tuple[str, str, int | None]:
 
 def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
-
-
-def _flat_metrics(result: TaskResult) -> dict[str, float]:
-    metrics = {metric_key(k): float(v) for k, v in result.metrics.items()}
-    for name, (low, high) in result.intervals.items():
-        metrics[metric_key(f"{name}_ci_low")] = float(low)
-        metrics[metric_key(f"{name}_ci_high")] = float(high)
-    for phase, seconds in result.timings.items():
-        metrics[metric_key(f"time_{phase}_s")] = float(seconds)
-    return metrics
 
 
 def info_tags(info: dict[str, Any], prefix: str = "info") -> dict[str, str]:
