@@ -77,6 +77,7 @@ class _Group(TyperGroup):
         from xlingbench.sinks.delivery import DELIVERY
 
         DELIVERY.reset()
+        CRASH_CACHE.clear()
         previous = _interrupt_on_sigterm()
         try:
             result = super().invoke(ctx)
@@ -176,6 +177,7 @@ app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_m
 
 @app.command()
 def run(
+    ctx: typer.Context,
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: all.")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
@@ -214,7 +216,6 @@ def run(
     if config is not None:
         from xlingbench.cli import run_file
 
-        ctx = click_context()
         explicit = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
         values = run_file.merged(ctx.params, run_file.load_run_file(config, set(ctx.params)), explicit)
         (model, task, revision, checkpoints, labels, dictionary, data, languages, seed, set_, device, dtype, tracking_uri,
@@ -272,15 +273,6 @@ def run(
 RUN_OPTIONS = ("model", "task", "revision", "checkpoints", "labels", "dictionary", "data", "languages", "seed", "set_",
                "device", "dtype", "tracking_uri", "experiment", "sink", "results_dir", "cache_dir", "executor",
                "ray_address", "workers", "rerun")
-
-
-def click_context() -> typer.Context:
-    """The running command's context (which options came from the command line)."""
-    try:
-        from typer._click import get_current_context
-    except ImportError:  # an older typer uses click itself
-        from click import get_current_context
-    return get_current_context()
 
 
 def _report_failures(failed: list[Failure]) -> int:
