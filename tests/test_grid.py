@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from tests.tiny_models import checkpointed_model
 from xlingbench.cli.main import app
-from xlingbench.sinks.mlflow_sink import outbox_dir, pending
+from xlingbench.sinks.outbox import outbox_dir, pending
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (100, 200, 300)

@@ -26,7 +26,8 @@ from xlingbench.core.outputs import MARKER
 from xlingbench.core.task import Outcome
 from xlingbench.leaderboard.collect import collect
 from xlingbench.sinks.json_sink import to_document
-from xlingbench.sinks.mlflow_sink import HOST, TAG, outbox_dir, pending
+from xlingbench.sinks.mlflow_sink import TAG
+from xlingbench.sinks.outbox import HOST, outbox_dir, pending
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a driver that runs the CLI with the runner's second task call paused (until FLAGS/go) or interrupted by SIGTERM

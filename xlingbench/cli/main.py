@@ -36,7 +36,8 @@ from xlingbench.cli.board import register
 from xlingbench.cli.output import console
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import load_models, resolve_model
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, pending, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
+from xlingbench.sinks.outbox import pending
 from xlingbench.tasks.registry import load_task, task_names
 
 if TYPE_CHECKING:

@@ -62,4 +62,14 @@ def open_sinks(names: list[str], settings: SinkSettings) -> dict[str, Sink]:
     for name in names:
         if name not in found:
             raise UserError(f"unknown sink '{name}'{did_you_mean(name, found)}.", f"Installed sinks: {', '.join(sorted(found))}.")
-    return {name: found[name].load()(settings) for name in dict.fromkeys(names)}
+    return {name: with_outbox(name, found[name].load()(settings), settings) for name in dict.fromkeys(names)}
+
+
+def with_outbox(name: str, sink: Sink, settings: SinkSettings) -> Sink:
+    """``sink`` wrapped in the outbox (:mod:`xlingbench.sinks.outbox`), keyed by its store (its
+    ``where``, else its name), unless it declares ``outbox = False`` (its own files are durable)."""
+    if not getattr(sink, "outbox", True):
+        return sink
+    from xlingbench.sinks.outbox import Outbox
+
+    return Outbox(sink, getattr(sink, "where", name), settings.cache_dir, getattr(sink, "shown", None))

@@ -99,6 +99,9 @@ def result_files(root: Path) -> list[Path]:
 class JsonSink:
     """Writes each outcome as a JSON file under ``settings.results_dir``."""
 
+    #: its files are durable where they are written: no outbox around it
+    outbox = False
+
     def __init__(self, settings: SinkSettings) -> None:
         self.root = Path(settings.results_dir)
         claim_folder(self.root, "run --sink json")  # a folder of the user's is refused before any model loads

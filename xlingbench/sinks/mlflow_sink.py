@@ -6,21 +6,17 @@ the model's tags are copied onto every task run so that one ``search_runs`` quer
 leaderboard everything it needs. The default store is SQLite in the working directory
 (MLflow's file store is deprecated); ``--tracking-uri`` or ``MLFLOW_TRACKING_URI`` reach a server.
 
-Lose nothing: each result is first kept as a JSON document in an outbox under the cache
-(:func:`outbox_dir`, one folder per tracking URI), then logged, then dropped from the outbox. When
-the store fails (a server that died), the sink stops trying it for the rest of the run, so the run
-goes on computing and keeps every further result in the outbox; the next sink opened on that URI
-sends them first. Every run it creates is tagged with this host and process id, so runs left
+Lose nothing: :func:`xlingbench.sinks.open_sinks` wraps this sink in the outbox
+(:mod:`xlingbench.sinks.outbox`, one folder per tracking URI), which keeps each result until MLflow
+took it and stops sending once the store raises one of :func:`store_errors`. Every run it creates is tagged with this host and process id, so runs left
 RUNNING by a killed process are marked KILLED by the next sink that starts (:meth:`MlflowSink.abort`
 marks them at once when the runner can still say so).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import socket
 import tempfile
 import time
 import urllib.error
@@ -30,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata
-from xlingbench.sinks.delivery import DELIVERY
+from xlingbench.core.task import ModelRevision, Outcome
+from xlingbench.sinks.outbox import HOST, alive
 from xlingbench.sinks.store import flat_metrics, metric_key
 
 if TYPE_CHECKING:
@@ -57,9 +53,6 @@ HTTP_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_
                    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
 #: the URI schemes MLflow has a tracking store for (``postgresql+psycopg2`` counts as ``postgresql``)
 SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
-HOST = socket.gethostname()
-#: how much of a store's error the last line quotes (an HTTP client's runs to a paragraph)
-ERROR_CHARS = 160
 #: words of an abort reason that mean an interrupt (Ctrl-C, SIGTERM): the runs are KILLED; any other reason: FAILED
 INTERRUPTS = ("interrupt", "sigint", "sigterm")
 
@@ -98,19 +91,6 @@ def check_writable(uri: str) -> None:
                         "Pass --tracking-uri sqlite:///PATH in a folder you can write to.") from err
 
 
-def outbox_dir(uri: str, cache_dir: Path | None = None) -> Path:
-    """Where results for ``uri`` wait until its store takes them: ``<cache>/outbox/<hash of the URI>``
-    (the run's ``--cache-dir``, else the default cache)."""
-    from xlingbench.inputs.cache import default_cache_dir
-
-    return (cache_dir or default_cache_dir()) / "outbox" / hashlib.sha256(uri.encode("utf-8")).hexdigest()[:16]
-
-
-def pending(folder: Path) -> list[Path]:
-    """The outbox documents in ``folder``, oldest first (their names start with the time they were kept)."""
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
-
-
 def store_errors() -> tuple[type[BaseException], ...]:
     """What a store that stopped answering raises: MLflow's errors (an HTTP client's are wrapped in
     them, a SQL store's too), requests' and the OS's. Anything else is a bug and propagates."""
@@ -118,17 +98,6 @@ def store_errors() -> tuple[type[BaseException], ...]:
     from mlflow.exceptions import MlflowException
 
     return MlflowException, requests.RequestException, OSError
-
-
-def alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (one we may not signal runs too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class MlflowSink:
@@ -156,49 +125,18 @@ class MlflowSink:
         self.client = MlflowClient(self.uri)
         self.experiment_id = experiment_id(self.client, settings.experiment)
         self._parents: dict[tuple[str, str, int | None], str] = {}
-        self.outbox = outbox_dir(self.uri, settings.cache_dir)
-        #: why the store stopped taking results (None while it takes them)
-        self.offline: str | None = None
+        #: the store, as the outbox (xlingbench.sinks.outbox) keys and prints it
+        self.where, self.shown = self.uri, public_uri(self.uri)
         self.mark_killed_runs()
-        self.send_outbox()
 
-    def write(self, outcome: Outcome) -> str | None:
-        """Keep the outcome in the outbox, log it as a nested run, drop it from the outbox; returns
-        its run id, or None when the store did not take it (it then waits in the outbox)."""
-        kept = self._keep(outcome)
-        run_id = self._deliver(outcome)
-        if run_id is not None:
-            kept.unlink()
-        return run_id
+    @staticmethod
+    def store_errors() -> tuple[type[BaseException], ...]:
+        """What this sink raises when its store stopped answering (the outbox then keeps the result)."""
+        return store_errors()
 
-    def _keep(self, outcome: Outcome) -> Path:
-        """Write the outcome's JSON document to the outbox (atomically) before anything is sent."""
-        from xlingbench.inputs.cache import write_atomic
-        from xlingbench.sinks.json_sink import to_document
-
-        path = self.outbox / f"{time.time_ns()}-{os.getpid()}.json"
-        if not (self.outbox / "tracking_uri.txt").exists():  # for a person reading the folder
-            write_atomic(self.outbox / "tracking_uri.txt", public_uri(self.uri) + "\n")
-        document = {"host": HOST, "pid": os.getpid(), "outcome": to_document(outcome)}
-        write_atomic(path, json.dumps(document, ensure_ascii=False, allow_nan=False, default=str))
-        return path
-
-    def _deliver(self, outcome: Outcome) -> str | None:
-        """Log the outcome unless the store failed earlier in this run; a failure now stops all sending."""
-        if self.offline is None:
-            try:
-                run_id = self._log_outcome(outcome)
-            except store_errors() as err:
-                self._stop_sending(err)
-            else:
-                return run_id
-        DELIVERY.kept[self.outbox] = (public_uri(self.uri), self.offline or "")
-        return None
-
-    def _stop_sending(self, err: BaseException) -> None:
-        """Remember why the store failed; nothing more is sent to it in this run."""
-        text = (str(getattr(err, "message", "") or err).strip().splitlines() or [type(err).__name__])[0]
-        self.offline = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
+    def write(self, outcome: Outcome) -> str:
+        """Log the outcome as a nested run; returns its run id (a store's error propagates to the outbox)."""
+        return self._log_outcome(outcome)
 
     def _log_outcome(self, outcome: Outcome) -> str:
         """One nested run holding the outcome (FINISHED last: a run that is FINISHED is complete)."""
@@ -218,18 +156,15 @@ class MlflowSink:
     def finish_model(self, model: ModelRevision, outcomes: list[Outcome]) -> None:
         """Put every task's headline on the parent run (the chart view compares models and steps) and close it.
 
-        A store that failed is not tried again: the parent stays RUNNING until the next sink on
-        that store marks it KILLED, and the results wait in the outbox."""
+        The outbox does not call it once the store failed: the parent stays RUNNING until the next
+        sink on that store marks it KILLED, and the results wait in the outbox."""
         parent = self._parents.pop(_model_key(model), None)
-        if parent is None or self.offline is not None:
+        if parent is None:
             return
         ended = max((o.ended for o in outcomes), default=time.time())
         headlines = {f"{o.task.name}/{o.task.main_score}": o.headline for o in outcomes}
-        try:
-            self._log_values(parent, {}, headlines, {}, ended)
-            self.client.set_terminated(parent, "FINISHED", end_time=_ms(ended))
-        except store_errors() as err:
-            self._stop_sending(err)
+        self._log_values(parent, {}, headlines, {}, ended)
+        self.client.set_terminated(parent, "FINISHED", end_time=_ms(ended))
 
     def abort(self, reason: str) -> None:
         """Close every parent run still open, because the run stopped: KILLED when ``reason`` names an
@@ -238,14 +173,12 @@ class MlflowSink:
         Called by the runner while an exception propagates, so it never raises a store's error itself."""
         status = "KILLED" if any(word in reason.lower() for word in INTERRUPTS) else "FAILED"
         parents, self._parents = list(self._parents.values()), {}
-        if self.offline is not None:
-            return
         try:
             for parent in parents:
                 self.client.set_tag(parent, f"{TAG}abort_reason", reason[:_MAX_PARAM])
                 self.client.set_terminated(parent, status)
-        except store_errors() as err:
-            self._stop_sending(err)
+        except store_errors():
+            pass  # the store stopped answering: the next sink on it marks these runs KILLED
 
     def mark_killed_runs(self) -> None:
         """Mark KILLED every run of the experiment left RUNNING by a process of this host that is gone
@@ -255,29 +188,6 @@ class MlflowSink:
             pid = run.data.tags.get(f"{TAG}pid", "")
             if pid.isdigit() and not alive(int(pid)):
                 self.client.set_terminated(run.info.run_id, "KILLED")
-
-    def send_outbox(self) -> None:
-        """Send the results an earlier run kept for this store (oldest first; one lock, so two runs
-        starting together send each once), each model's under a new parent run. Results kept by a
-        process that still runs are its own to send."""
-        from filelock import FileLock
-
-        if not pending(self.outbox):  # the common case: nothing kept, nothing written
-            return
-        sent: dict[tuple[str, str, int | None], list[Outcome]] = {}
-        with FileLock(str(self.outbox / ".lock")):
-            for path in pending(self.outbox):
-                document = json.loads(path.read_text(encoding="utf-8"))
-                if document.get("host") != HOST or (document.get("pid") != os.getpid() and alive(int(document.get("pid", 0)))):
-                    continue
-                outcome = outcome_of(document["outcome"])
-                if self._deliver(outcome) is None:
-                    break
-                DELIVERY.logged += 1
-                path.unlink()
-                sent.setdefault(_model_key(outcome.model), []).append(outcome)
-        for outcomes in sent.values():
-            self.finish_model(outcomes[0].model, outcomes)
 
     def _parent(self, outcome: Outcome) -> str:
         key = _model_key(outcome.model)
@@ -411,23 +321,6 @@ def task_tags(outcome: Outcome) -> dict[str, str]:
 def process_tags() -> dict[str, str]:
     """Who created a run: the next sink on this host marks it KILLED if it is RUNNING and that process is gone."""
     return {f"{TAG}host": HOST, f"{TAG}pid": str(os.getpid())}
-
-
-def outcome_of(document: dict[str, Any]) -> Outcome:
-    """An outbox document back as an Outcome, with the installed task's metadata (its charts) when
-    the same version is installed, else the metadata the document itself records."""
-    from xlingbench.sinks.json_sink import from_document
-    from xlingbench.tasks.registry import load_task
-
-    task = document["task"]
-    try:
-        metadata = load_task(task["name"]).metadata
-    except UserError:
-        metadata = None
-    if metadata is None or metadata.version != task["version"]:
-        metadata = TaskMetadata(name=task["name"], description="", reference="", main_score=task["main_score"],
-                                version=task["version"], higher_is_better=task["higher_is_better"])
-    return from_document(document, metadata)
 
 
 def _model_key(model: ModelRevision) -> tuple[str, str, int | None]:

@@ -109,7 +109,8 @@ def refs_of(path: Path, sink: str) -> list[str]:
         raise UserError(f"{path} is not a `xlingbench run --json` document.", 'It must hold {"outcomes": [{"refs": {...}}, ...]}.')
     refs = [(o.get("refs") or {}).get(sink) or (o.get("run_id") if sink == "mlflow" else None) for o in outcomes]
     if not refs or not all(isinstance(r, str) and r for r in refs):
-        raise UserError(f"{path} names no {sink} result for {'some' if refs else 'any'} outcome.",
+        what = {"mlflow": "MLflow run", "json": "result file"}.get(sink, f"{sink} result")
+        raise UserError(f"{path} names no {what} for {'some' if refs else 'any'} outcome.",
                         f"Gate a run made with the {sink} sink (--sink {sink}), so that each outcome names its result.")
     return refs
 
