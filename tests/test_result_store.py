@@ -18,6 +18,7 @@ from tests.tiny_models import checkpointed_model
 from xlingbench.cli.main import app
 from xlingbench.leaderboard.collect import board_of, collect
 from xlingbench.leaderboard.render import render_markdown
+from xlingbench.sinks.delivery import DELIVERY
 from xlingbench.sinks.json_store import JsonStore
 
 MODEL = "tiny/store"
@@ -43,6 +44,7 @@ def test_two_configurations_and_two_dtypes_make_four_files_and_a_rerun_skips_the
         code, output = invoke("run", "-m", model, "-r", "step100@100", "-t", "script_separability", *extra, "--sink", "json",
                               "--results-dir", str(results), "--cache-dir", str(cache))
         assert code == 0, output
+        assert DELIVERY.logged == 1  # a JSON-only run counts what it logged (the Ctrl-C line says it)
     files = sorted(results.rglob("*.json"))
     assert len(files) == 4
     documents = [json.loads(p.read_text()) for p in files]
