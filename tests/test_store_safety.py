@@ -21,7 +21,8 @@ from tests.mlflow_plant import full_results, model_revision, open_sink, plant
 from tests.test_cli import planted  # noqa: F401  (the module-scoped tiny model with planted scripts)
 from tests.test_cli_output import TASKS_1_2
 from tests.test_tracking_server import free_port, start_server, stop_server
-from xlingbench.cli.main import EXIT_INTERRUPTED, EXIT_RESULTS_KEPT, app
+from xlingbench.cli.main import app
+from xlingbench.cli.policy import EXIT_INTERRUPTED, EXIT_RESULTS_KEPT
 from xlingbench.core.outputs import MARKER
 from xlingbench.core.task import Outcome
 from xlingbench.leaderboard.collect import collect

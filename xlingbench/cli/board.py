@@ -101,7 +101,7 @@ def compare(
 
     Example: xlingbench compare @baseline.json @candidate.json --tolerance 'accuracy/*=0.02'
     """
-    from xlingbench.leaderboard.gating import compare as run_compare
+    from xlingbench.leaderboard.gate import compare as run_compare
     from xlingbench.leaderboard.stores import open_store
 
     _report(run_compare(baseline, candidate, tolerance, open_store(tracking_uri, results_dir)), json_, timings)
@@ -122,8 +122,8 @@ def check(
 
     Example: xlingbench run --json > run.json && xlingbench check --expect expected.json --run @run.json
     """
-    from xlingbench.leaderboard.gating import check as run_check
-    from xlingbench.leaderboard.gating import write_expect as write
+    from xlingbench.leaderboard.gate import check as run_check
+    from xlingbench.leaderboard.gate import write_expect as write
     from xlingbench.leaderboard.stores import open_store
 
     store = open_store(tracking_uri, results_dir)
@@ -136,7 +136,7 @@ def check(
 
 def _report(report: "Report", json_: bool, timings: bool) -> None:
     """Print a comparison (table and verdict, or JSON); exit 1 when it regressed."""
-    from xlingbench.leaderboard.gating import print_report, report_document
+    from xlingbench.leaderboard.gate_report import print_report, report_document
 
     if json_:
         typer.echo(json.dumps(report_document(report), indent=1, allow_nan=False, default=str))

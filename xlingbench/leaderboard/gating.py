@@ -46,31 +46,19 @@ number it could not compare.
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
-import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError, did_you_mean
-from xlingbench.core.outputs import write_file
 from xlingbench.leaderboard.view import installed
-from xlingbench.sinks.store import ResultStore, TaskRow
-
-if TYPE_CHECKING:
-    from rich.console import Console
+from xlingbench.sinks.store import TaskRow
 
 DEFAULT_TOLERANCE = 0.01
 #: default tolerance by the unit a task declares for a metric (TaskMetadata.units); undeclared: a fraction
 UNIT_TOLERANCES = {"fraction": DEFAULT_TOLERANCE, "percent": 1.0}
 #: floating-point slack so that a drop of exactly the tolerance passes
 EPSILON = 1e-12
-EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
-#: the expect file's reserved top-level table: task -> configuration fingerprint the values were measured in
-CONFIGS = "xlingbench.config"
 #: statuses that fail the gate (exit 1)
 FAILING = ("REGRESSION", "missing", "config differs")
 
@@ -168,7 +156,7 @@ def default_tolerance(task: str, metric: str) -> float:
     return UNIT_TOLERANCES.get(unit, DEFAULT_TOLERANCE)
 
 
-# --------------------------------------------------------------------------- compare / check
+# --------------------------------------------------------------------------- lines
 
 
 def config_differs(task: str, metric: str, baseline: float | None, candidate: float | None, base: str, cand: str) -> Line:
@@ -201,14 +189,6 @@ def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], pa
     return lines
 
 
-def compare(baseline: str, candidate: str, tolerances: list[str], store: ResultStore) -> Report:
-    """Compare two run references of ``store`` (see the module docstring for the rule)."""
-    patterns = parse_tolerances(tolerances)
-    base = store.resolve(baseline)
-    check_patterns(patterns, base)
-    return Report(baseline, candidate, compare_rows(base, store.resolve(candidate), patterns))
-
-
 def check_patterns(patterns: dict[str, float], rows: dict[str, TaskRow]) -> None:
     """Refuse a ``--tolerance`` pattern that matches no metric of the baseline: it would gate nothing."""
     logged = [(task, metric) for task, row in rows.items() for metric in row.metrics]
@@ -217,76 +197,6 @@ def check_patterns(patterns: dict[str, float], rows: dict[str, TaskRow]) -> None
             names = sorted({metric for _, metric in logged})
             raise UserError(f"--tolerance {pattern}: no metric of the baseline matches {pattern!r}{did_you_mean(pattern, names)}.",
                             "Name a logged metric (the compare table lists them), e.g. accuracy, 'accuracy/*' or calign:calign_max.")
-
-
-def check_metric_names(path: Path, expected: dict[str, dict[str, Expectation]], rows: dict[str, TaskRow]) -> None:
-    """Refuse an expected metric that the run's task did not log: a typo would otherwise read as a regression."""
-    for task, metrics in sorted(expected.items()):
-        row = rows.get(task)
-        unknown = sorted(set(metrics) - set(row.metrics)) if row is not None else []
-        if unknown:
-            raise UserError(f"expect file {path}: the run's {task} logged no metric {unknown[0]!r}{did_you_mean(unknown[0], row.metrics)}.",
-                            "Correct the metric's name in the expect file (or write the file with --write-expect).")
-
-
-def load_expectations(path: Path) -> tuple[dict[str, dict[str, Expectation]], dict[str, str]]:
-    """Read and validate an expect file (JSON, or TOML by the ``.toml`` suffix): the expected
-    values, and the configuration each task's values were measured in (where pinned)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except OSError as err:
-        raise UserError(f"cannot read expect file {path}: {err.strerror}.", "Pass an existing file to --expect.") from err
-    except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"expect file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}.",
-                        "See docs/leaderboard.md for the format, or write one with --write-expect.") from err
-    configs = data.pop(CONFIGS, {}) if isinstance(data, dict) else {}
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"expect file {path} must map task names to metrics.", 'e.g. {"script_separability": {"accuracy": 0.95}}')
-    if not isinstance(configs, dict) or not all(isinstance(v, str) for v in configs.values()):
-        raise UserError(f"expect file {path}: {CONFIGS} must map task names to fingerprints (strings).",
-                        "Copy them from the runs' xlingbench.config tags, or write the file with --write-expect.")
-    expected = {task: {m: _expectation(path, task, m, e) for m, e in _table(path, task, metrics).items()} for task, metrics in data.items()}
-    return expected, configs
-
-
-def _table(path: Path, task: str, metrics: Any) -> dict[str, Any]:
-    """A task's entry must be a non-empty table of metrics."""
-    if not isinstance(metrics, dict) or not metrics:
-        raise UserError(f"expect file {path}: {task!r} must map metric names to values.", 'e.g. {"accuracy": {"value": 0.95}}')
-    return metrics
-
-
-def _expectation(path: Path, task: str, metric: str, entry: Any) -> Expectation:
-    """A bare number, or a table with ``value`` and optional tolerance/low/high/higher_is_better."""
-    where = f"expect file {path}: {task}.{metric}"
-    entry = {"value": entry} if _is_number(entry) else entry
-    if not isinstance(entry, dict) or not _is_number(entry.get("value")) or set(entry) - EXPECT_KEYS:
-        raise UserError(f"{where} is malformed.", f"Write a number or a table with keys from {sorted(EXPECT_KEYS)} ('value' required).")
-    numbers = {k: entry.get(k) for k in ("tolerance", "low", "high")}
-    if any(v is not None and not _is_number(v) for v in numbers.values()):
-        raise UserError(f"{where}: tolerance, low and high must be numbers.", "Remove the quotes around them.")
-    if ("low" in entry) != ("high" in entry):
-        raise UserError(f"{where}: give both low and high, or neither.", "They are the interval the value may move in.")
-    direction = entry.get("higher_is_better")
-    if direction is not None and not isinstance(direction, bool):
-        raise UserError(f"{where}: higher_is_better must be true or false.", "")
-    return Expectation(float(entry["value"]), numbers["tolerance"], numbers["low"], numbers["high"], direction)
-
-
-def _is_number(value: Any) -> bool:
-    """An int or float, not a bool (JSON true must not pass as 1)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check(expect_file: Path, run: str, store: ResultStore) -> Report:
-    """Compare a run of ``store`` with the expected values of a committed file."""
-    expected, configs = load_expectations(expect_file)
-    rows = store.resolve(run)
-    check_metric_names(expect_file, expected, rows)
-    lines = [check_line(task, metric, expect, rows.get(task), configs.get(task))
-             for task, metrics in sorted(expected.items()) for metric, expect in sorted(metrics.items())]
-    return Report(str(expect_file), run, lines)
 
 
 def check_line(task: str, metric: str, expect: Expectation, row: TaskRow | None, config: str | None) -> Line:
@@ -300,101 +210,3 @@ def check_line(task: str, metric: str, expect: Expectation, row: TaskRow | None,
         return Line(task, metric, expect.value, value, "descriptive: give higher_is_better to gate")
     rule, status = judge(expect, value, higher, default_tolerance(task, metric))
     return Line(task, metric, expect.value, value, rule, status)
-
-
-def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, Any]]:
-    """The headline of each task run as an expect-file entry (its interval where logged, else its
-    unit's default tolerance, written out so the file says what it gates with), and each
-    task's configuration under :data:`CONFIGS`; descriptive headlines are left out (never gated)."""
-    out: dict[str, dict[str, Any]] = {}
-    for task, row in sorted(rows.items()):
-        if row.value is None or row.higher_is_better is None:
-            continue
-        out.setdefault(CONFIGS, {})[task] = row.config
-        entry: dict[str, Any] = {"value": row.value, "higher_is_better": row.higher_is_better}
-        low, high = row.metrics.get(f"{row.main_score}_ci_low"), row.metrics.get(f"{row.main_score}_ci_high")
-        if low is not None and high is not None:
-            entry.update(low=low, high=high)
-        else:
-            entry["tolerance"] = default_tolerance(task, row.main_score)
-        out[task] = {row.main_score: entry}
-    return out
-
-
-def write_expect(path: Path, run: str, store: ResultStore) -> int:
-    """Write an expect file (JSON, or TOML by suffix) from a run's headlines; returns the number of tasks."""
-    data = expectations_of(store.resolve(run))
-    write_file(path, to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return len(data.get(CONFIGS, {}))
-
-
-def to_toml(data: dict[str, dict[str, Any]]) -> str:
-    """The expect structure as TOML (keys quoted: metric names contain '/'): a table of plain
-    values (the configurations) or of tables (a task's metrics) per top-level key."""
-    blocks = []
-    for name, table in data.items():
-        plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        if plain:
-            blocks.append(f"[{json.dumps(name)}]\n{_toml_body(plain)}\n")
-        blocks += [f"[{json.dumps(name)}.{json.dumps(key)}]\n{_toml_body(entry)}\n" for key, entry in table.items() if isinstance(entry, dict)]
-    return "\n".join(blocks)
-
-
-def _toml_body(entry: dict[str, Any]) -> str:
-    """``key = value`` lines (JSON scalars are valid TOML for strings, numbers and booleans)."""
-    return "\n".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(entry.items()))
-
-
-#: the order a reader needs: what failed, then what was gated, then what is only shown
-_STATUS_ORDER = {**dict.fromkeys(FAILING, 0), "improved": 1, "ok": 1, "": 2}
-
-
-def ordered_lines(report: Report, timings: bool = False) -> list[Line]:
-    """The report's lines, failures first, then gated metrics, then the rest; phase timings
-    (``time_*``) only when asked for: a CI reader must see the regression in the first lines."""
-    shown = [line for line in report.lines if timings or not line.metric.startswith("time_")]
-    return sorted(shown, key=lambda line: _STATUS_ORDER[line.status])
-
-
-def report_document(report: Report) -> dict[str, Any]:
-    """The comparison as one JSON document (``compare --json``, ``check --json``)."""
-    return {"baseline": report.baseline, "candidate": report.candidate, "regressed": report.regressed,
-            "lines": [dataclasses.asdict(line) for line in ordered_lines(report, timings=True)]}
-
-
-def print_report(report: Report, console: Console, timings: bool = False) -> None:
-    """The comparison as a rich table, failures first, and a one-line verdict at the end."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(f"baseline {report.baseline}  vs  candidate {report.candidate}"))
-    for name in ("task", "metric", "baseline", "candidate", "change", "rule", "status"):
-        table.add_column(name, justify="right" if name in ("baseline", "candidate", "change") else "left")
-    styles = {"REGRESSION": "bold red", "missing": "bold red", "config differs": "bold red", "improved": "green", "ok": "green"}
-    for line in ordered_lines(report, timings):
-        change = "" if line.baseline is None or line.candidate is None else f"{line.candidate - line.baseline:+.4g}"
-        table.add_row(escape(line.task), escape(line.metric), _num(line.baseline), _num(line.candidate), change, line.rule,
-                      f"[{styles[line.status]}]{line.status}[/]" if line.status else "")
-    console.print(table)
-    console.print(verdict(report))
-
-
-def verdict(report: Report) -> str:
-    """One line a CI log ends with: what regressed, what could not be compared, or ok."""
-    from rich.markup import escape
-
-    bad = [f"{line.task}/{line.metric}" for line in report.lines if line.status in ("REGRESSION", "missing")]
-    differs = list(dict.fromkeys(line.task for line in report.lines if line.status == "config differs"))
-    gated = sum(1 for line in report.lines if line.status)
-    parts = []
-    if differs:
-        parts.append(f"[bold red]cannot compare[/] {escape(', '.join(differs))}: the runs' configurations "
-                     "(xlingbench.config) differ, so their numbers are not comparable")
-    if bad:
-        parts.append(f"[bold red]REGRESSION[/] in {escape(', '.join(bad))}")
-    return "; ".join(parts) if parts else f"[green]ok[/]: {gated} gated metric(s), no regression"
-
-
-def _num(value: float | None) -> str:
-    """A table cell for a number."""
-    return "" if value is None else f"{value:.4g}"

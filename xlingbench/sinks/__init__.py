@@ -14,28 +14,16 @@ rerun skip the task runs it already holds (the runner's resume); one without it 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Protocol
 
 from xlingbench.core.errors import UserError, did_you_mean
 from xlingbench.core.task import ModelRevision, Outcome
+from xlingbench.sinks.settings import SinkSettings
 
 SINK_GROUP = "xlingbench.sinks"
 #: where results go when nobody says: the MLflow store
 DEFAULT_SINKS = ("mlflow",)
-
-
-@dataclass(frozen=True)
-class SinkSettings:
-    """What the command line says about destinations; each sink reads the fields it needs."""
-
-    tracking_uri: str | None = None
-    experiment: str = "xlingbench"
-    results_dir: Path = Path("results")
-    #: the run's cache folder (None: the default one); the MLflow sink keeps its outbox there
-    cache_dir: Path | None = None
 
 
 class Sink(Protocol):

@@ -20,7 +20,7 @@ from typing import Any
 from xlingbench.core.outputs import claim_folder
 from xlingbench.core.task import ModelRevision, Outcome, TaskMetadata, TaskResult
 from xlingbench.inputs.cache import write_atomic
-from xlingbench.sinks import SinkSettings
+from xlingbench.sinks.settings import SinkSettings
 
 #: 2: the task key is a field of its own and part of the path (1: ``<model>/<revision>/<task>.json``)
 SCHEMA_VERSION = 2

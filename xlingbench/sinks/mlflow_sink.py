@@ -19,23 +19,20 @@ import logging
 import os
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError
 from xlingbench.core.task import ModelRevision, Outcome
+from xlingbench.sinks.mlflow_uri import check_server, check_writable, public_uri, resolve_tracking_uri
 from xlingbench.sinks.outbox import HOST, alive
 from xlingbench.sinks.store import flat_metrics, metric_key
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from xlingbench.sinks import SinkSettings
+    from xlingbench.sinks.settings import SinkSettings
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "xlingbench"
 #: prefix of every tag xlingbench writes
 TAG = "xlingbench."
@@ -43,7 +40,6 @@ TAG = "xlingbench."
 EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_DEVELOPMENT = "custom_model_development"
 _MAX_PARAM = 500
-HEALTH_TIMEOUT_S = 5.0
 BATCH = 100
 #: MLflow's HTTP client retries a silent server for minutes (7 retries, 120 s timeouts); ours gives
 #: up in seconds, since a result it cannot send is kept in the outbox. It also prints a "View run"
@@ -51,44 +47,8 @@ BATCH = 100
 #: only, and a value the user set wins.
 HTTP_CLIENT_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-#: the URI schemes MLflow has a tracking store for (``postgresql+psycopg2`` counts as ``postgresql``)
-SCHEMES = ("", "file", "sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 #: words of an abort reason that mean an interrupt (Ctrl-C, SIGTERM): the runs are KILLED; any other reason: FAILED
 INTERRUPTS = ("interrupt", "sigint", "sigterm")
-
-
-def resolve_tracking_uri(uri: str | None) -> str:
-    """The explicit URI, else MLFLOW_TRACKING_URI, else the SQLite store in the working directory;
-    a URI MLflow has no store for, or an in-memory SQLite store (lost at exit), is a UserError."""
-    resolved = uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    parts = urllib.parse.urlsplit(resolved)
-    scheme = parts.scheme.split("+")[0].lower()
-    if scheme not in SCHEMES and len(scheme) > 1:  # one letter: a Windows drive, a path
-        raise UserError(f"the tracking URI {public_uri(resolved)} has a scheme MLflow has no store for ({parts.scheme}:).",
-                        "Use sqlite:///PATH.db, http(s)://HOST:PORT of a server, or a database URI (postgresql://, mysql://).")
-    if scheme == "sqlite" and parts.path in ("", "/", "/:memory:"):
-        raise UserError(f"the tracking URI {resolved} is an in-memory SQLite store: every result would be lost at exit.",
-                        "Use a file, e.g. sqlite:///mlflow.db (the default).")
-    return resolved
-
-
-def check_writable(uri: str) -> None:
-    """A local SQLite store must be writable, and so must its folder (SQLite writes a journal beside
-    it): found here at once, in one line, rather than by MLflow after minutes of retries."""
-    from xlingbench.sinks.sqlite_store import sqlite_path
-
-    path = sqlite_path(uri)  # the file as SQLAlchemy reads the URI (query parameters and all)
-    if path is None:
-        return
-    try:
-        with tempfile.TemporaryFile(dir=path.parent):
-            pass
-        if path.exists():
-            with open(path, "ab"):
-                pass
-    except OSError as err:
-        raise UserError(f"cannot write the MLflow store {path} ({err.strerror}: {err.filename or path.parent}).",
-                        "Pass --tracking-uri sqlite:///PATH in a folder you can write to.") from err
 
 
 def store_errors() -> tuple[type[BaseException], ...]:
@@ -376,29 +336,3 @@ def tag_clause(key: str, value: str) -> str:
     return f'tags."{key}" = {quote}{value}{quote}'
 
 
-def public_uri(tracking_uri: str) -> str:
-    """The URI without any ``user:password@`` part, fit to print or publish."""
-    parts = urllib.parse.urlsplit(tracking_uri)
-    if not parts.password and not parts.username:
-        return tracking_uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
-def check_server(uri: str) -> None:
-    """Fail with one clear line when a tracking server does not answer its /health endpoint.
-
-    MLflow itself retries an unreachable server for minutes before it gives up.
-    """
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as reply:
-            if reply.status == 200:
-                return
-    except (urllib.error.URLError, OSError, ValueError) as err:
-        raise UserError(f"the MLflow tracking server at {public_uri(uri)} did not answer ({err}).",
-                        "Start it (README: 'A shared tracking server'), pass the right --tracking-uri, "
-                        "or drop --tracking-uri to use the local SQLite store.") from err
-    raise UserError(f"the MLflow tracking server at {public_uri(uri)} is not healthy.", "Check the server's log.")
