@@ -14,10 +14,9 @@ rerun skip the task runs it already holds (the runner's resume); one without it 
 """
 from __future__ import annotations
 
-from importlib.metadata import entry_points
 from typing import Protocol
 
-from xlingbench.core.errors import UserError, did_you_mean
+from xlingbench.core.plugins import load_plugin, plugin_names
 from xlingbench.core.task import ModelRevision, Outcome
 from xlingbench.sinks.settings import SinkSettings
 
@@ -41,16 +40,15 @@ class Sink(Protocol):
 
 def sink_names() -> list[str]:
     """Names of every installed sink, without importing them."""
-    return sorted({ep.name for ep in entry_points(group=SINK_GROUP)})
+    return plugin_names(SINK_GROUP)
 
 
 def open_sinks(names: list[str], settings: SinkSettings) -> dict[str, Sink]:
-    """The named sinks, opened (a tracking server is checked here, before any model loads)."""
-    found = {ep.name: ep for ep in entry_points(group=SINK_GROUP)}
-    for name in names:
-        if name not in found:
-            raise UserError(f"unknown sink '{name}'{did_you_mean(name, found)}.", f"Installed sinks: {', '.join(sorted(found))}.")
-    return {name: with_outbox(name, found[name].load()(settings), settings) for name in dict.fromkeys(names)}
+    """The named sinks, opened (a tracking server is checked here, before any model loads); every
+    name is checked before any sink opens."""
+    fix = f"Installed sinks: {', '.join(sink_names())}."
+    factories = {name: load_plugin(SINK_GROUP, name, "sink", fix) for name in dict.fromkeys(names)}
+    return {name: with_outbox(name, factory(settings), settings) for name, factory in factories.items()}
 
 
 def with_outbox(name: str, sink: Sink, settings: SinkSettings) -> Sink:
