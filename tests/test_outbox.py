@@ -51,3 +51,13 @@ def test_a_plugin_sink_keeps_what_its_server_refused_and_the_next_run_sends_it(t
 def test_the_json_sink_keeps_no_outbox(tmp_path: Path) -> None:
     sink = with_outbox("json", JsonSink(SinkSettings(results_dir=tmp_path / "r", cache_dir=tmp_path)), SinkSettings(cache_dir=tmp_path))
     assert isinstance(sink, JsonSink) and not (tmp_path / "outbox").exists()
+
+
+def test_a_store_that_fails_when_asked_what_it_holds_holds_nothing_and_keeps_the_result(tmp_path: Path) -> None:
+    class Asked(Flaky):
+        def finished(self, keys: set[str]) -> dict[str, str]:
+            raise ConnectionError("server gone")
+
+    sink = with_outbox("flaky", Asked(down=False), SinkSettings(cache_dir=tmp_path))
+    assert sink.finished({"k1"}) == {} and sink.offline == "server gone"
+    assert sink.write(outcome("k1")) is None and len(pending(sink.folder)) == 1 and sink.sink.took == []

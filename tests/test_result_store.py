@@ -141,3 +141,29 @@ def test_a_run_file_drives_run_and_the_command_line_wins(model: str, tmp_path: P
     grid.write_text('modles = ["x"]\n')
     code, output = invoke("run", "--config", str(grid))
     assert code == 2 and "'modles'" in output and "did you mean 'model'" in output, output
+
+
+def test_a_result_another_run_logged_meanwhile_is_skipped_at_write_time(model: str, tmp_path: Path) -> None:
+    import xlingbench
+
+    class Racing:
+        """A store another run writes the same task key to between this run's start and its write."""
+
+        def __init__(self) -> None:
+            self.asked, self.wrote = 0, []
+
+        def finished(self, keys: set[str]) -> dict[str, str]:
+            self.asked += 1
+            return {} if self.asked == 1 else {key: "theirs" for key in keys}
+
+        def write(self, outcome) -> str:
+            self.wrote.append(outcome.task_key)
+            return "mine"
+
+        def finish_model(self, model, outcomes) -> None:
+            pass
+
+    sink = Racing()
+    outcomes = xlingbench.evaluate([model], ["script_separability"], [sink], revisions=["step100@100"],
+                                   params={"script_separability": {"min_tokens": 30}}, cache_dir=tmp_path / "cache", resume=True)
+    assert outcomes == [] and sink.wrote == [] and sink.asked == 2  # asked at start (nothing) and before writing (theirs)

@@ -109,7 +109,7 @@ def run_grid(checked: Plan, sinks: dict[str, Sink], settings: GridSettings,
     result = GridResult()
     try:
         work = _pending(checked, sinks, settings.rerun, result)
-        writer = _Writer(checked, sinks, report, result)
+        writer = _Writer(checked, sinks, report, result, settings.rerun)
         bar = GridProgress(len(checked.units), len(checked.units) - len(work) - len(result.failed), len(result.failed))
         try:
             (_run_ray if settings.executor == "ray" else _run_local)(work, writer, bar, settings)
@@ -206,8 +206,9 @@ def run_in_worker(unit: Unit, checked: Plan) -> list[Outcome | Failure]:
 class _Writer:
     """The one writer: each new outcome to every sink, once per task key, then the model revision's end."""
 
-    def __init__(self, checked: Plan, sinks: dict[str, Sink], report: Callable[[Outcome], None], result: GridResult) -> None:
-        self.checked, self.sinks, self.report, self.result = checked, sinks, report, result
+    def __init__(self, checked: Plan, sinks: dict[str, Sink], report: Callable[[Outcome], None], result: GridResult,
+                 rerun: bool = False) -> None:
+        self.checked, self.sinks, self.report, self.result, self.rerun = checked, sinks, report, result, rerun
         self.written: set[str] = set()
 
     def take(self, items: Iterable[Outcome | Failure]) -> bool:
@@ -227,7 +228,7 @@ class _Writer:
     def _write(self, outcome: Outcome) -> bool:
         """Hand ``outcome`` to every sink; False (nothing written) for a task key already written."""
         key = outcome.task_key
-        if key in self.written:
+        if key in self.written or self._held(outcome):
             return False
         for name, sink in self.sinks.items():
             ref = sink.write(outcome)
@@ -238,6 +239,21 @@ class _Writer:
         self.written.add(key)
         self.report(outcome)
         self.result.outcomes.append(outcome)
+        return True
+
+
+    def _held(self, outcome: Outcome) -> bool:
+        """Whether every sink holds the outcome's key by now: a run started at the same time logged it
+        first (the check at start cannot see that), so it is skipped, not logged twice (``--rerun``: never)."""
+        if self.rerun or not self.sinks:
+            return False
+        held = {name: _finished(sink, {outcome.task_key}) for name, sink in self.sinks.items()}
+        if not all(outcome.task_key in refs for refs in held.values()):
+            return False
+        model = outcome.model
+        refs = {name: found[outcome.task_key] for name, found in held.items()}
+        self.result.skipped.append(Skipped(model.name, model.revision, model.step, outcome.task.name, outcome.task_key, refs))
+        self.written.add(outcome.task_key)
         return True
 
 

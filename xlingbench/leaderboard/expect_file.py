@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from xlingbench.core.errors import UserError
-from xlingbench.leaderboard.gating import Expectation, default_tolerance
+from xlingbench.leaderboard.gating import Expectation, default_tolerance, require_finite
 from xlingbench.sinks.store import TaskRow
 
 EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
@@ -63,6 +63,7 @@ def _expectation(path: Path, task: str, metric: str, entry: Any) -> Expectation:
     direction = entry.get("higher_is_better")
     if direction is not None and not isinstance(direction, bool):
         raise UserError(f"{where}: higher_is_better must be true or false.", "")
+    require_finite(f"expect file {path}", f"{task}.{metric}", entry["value"], *numbers.values())
     return Expectation(float(entry["value"]), numbers["tolerance"], numbers["low"], numbers["high"], direction)
 
 

@@ -120,6 +120,15 @@ def judge(expect: Expectation, candidate: float | None, higher_is_better: bool,
     return rule, "improved" if worse_by < 0 else "ok"
 
 
+def require_finite(where: str, metric: str, *values: float | None) -> None:
+    """A UserError when a value a gate judges by is NaN or infinite: a comparison with NaN is always
+    false, so it would pass any candidate (``where`` names the file or run, ``metric`` the key)."""
+    bad = next((v for v in values if v is not None and not math.isfinite(v)), None)
+    if bad is not None:
+        raise UserError(f"{where}: {metric} is {bad}, which no gate can compare with.",
+                        "Give a finite number (rerun the baseline if it logged NaN).")
+
+
 # --------------------------------------------------------------------------- tolerances
 
 
@@ -132,10 +141,10 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
             value = float(number)
         except ValueError:
             value = math.nan
-        if not sep or not pattern or not value >= 0:
+        if not sep or not pattern or not 0 <= value < math.inf:  # NaN and infinity would pass anything
             raise UserError(
                 f"bad --tolerance {item!r}.",
-                "Write METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed), e.g. --tolerance 'accuracy/*=0.02'.",
+                "Write METRIC=NUMBER or TASK:METRIC=NUMBER (a finite number, globs allowed), e.g. --tolerance 'accuracy/*=0.02'.",
             )
         parsed[pattern] = value
     return parsed
@@ -184,6 +193,7 @@ def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], pa
                 lines.append(Line(task, metric, value, new, "descriptive" if base.higher_is_better is None else ""))
                 continue
             low, high = base.metrics.get(f"{metric}_ci_low"), base.metrics.get(f"{metric}_ci_high")
+            require_finite(f"the baseline's {task} run ({base.run_id})", metric, value, low, high)
             rule, status = judge(Expectation(value, tolerance, low, high), new, base.higher_is_better, default_tolerance(task, metric))
             lines.append(Line(task, metric, value, new, rule, status))
     return lines

@@ -28,8 +28,14 @@ _UNSAFE = re.compile(r"[^\w.@+-]")
 
 
 def path_part(text: str) -> str:
-    """``text`` as one safe path component (a Hub id's ``/`` becomes ``__``)."""
-    return _UNSAFE.sub("_", text.replace("/", "__")) or "_"
+    """``text`` as one safe path component (a Hub id's ``/`` becomes ``__``); never ``.`` or ``..``
+    (``-m ..`` must not write outside the results folder) nor a hidden name.
+
+    >>> [path_part(t) for t in ("org/model", "..", ".", ".x", "a b")]
+    ['org__model', '_..', '_.', '_.x', 'a_b']
+    """
+    part = _UNSAFE.sub("_", text.replace("/", "__")) or "_"
+    return f"_{part}" if part.startswith(".") else part
 
 
 def result_path(root: Path, outcome: Outcome) -> Path:

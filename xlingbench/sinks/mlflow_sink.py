@@ -216,7 +216,8 @@ def finished_runs(client: "MlflowClient", experiment_ids: list[str], keys: set[s
     One paged search over the task-key tag (MLflow filters cannot say ``IN`` for tags); a run
     a killed process left RUNNING does not count, so its task runs again.
     """
-    query = f'tags."{TAG}task_key" IS NOT NULL and attributes.status = \'FINISHED\''
+    wanted = tag_clause(f"{TAG}task_key", next(iter(keys))) if len(keys) == 1 else f'tags."{TAG}task_key" IS NOT NULL'
+    query = f"{wanted} and attributes.status = 'FINISHED'"  # one key (the writer's check): an indexed equality
     found: dict[str, str] = {}
     token = None
     while True:

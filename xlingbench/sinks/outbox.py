@@ -92,6 +92,18 @@ class Outbox:
             except self.errors as err:
                 self._stop_sending(err)
 
+    def finished(self, keys: set[str]) -> dict[str, str]:
+        """Which of ``keys`` the sink holds; nothing once its store failed (asking it again would
+        fail again, and the results are kept here anyway)."""
+        finished = getattr(self.sink, "finished", None)
+        if finished is None or self.offline is not None:
+            return {}
+        try:
+            return finished(keys)
+        except self.errors as err:
+            self._stop_sending(err)
+            return {}
+
     def abort(self, reason: str) -> None:
         """Tell the sink the run stopped (when it listens and its store still answers)."""
         abort = getattr(self.sink, "abort", None)
