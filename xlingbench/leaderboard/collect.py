@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlingbench.core.errors import UserError
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, TAG, check_server, public_uri, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, TAG, WARNINGS_TAG, check_server, public_uri, resolve_tracking_uri
 from xlingbench.sinks.sqlite_store import sqlite_path
 from xlingbench.sinks.store import Histories, ResultStore, TaskRow
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-#: the sink's tag for ``TaskResult.info["warnings"]`` (see mlflow_sink.info_tags)
-WARNINGS = "info.warnings"
 PAGE_SIZE = 1000
 #: the filter every search here adds: a run that is still RUNNING, or was KILLED or FAILED, holds half a result
 FINISHED_ONLY = "attributes.status = 'FINISHED'"
@@ -161,7 +159,7 @@ def task_row(run: Run, tracking_uri: str) -> TaskRow:
         value=metrics.get(main_score),
         higher_is_better=direction(tags.get(TAG + "higher_is_better", "true")),
         config=tags.get(TAG + "config", ""),
-        warnings=warnings(tags.get(WARNINGS, "")),
+        warnings=warnings(tags.get(WARNINGS_TAG, "")),
         metrics=metrics,
         run_id=run.info.run_id,
         parent_run_id=tags.get("mlflow.parentRunId", ""),

@@ -124,8 +124,11 @@ class JsonSink:
         """Which of ``keys`` a result file under the folder holds, mapped to its path (unreadable files hold none)."""
         found = {}
         for path in result_files(self.root):
-            document = read_document(path)
-            key = document.get("task_key") if document else None
+            if len(path.relative_to(self.root).parts) == 4:  # version 2 names the file by its key: nothing to parse
+                key = path.stem if path.stem in keys and read_document(path) is not None else None
+            else:
+                document = read_document(path)
+                key = document.get("task_key") if document else None
             if key in keys:
                 found[key] = str(path)
         return found

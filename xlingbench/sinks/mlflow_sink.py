@@ -40,6 +40,8 @@ TAG = "xlingbench."
 EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_DEVELOPMENT = "custom_model_development"
 _MAX_PARAM = 500
+#: the one ``TaskResult.info`` entry kept as a tag (the board shows warnings without opening artifacts)
+WARNINGS_TAG = "info.warnings"
 BATCH = 100
 #: MLflow's HTTP client retries a silent server for minutes (7 retries, 120 s timeouts); ours gives
 #: up in seconds, since a result it cannot send is kept in the outbox. It also prints a "View run"
@@ -175,6 +177,7 @@ class MlflowSink:
 
         result = outcome.result
         self.client.log_dict(run_id, result.to_json_dict(), "result.json")
+        self.client.log_dict(run_id, result.info, "provenance.json")
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             for name, rows in result.tables.items():
@@ -292,21 +295,12 @@ def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
 
 
-def info_tags(info: dict[str, Any], prefix: str = "info") -> dict[str, str]:
-    """``TaskResult.info`` (fingerprints, versions, warnings...) as searchable ``info.*`` tags.
-
-    Nested dicts are flattened with dots; lists and long values are JSON, cut at 500 characters.
-    The whole record is also in the run's ``result.json``.
-    """
-    tags: dict[str, str] = {}
-    for key, value in info.items():
-        name = metric_key(f"{prefix}.{key}")
-        if isinstance(value, dict):
-            tags.update(info_tags(value, name))
-        elif value is not None:
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-            tags[name] = text[:_MAX_PARAM]
-    return tags
+def info_tags(info: dict[str, Any]) -> dict[str, str]:
+    """The entries of ``TaskResult.info`` the board reads from a search as tags: its warnings (a JSON
+    list, cut at 500 characters). The whole record (fingerprints of the data, versions, device...)
+    is the run's ``provenance.json`` artifact: some 80 ``info.*`` tags buried the headline in the UI."""
+    warnings = info.get("warnings")
+    return {WARNINGS_TAG: json.dumps(warnings, ensure_ascii=False, default=str)[:_MAX_PARAM]} if warnings else {}
 
 
 def _clean_params(params: dict[str, Any]) -> dict[str, str]:
