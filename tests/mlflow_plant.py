@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from xlingbench.core.task import Chart, ModelRevision, Outcome, Task, TaskMetadata, TaskResult
-from xlingbench.sinks import SinkSettings
+from xlingbench.sinks import SinkSettings, open_sinks
 from xlingbench.sinks.mlflow_sink import MlflowSink
 
 MAIN_SCORES = {
@@ -67,7 +67,7 @@ def metadata(task: str, higher_is_better: bool | None = True) -> TaskMetadata:
 
 def open_sink(uri: str, experiment: str = "xlingbench") -> MlflowSink:
     """The MLflow sink on ``uri``, as the runner opens it."""
-    return MlflowSink(SinkSettings(tracking_uri=uri, experiment=experiment))
+    return open_sinks(["mlflow"], SinkSettings(tracking_uri=uri, experiment=experiment))["mlflow"]
 
 
 def model_revision(model: str, revision: str, step: int | None = None, family: str = "test-family", size: str = "270M") -> ModelRevision:

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from xlingbench.core.errors import UserError
-from xlingbench.harness.runner import RunRequest, plan, provenance
+from xlingbench.harness.runner import RunRequest, plan
+from xlingbench.harness.unit import provenance
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import resolve_model
 from xlingbench.inputs.representations import Representations

@@ -160,9 +160,10 @@ def test_evaluate_returns_typed_results_without_mlflow_and_the_json_sink_round_t
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["script_separability"][0] == 1.0  # two tight clusters in two scripts (special tokens unlabelled)
     path = Path(found["neighbour_script_count"][1])
-    assert path.parent.parent.parent == tmp_path / "results" and path.name == "neighbour_script_count.json"
+    assert path.parent.parent.parent.parent == tmp_path / "results" and path.parent.name == "neighbour_script_count"
     document = json.loads(path.read_text())
-    assert document["schema_version"] == 1 and document["task"]["higher_is_better"] is None
+    assert document["schema_version"] == 2 and document["task"]["higher_is_better"] is None
+    assert path.stem == document["task_key"] and "task_key" not in document["result"]["info"]
     metadata = TaskMetadata(name="neighbour_script_count", description="", reference="", main_score="mean_count", version="1")
     again = from_document(document, metadata)
     assert again.headline == found["neighbour_script_count"][0]

@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from xlingbench.cli.main import app
 from xlingbench.core.errors import UserError
-from xlingbench.leaderboard.gating import Expectation, default_tolerance, find_run, judge, parse_tolerances, tolerance_for
+from xlingbench.leaderboard.gating import Expectation, default_tolerance, judge, parse_tolerances, tolerance_for
+from xlingbench.leaderboard.mlflow_store import find_run
 from tests.mlflow_plant import metadata, model_revision, open_sink, plant, result
 
 

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from tests.tiny_models import checkpointed_model
 from xlingbench.cli.main import app
-from xlingbench.sinks.mlflow_sink import outbox_dir, pending
+from xlingbench.sinks.outbox import outbox_dir, pending
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = (100, 200, 300)
@@ -150,7 +150,7 @@ def test_a_killed_grid_resumes_with_only_the_missing_task_runs(grid, cluster, tm
     before = _finished(tmp_path)
     assert 0 < len(before) < TASK_RUNS, "the driver was not killed partway"
     # a result the driver had kept but not yet logged when it died is sent by the next run's sink
-    kept = {json.loads(path.read_text(encoding="utf-8"))["outcome"]["result"]["info"]["task_key"]
+    kept = {json.loads(path.read_text(encoding="utf-8"))["outcome"]["task_key"]
             for path in pending(outbox_dir(f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "cache"))}
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr

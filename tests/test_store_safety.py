@@ -21,19 +21,21 @@ from tests.mlflow_plant import full_results, model_revision, open_sink, plant
 from tests.test_cli import planted  # noqa: F401  (the module-scoped tiny model with planted scripts)
 from tests.test_cli_output import TASKS_1_2
 from tests.test_tracking_server import free_port, start_server, stop_server
-from xlingbench.cli.main import EXIT_INTERRUPTED, EXIT_RESULTS_KEPT, app
+from xlingbench.cli.main import app
+from xlingbench.cli.policy import EXIT_INTERRUPTED, EXIT_RESULTS_KEPT
 from xlingbench.core.outputs import MARKER
 from xlingbench.core.task import Outcome
 from xlingbench.leaderboard.collect import collect
 from xlingbench.sinks.json_sink import to_document
-from xlingbench.sinks.mlflow_sink import HOST, TAG, outbox_dir, pending
+from xlingbench.sinks.mlflow_sink import TAG
+from xlingbench.sinks.outbox import HOST, outbox_dir, pending
 
 ROOT = Path(__file__).resolve().parents[1]
 #: a driver that runs the CLI with the runner's second task call paused (until FLAGS/go) or interrupted by SIGTERM
 DRIVER = """
 import os, signal, sys, time
 from pathlib import Path
-import xlingbench.harness.runner as runner
+import xlingbench.harness.unit as runner
 from xlingbench.cli.main import app
 
 flags, action = Path(sys.argv[1]), sys.argv[2]

@@ -26,7 +26,11 @@ RUN_HELP = ("A run id (parent model run or task run) or its first 8+ characters;
             "document (exact: what that command logged); or a selector EXPERIMENT:KEY=VALUE[,KEY=VALUE] (the newest match), "
             "e.g. xlingbench:model=xlm-roberta-xl,step=2000.")
 
+RESULTS_HELP = ("A JSON results folder (written by `xlingbench run --sink json`) to read instead of MLflow; run references are then "
+                "a file or MODEL/REVISION folder under it, @FILE, or KEY=VALUE over model, revision, step, task.")
+
 TrackingUri = Annotated[str | None, typer.Option("--tracking-uri", help=TRACKING_HELP, show_default=False)]
+ResultsDir = Annotated[Path | None, typer.Option("--results-dir", help=RESULTS_HELP, show_default=False)]
 
 
 class Format(str, Enum):
@@ -42,19 +46,22 @@ def leaderboard(
     experiment: Annotated[list[str], typer.Option("--experiment", "-e", help="Experiment to read; repeat for several. Default: xlingbench.")] = [],  # noqa: B006 - typer needs a list default
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write to: new, empty, or written by xlingbench before (only its own files are replaced). Markdown: OUT/leaderboard.md, or a file ending in .md, or '-' for stdout.")] = Path("leaderboard-site"),
     fmt: Annotated[Format, typer.Option("--format", "-f", help="html: a static site (index.html + one page per model). markdown: the models x tasks table, e.g. for $GITHUB_STEP_SUMMARY. json: every task run the board reads, on stdout.")] = Format.html,
+    results_dir: ResultsDir = None,
 ) -> None:
     """Build the leaderboard of every model and task logged to MLflow.
 
     Example: xlingbench leaderboard --tracking-uri http://mlflow:5000 --out site/
     Example: xlingbench leaderboard -f markdown -o - >> "$GITHUB_STEP_SUMMARY"
+    Example: xlingbench leaderboard --results-dir results/ --out site/
     """
-    from xlingbench.leaderboard.collect import collect
+    from xlingbench.leaderboard.collect import board_of
     from xlingbench.leaderboard.render import render_markdown, write_site
+    from xlingbench.leaderboard.stores import open_store
 
     to_stdout = fmt is Format.json or (fmt is Format.markdown and str(out) == "-")
     if not to_stdout and not (fmt is Format.markdown and out.suffix == ".md"):
         check_folder(out, "leaderboard")  # before reading MLflow: a folder of the user's is refused at once
-    board = collect(tracking_uri, experiment)
+    board = board_of(open_store(tracking_uri, results_dir, experiment))
     if fmt is Format.json:
         rows = [dataclasses.asdict(row) for row in board.rows]
         typer.echo(json.dumps({"tracking_uri": public_uri(board.tracking_uri), "experiments": board.experiments,
@@ -82,6 +89,7 @@ def compare(
     tolerance: Annotated[list[str], typer.Option("--tolerance", "-t", help="METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed): the largest acceptable drop of that metric, absolute. Gates the metric even if it is not a headline; overrides a logged interval. Repeatable.")] = [],  # noqa: B006
     timings: Annotated[bool, typer.Option("--timings", help="Also list the phase timings (time_*_s).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON document instead of a table.")] = False,
+    results_dir: ResultsDir = None,
 ) -> None:
     """Compare every metric of two runs; exit 1 if a gated metric regressed.
 
@@ -93,9 +101,10 @@ def compare(
 
     Example: xlingbench compare @baseline.json @candidate.json --tolerance 'accuracy/*=0.02'
     """
-    from xlingbench.leaderboard.gating import compare as run_compare
+    from xlingbench.leaderboard.gate import compare as run_compare
+    from xlingbench.leaderboard.stores import open_store
 
-    _report(run_compare(baseline, candidate, tolerance, tracking_uri), json_, timings)
+    _report(run_compare(baseline, candidate, tolerance, open_store(tracking_uri, results_dir)), json_, timings)
 
 
 def check(
@@ -104,6 +113,7 @@ def check(
     tracking_uri: TrackingUri = None,
     write_expect: Annotated[bool, typer.Option("--write-expect", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else their unit's tolerance: 1 point for a percentage, 0.01 for a fraction).")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print the check as one JSON document instead of a table.")] = False,
+    results_dir: ResultsDir = None,
 ) -> None:
     """Check a run against a committed file of expected values; exit 1 on a regression.
 
@@ -112,19 +122,21 @@ def check(
 
     Example: xlingbench run --json > run.json && xlingbench check --expect expected.json --run @run.json
     """
-    from xlingbench.leaderboard.gating import check as run_check
-    from xlingbench.leaderboard.gating import write_expect as write
+    from xlingbench.leaderboard.gate import check as run_check
+    from xlingbench.leaderboard.gate import write_expect as write
+    from xlingbench.leaderboard.stores import open_store
 
+    store = open_store(tracking_uri, results_dir)
     if write_expect:
-        count = write(expect, run, tracking_uri)
+        count = write(expect, run, store)
         typer.echo(f"wrote {expect} ({count} task headlines)")
         return
-    _report(run_check(expect, run, tracking_uri), json_, timings=False)
+    _report(run_check(expect, run, store), json_, timings=False)
 
 
 def _report(report: "Report", json_: bool, timings: bool) -> None:
     """Print a comparison (table and verdict, or JSON); exit 1 when it regressed."""
-    from xlingbench.leaderboard.gating import print_report, report_document
+    from xlingbench.leaderboard.gate_report import print_report, report_document
 
     if json_:
         typer.echo(json.dumps(report_document(report), indent=1, allow_nan=False, default=str))

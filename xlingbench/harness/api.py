@@ -8,6 +8,7 @@ MLflow ever being imported.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -50,13 +51,14 @@ def evaluate(
     from xlingbench.harness.grid import GridSettings
     from xlingbench.harness.runner import RunRequest, run
 
-    settings = sink_settings or SinkSettings(cache_dir=None if cache_dir is None else Path(cache_dir))
+    cache = None if cache_dir is None else Path(cache_dir)
+    settings = dataclasses.replace(sink_settings or SinkSettings(), cache_dir=cache)  # one cache folder: ``cache_dir``
     named = [s for s in sinks if isinstance(s, str)]
     opened: dict[str, Sink] = open_sinks(named, settings) if named else {}
     opened.update({type(s).__name__: s for s in sinks if not isinstance(s, str)})
     request = RunRequest(models=list(models), tasks=list(tasks or task_names()), revisions=list(revisions),
                          options=dict(options or {}), params={k: dict(v) for k, v in (params or {}).items()},
-                         device=device, dtype=dtype, cache_dir=None if cache_dir is None else Path(cache_dir), sinks=named, sink_settings=settings,
+                         device=device, dtype=dtype, cache_dir=cache, sinks=named, sink_settings=settings,
                          grid=GridSettings(rerun=not resume))
     result = run(request, sinks=opened)
     if result.failed:

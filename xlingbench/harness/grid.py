@@ -4,9 +4,10 @@ Why a module of its own: a team comparing twenty checkpoints of three models on 
 300 task runs, and a grid that dies at run 200 must not start again from zero. Three rules make
 it resumable and idempotent, whichever executor runs the units:
 
-* **A task key, known before anything runs** (:func:`task_key`): the model, its resolved revision
-  and step, the task and its version, its typed parameters and the dtype. Each sink records it
-  (``TaskResult.info["task_key"]``); a task run whose key every sink already holds is skipped
+* **A task key, known before anything runs** (:func:`xlingbench.core.identity.task_key`): the
+  model, its resolved revision and step, the task and its version, its typed parameters, the
+  resolved dtype and the device kind. Each sink records it (``Outcome.task_key``); a task run
+  whose key every sink already holds is skipped
   (``--rerun`` runs it again), and a unit whose tasks are all skipped is never scheduled.
 * **One writer**: a unit (one model revision, loaded once, running its tasks) returns typed
   :class:`Outcome` records; only this process writes them to the sinks, once per key, so an
@@ -17,22 +18,21 @@ it resumable and idempotent, whichever executor runs the units:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from xlingbench.core import identity
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import enabled
-from xlingbench.core.task import Outcome, TaskMetadata
-from xlingbench.sinks import TASK_KEY, Sink
-
-if TYPE_CHECKING:  # the runner imports this module; the unit of work is taken from it when a unit runs
-    from xlingbench.harness.runner import Plan, Unit
+from xlingbench.core.task import Outcome
+from xlingbench.harness.plan import Plan, Unit
+from xlingbench.harness.unit import run_unit
+from xlingbench.sinks import Sink
+from xlingbench.sinks.delivery import DELIVERY
 
 EXECUTORS = ("local", "ray")
 #: how often Ray runs a unit again when its worker process dies (a raised error is never retried)
@@ -100,15 +100,6 @@ class Work:
     plan: Plan
 
 
-def task_key(model: str, revision: str, step: int | None, task: TaskMetadata, params: Any, dtype: str) -> str:
-    """A hash of what decides a task run's number that is known before it runs (the configuration
-    fingerprint also hashes the data the task read, so it exists only afterwards)."""
-    parts = {"model": model, "revision": revision, "step": step, "task": task.name, "version": task.version,
-             "params": dataclasses.asdict(params), "dtype": dtype}
-    canonical = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:32]
-
-
 def run_grid(checked: Plan, sinks: dict[str, Sink], settings: GridSettings,
              report: Callable[[Outcome], None] = lambda o: None) -> GridResult:
     """Skip what the sinks hold, run the rest with ``settings.executor``, write every new outcome once.
@@ -118,7 +109,7 @@ def run_grid(checked: Plan, sinks: dict[str, Sink], settings: GridSettings,
     result = GridResult()
     try:
         work = _pending(checked, sinks, settings.rerun, result)
-        writer = _Writer(checked, sinks, report, result)
+        writer = _Writer(checked, sinks, report, result, settings.rerun)
         bar = GridProgress(len(checked.units), len(checked.units) - len(work) - len(result.failed), len(result.failed))
         try:
             (_run_ray if settings.executor == "ray" else _run_local)(work, writer, bar, settings)
@@ -150,12 +141,13 @@ def _pending(checked: Plan, sinks: dict[str, Sink], rerun: bool, result: GridRes
     revisions: dict[Unit, str] = {}
     for unit in checked.units:
         try:
-            revisions[unit] = _resolved_revision(unit)
+            revisions[unit], dtype = _resolved(unit, checked.dtype)
         except Exception as exc:  # noqa: BLE001 - a unit's failure is reported, the grid goes on
             result.failed.append(failure(unit, exc))
             continue
-        keys[unit] = {t.metadata.name: task_key(unit.spec.name, revisions[unit], unit.step, t.metadata,
-                                                 checked.params[t.metadata.name], checked.dtype) for t in checked.tasks}
+        keys[unit] = {t.metadata.name: identity.task_key(unit.spec.name, revisions[unit], unit.step, t.metadata,
+                                                          dataclasses.asdict(checked.params[t.metadata.name]), dtype,
+                                                          checked.device) for t in checked.tasks}
     wanted = {key for by_task in keys.values() for key in by_task.values()}
     held = {} if rerun or not sinks else {name: _finished(sink, wanted) for name, sink in sinks.items()}
     work = []
@@ -173,11 +165,13 @@ def _pending(checked: Plan, sinks: dict[str, Sink], rerun: bool, result: GridRes
     return work
 
 
-def _resolved_revision(unit: Unit) -> str:
-    """The commit (or a local folder's content hash) the unit's revision names: a cheap lookup, no weights read."""
-    from xlingbench.inputs.sources import open_source
+def _resolved(unit: Unit, dtype: str) -> tuple[str, str]:
+    """The commit (or a local folder's content hash) the unit's revision names, and the dtype its
+    weights load in when ``dtype`` is asked for: cheap lookups, no weights read."""
+    from xlingbench.inputs.sources import open_source, resolve_dtype
 
-    return open_source(unit.spec, unit.revision).revision
+    source = open_source(unit.spec, unit.revision)
+    return source.revision, resolve_dtype(source, dtype)
 
 
 def _finished(sink: Sink, keys: set[str]) -> dict[str, str]:
@@ -198,8 +192,6 @@ def failure(unit: Unit, exc: BaseException) -> Failure:
 def attempt(unit: Unit, checked: Plan) -> Iterator[Outcome | Failure]:
     """The unit's outcomes as they finish, then a :class:`Failure` if it raised: the one unit of
     work both executors run."""
-    from xlingbench.harness.runner import run_unit
-
     try:
         yield from run_unit(unit, checked)
     except Exception as exc:  # noqa: BLE001 - a unit's failure is reported, the grid goes on
@@ -214,8 +206,9 @@ def run_in_worker(unit: Unit, checked: Plan) -> list[Outcome | Failure]:
 class _Writer:
     """The one writer: each new outcome to every sink, once per task key, then the model revision's end."""
 
-    def __init__(self, checked: Plan, sinks: dict[str, Sink], report: Callable[[Outcome], None], result: GridResult) -> None:
-        self.checked, self.sinks, self.report, self.result = checked, sinks, report, result
+    def __init__(self, checked: Plan, sinks: dict[str, Sink], report: Callable[[Outcome], None], result: GridResult,
+                 rerun: bool = False) -> None:
+        self.checked, self.sinks, self.report, self.result, self.rerun = checked, sinks, report, result, rerun
         self.written: set[str] = set()
 
     def take(self, items: Iterable[Outcome | Failure]) -> bool:
@@ -233,20 +226,34 @@ class _Writer:
         return ok
 
     def _write(self, outcome: Outcome) -> bool:
-        """Hand ``outcome`` to every sink with its task key; False (nothing written) for a key already written."""
-        model = outcome.model
-        key = task_key(model.name, model.revision, model.step, outcome.task,
-                       self.checked.params[outcome.task.name], self.checked.dtype)
-        if key in self.written:
+        """Hand ``outcome`` to every sink; False (nothing written) for a task key already written."""
+        key = outcome.task_key
+        if key in self.written or self._held(outcome):
             return False
-        outcome.result.info[TASK_KEY] = key
         for name, sink in self.sinks.items():
             ref = sink.write(outcome)
             if ref is not None:
                 outcome.refs[name] = ref
+        if outcome.refs:  # some sink took it (the Ctrl-C line counts it, whichever sink)
+            DELIVERY.logged += 1
         self.written.add(key)
         self.report(outcome)
         self.result.outcomes.append(outcome)
+        return True
+
+
+    def _held(self, outcome: Outcome) -> bool:
+        """Whether every sink holds the outcome's key by now: a run started at the same time logged it
+        first (the check at start cannot see that), so it is skipped, not logged twice (``--rerun``: never)."""
+        if self.rerun or not self.sinks:
+            return False
+        held = {name: _finished(sink, {outcome.task_key}) for name, sink in self.sinks.items()}
+        if not all(outcome.task_key in refs for refs in held.values()):
+            return False
+        model = outcome.model
+        refs = {name: found[outcome.task_key] for name, found in held.items()}
+        self.result.skipped.append(Skipped(model.name, model.revision, model.step, outcome.task.name, outcome.task_key, refs))
+        self.written.add(outcome.task_key)
         return True
 
 

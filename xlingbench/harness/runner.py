@@ -2,36 +2,27 @@
 
 Why a separate module: the CLI and the Python API only say what to run; this is where the
 request is checked as a whole before any model loads (models, revisions, tasks, options,
-typed parameters, sinks), where each model revision's representations are loaded once for all
-its tasks, where each task is timed, and where provenance and the configuration fingerprint
-are attached to every result.
+typed parameters, sinks) into a :class:`~xlingbench.harness.plan.Plan`, which the grid runs
+unit by unit (:mod:`xlingbench.harness.unit`).
 """
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import platform
-import subprocess
-import time
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from xlingbench import __version__
 from xlingbench.core import params as typed
 from xlingbench.core.errors import UserError
-from xlingbench.core.progress import scope
-from xlingbench.core.task import ModelRevision, Outcome, Task, TaskResult
+from xlingbench.core.task import Outcome, Task
 from xlingbench.harness.grid import GridResult, GridSettings, check_settings, run_grid
+from xlingbench.harness.plan import Plan, Unit
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import ModelSpec, resolve_model
 from xlingbench.inputs.sources import check_dtype
 from xlingbench.sinks import DEFAULT_SINKS, Sink, SinkSettings, open_sinks
 from xlingbench.tasks.registry import load_task
 
-LIBRARIES = ("torch", "transformers", "numpy", "scikit-learn", "mlflow", "safetensors", "tokenizers")
 #: run-wide options (``--labels``, ``--dictionary``, ...); each reaches the tasks that declare it
 OPTIONS = ("labels", "dictionary", "data", "languages", "seed")
 
@@ -58,27 +49,8 @@ class RunRequest:
     sink_settings: SinkSettings = field(default_factory=SinkSettings)
     #: executor, Ray cluster, concurrency, and whether task runs already in the sinks run again
     grid: GridSettings = field(default_factory=GridSettings)
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One model revision to load once and run every task on."""
-
-    spec: ModelSpec
-    revision: str | None
-    step: int | None
-
-
-@dataclass
-class Plan:
-    """A checked request: nothing in it can fail for a reason the user could have fixed up front."""
-
-    units: list[Unit]
-    tasks: list[Task]
-    params: dict[str, Any]
-    device: str
-    cache: Cache
-    dtype: str
+    #: what the run records of how it was asked for (a run file's name and digest), in every model's provenance
+    record: dict[str, str] = field(default_factory=dict)
 
 
 def plan(request: RunRequest) -> Plan:
@@ -94,7 +66,8 @@ def plan(request: RunRequest) -> Plan:
     params = {t.metadata.name: typed.build(t.metadata.name, t.params, task_values(t, request)) for t in tasks}
     units = [Unit(spec, revision, step) for spec in map(resolve_model, request.models)
              for revision, step in plan_revisions(spec, request.revisions, request.checkpoints)]
-    return Plan(units, tasks, params, resolve_device(request.device), Cache(request.cache_dir), request.dtype)
+    return Plan(units, tasks, params, resolve_device(request.device), Cache(request.cache_dir), request.dtype,
+                dict(request.record))
 
 
 def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None,
@@ -107,50 +80,9 @@ def run(request: RunRequest, report: Callable[[Outcome], None] = lambda o: None,
     """
     checked = plan(request)
     check_settings(request.grid)
-    sinks = open_sinks(request.sinks, request.sink_settings) if sinks is None else sinks
+    settings = dataclasses.replace(request.sink_settings, cache_dir=request.cache_dir)  # one cache folder, the run's
+    sinks = open_sinks(request.sinks, settings) if sinks is None else sinks
     return run_grid(checked, sinks, request.grid, report)
-
-
-def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
-    """The outcomes of every task on one model revision, loaded once, each as soon as it is done."""
-    from xlingbench.inputs.representations import Representations
-    from xlingbench.inputs.sources import open_source
-
-    source = open_source(unit.spec, unit.revision)
-    inputs = Representations(source, checked.cache, device=checked.device, dtype=checked.dtype)
-    model = None
-    for task in checked.tasks:
-        started = time.time()
-        with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task
-            result = run_task(task, inputs, checked.params[task.metadata.name])
-        model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype)
-        yield Outcome(model, task.metadata, result, started, time.time(), fingerprint(task, result, model))
-
-
-def run_task(task: Task, inputs: Any, params: Any) -> TaskResult:
-    """Run one task, timing its phases: load, extract, align, cluster as the inputs report them,
-    and compute as the rest of the wall time."""
-    before = dict(inputs.timings)
-    start = time.perf_counter()
-    result = task.run(inputs, params)
-    total = time.perf_counter() - start
-    phases = {k: v - before.get(k, 0.0) for k, v in inputs.timings.items() if v - before.get(k, 0.0) > 0}
-    result.timings = {**phases, "compute": max(0.0, total - sum(phases.values())), "total": total}
-    result.params = {**dataclasses.asdict(params), **result.params}
-    result.info.update(model_id=inputs.model_id, revision=inputs.revision, device=inputs.device,
-                       task_version=task.metadata.version, unidata_version=unicodedata.unidata_version)
-    return result
-
-
-def fingerprint(task: Task, result: TaskResult, model: ModelRevision) -> str:
-    """A hash of everything that decides the number except the model and its revision: the task
-    and its version, every parameter, the data it read (result.info["inputs"]), the dtype and the
-    Unicode version. Runs compare only when their fingerprints are equal."""
-    parts = {"task": task.metadata.name, "version": task.metadata.version, "params": result.params,
-             "inputs": result.info.get("inputs", {}), "dtype": model.provenance.get("dtype"),
-             "unidata_version": unicodedata.unidata_version}
-    canonical = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
 def check_options(tasks: list[Task], options: dict[str, Any]) -> None:
@@ -236,34 +168,3 @@ def resolve_device(device: str) -> str:
     if kind not in ("cpu", "cuda"):
         raise UserError(f"--device {device!r}: only cpu and cuda devices are supported.", "Use cpu, cuda, cuda:1 ... or auto.")
     return device
-
-
-def model_revision(unit: Unit, revision: str, arch: str, device: str, dtype: str) -> ModelRevision:
-    """The record every sink keeps of one model revision."""
-    spec = unit.spec
-    return ModelRevision(name=spec.name, model_id=spec.hub_id, revision=revision, step=unit.step, family=spec.family,
-                         arch=arch, size=spec.size, licence=spec.licence, provenance=provenance(device, dtype))
-
-
-def provenance(device: str, dtype: str) -> dict[str, Any]:
-    """Versions of xlingbench, its git commit and the libraries, plus device and the dtype the weights were loaded in."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    info: dict[str, Any] = {"harness_version": __version__, "harness_commit": _git_commit(),
-                            "python": platform.python_version(), "device": device, "dtype": dtype,
-                            "unidata_version": unicodedata.unidata_version}
-    for name in LIBRARIES:
-        try:
-            info[f"version_{name}"] = version(name)
-        except PackageNotFoundError:
-            info[f"version_{name}"] = "absent"
-    return info
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return out.stdout.strip() or "unknown"

@@ -20,7 +20,6 @@ directory; the staging directory is removed either way, so nothing partial is le
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from xlingbench.core.errors import UserError
+from xlingbench.core.identity import CACHE_KEY_LENGTH, digest
 
 _META = "meta.json"
 #: how many bytes of an array :func:`check_floats` reads at once (a memory-mapped entry never loads whole)
@@ -69,9 +69,9 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
-    """A stable hash of the parts that determine an entry (model id, revision, parameters...)."""
-    canonical = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:24]
+    """A stable hash of the parts that determine an entry (model id, revision, parameters...):
+    the one digest of :mod:`xlingbench.core.identity`, which refuses a value that is not JSON."""
+    return digest(parts, CACHE_KEY_LENGTH)
 
 
 def check_floats(arrays: Mapping[str, np.ndarray]) -> str | None:

@@ -79,8 +79,13 @@ class Representations:
         return hasattr(self.source, "checkpoint_dtype")
 
     def key(self, **parts: Any) -> dict[str, Any]:
-        """Cache-key parts for this model revision, loaded in this dtype, plus ``parts``."""
-        return {"model_id": self.model_id, "revision": self.revision, "model_dtype": self.dtype, **parts}
+        """Cache-key parts for this model revision, loaded in this dtype, computed on this kind of
+        device (a forward pass, K-means and the torch probe are not bit-identical across devices:
+        see xlingbench.core.identity), plus ``parts``."""
+        from xlingbench.core.identity import device_kind
+
+        return {"model_id": self.model_id, "revision": self.revision, "model_dtype": self.dtype,
+                "device_kind": device_kind(self.device), **parts}
 
     def _cached(self, kind: str, parts: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
         return self.cache.get_or_compute(kind, self.key(**parts), compute)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,56 +27,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlingbench.core.errors import UserError
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, TAG, check_server, public_uri, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, TAG, WARNINGS_TAG, check_server, public_uri, resolve_tracking_uri
+from xlingbench.sinks.sqlite_store import sqlite_path
+from xlingbench.sinks.store import Histories, ResultStore, TaskRow
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
     from mlflow.tracking import MlflowClient
 
-#: the sink's tag for ``TaskResult.info["warnings"]`` (see mlflow_sink.info_tags)
-WARNINGS = "info.warnings"
 PAGE_SIZE = 1000
 #: the filter every search here adds: a run that is still RUNNING, or was KILLED or FAILED, holds half a result
 FINISHED_ONLY = "attributes.status = 'FINISHED'"
-
-
-@dataclass(frozen=True)
-class TaskRow:
-    """One task run of one model revision: the unit every leaderboard cell is built from."""
-
-    model: str
-    model_id: str
-    revision: str
-    family: str
-    size: str
-    arch: str
-    step: int | None
-    task: str
-    main_score: str
-    value: float | None
-    higher_is_better: bool | None  # None: a descriptive headline, no better or worse
-    config: str  # configuration fingerprint; runs compare only when it is equal
-    warnings: tuple[str, ...]
-    metrics: dict[str, float]
-    run_id: str
-    parent_run_id: str
-    experiment_id: str
-    url: str
-    start_time: int
-
-    def interval(self) -> tuple[float, float] | None:
-        """The headline's (low, high) where the run logged ``<main_score>_ci_low`` / ``_ci_high``."""
-        low, high = self.metrics.get(f"{self.main_score}_ci_low"), self.metrics.get(f"{self.main_score}_ci_high")
-        return None if low is None or high is None else (low, high)
 
 
 @dataclass
 class Leaderboard:
     """Everything the renderers need, read with one search."""
 
-    tracking_uri: str
+    tracking_uri: str  # the store's printable name: a tracking URI, or a results folder
     experiments: dict[str, str]  # experiment id -> name
     rows: list[TaskRow] = field(default_factory=list)
+    #: the store's step-metric curves (ResultStore.histories); None: the MLflow store at tracking_uri
+    histories: Callable[[list[tuple[str, str]]], Histories] | None = None
 
 
 def connect(tracking_uri: str | None) -> tuple[MlflowClient, str]:
@@ -90,8 +62,8 @@ def connect(tracking_uri: str | None) -> tuple[MlflowClient, str]:
     uri = resolve_tracking_uri(tracking_uri)
     if uri.startswith(("http://", "https://")):
         check_server(uri)
-    elif uri.startswith("sqlite:///"):
-        _check_path(Path(uri.removeprefix("sqlite:///")), uri)
+    elif uri.startswith("sqlite:"):
+        _check_path(sqlite_path(uri), uri)  # the file as SQLAlchemy reads the URI (``?timeout=20`` and all)
     elif uri.startswith("file:") or "://" not in uri:
         _check_path(Path(uri.removeprefix("file://").removeprefix("file:")), uri)
     return MlflowClient(tracking_uri=uri), uri
@@ -151,6 +123,11 @@ def mlflow_errors(uri: str) -> Iterator[None]:
         raise UserError(f"MLflow at {public_uri(uri)} answered: {first_line}", "Check the run id / experiment and --tracking-uri.") from err
 
 
+def board_of(store: ResultStore) -> Leaderboard:
+    """The board of any store (an MLflow store or a JSON results folder): its rows and its curves."""
+    return Leaderboard(tracking_uri=store.where, experiments={}, rows=store.rows(), histories=store.histories)
+
+
 def collect(tracking_uri: str | None = None, experiments: Iterable[str] = ()) -> Leaderboard:
     """Read every finished task run of the named experiments (default ``xlingbench``); a run still
     RUNNING (or left so by a killed process), KILLED or FAILED is not on the board."""
@@ -182,13 +159,14 @@ def task_row(run: Run, tracking_uri: str) -> TaskRow:
         value=metrics.get(main_score),
         higher_is_better=direction(tags.get(TAG + "higher_is_better", "true")),
         config=tags.get(TAG + "config", ""),
-        warnings=warnings(tags.get(WARNINGS, "")),
+        warnings=warnings(tags.get(WARNINGS_TAG, "")),
         metrics=metrics,
         run_id=run.info.run_id,
         parent_run_id=tags.get("mlflow.parentRunId", ""),
         experiment_id=run.info.experiment_id,
         url=run_url(tracking_uri, run.info.experiment_id, run.info.run_id),
         start_time=run.info.start_time or 0,
+        task_key=tags.get(TAG + "task_key", ""),
     )
 
 

@@ -1,6 +1,9 @@
 """Regression gating: compare two runs, or one run against a committed file of expected values.
 
-Run references (RUN arguments) take four forms:
+The runs come from a :class:`~xlingbench.sinks.store.ResultStore`: the MLflow store
+(:mod:`xlingbench.leaderboard.mlflow_store`) or a JSON results folder
+(:mod:`xlingbench.sinks.json_store`, whose own reference forms are listed there). In the MLflow
+store, run references (RUN arguments) take four forms:
 
 * a run id: a parent model run (all its task runs are compared) or one task run;
 * the first 8 or more characters of a run id, when no other run of the store starts with them
@@ -43,37 +46,19 @@ number it could not compare.
 """
 from __future__ import annotations
 
-import dataclasses
-
-import json
 import math
-import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from xlingbench.core.errors import UserError, did_you_mean
-from xlingbench.sinks.mlflow_sink import tag_clause
-from xlingbench.core.outputs import write_file
-from xlingbench.leaderboard.collect import FINISHED_ONLY, TAG, TaskRow, connect, mlflow_errors, task_row
 from xlingbench.leaderboard.view import installed
-
-if TYPE_CHECKING:
-    from mlflow.entities import Run
-    from mlflow.tracking import MlflowClient
-    from rich.console import Console
+from xlingbench.sinks.store import TaskRow
 
 DEFAULT_TOLERANCE = 0.01
 #: default tolerance by the unit a task declares for a metric (TaskMetadata.units); undeclared: a fraction
 UNIT_TOLERANCES = {"fraction": DEFAULT_TOLERANCE, "percent": 1.0}
-#: a run-id prefix must be at least this long (``xlingbench run`` prints 8 characters)
-PREFIX_LENGTH = 8
 #: floating-point slack so that a drop of exactly the tolerance passes
 EPSILON = 1e-12
-EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
-#: the expect file's reserved top-level table: task -> configuration fingerprint the values were measured in
-CONFIGS = "xlingbench.config"
 #: statuses that fail the gate (exit 1)
 FAILING = ("REGRESSION", "missing", "config differs")
 
@@ -135,6 +120,15 @@ def judge(expect: Expectation, candidate: float | None, higher_is_better: bool,
     return rule, "improved" if worse_by < 0 else "ok"
 
 
+def require_finite(where: str, metric: str, *values: float | None) -> None:
+    """A UserError when a value a gate judges by is NaN or infinite: a comparison with NaN is always
+    false, so it would pass any candidate (``where`` names the file or run, ``metric`` the key)."""
+    bad = next((v for v in values if v is not None and not math.isfinite(v)), None)
+    if bad is not None:
+        raise UserError(f"{where}: {metric} is {bad}, which no gate can compare with.",
+                        "Give a finite number (rerun the baseline if it logged NaN).")
+
+
 # --------------------------------------------------------------------------- tolerances
 
 
@@ -147,10 +141,10 @@ def parse_tolerances(items: list[str]) -> dict[str, float]:
             value = float(number)
         except ValueError:
             value = math.nan
-        if not sep or not pattern or not value >= 0:
+        if not sep or not pattern or not 0 <= value < math.inf:  # NaN and infinity would pass anything
             raise UserError(
                 f"bad --tolerance {item!r}.",
-                "Write METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed), e.g. --tolerance 'accuracy/*=0.02'.",
+                "Write METRIC=NUMBER or TASK:METRIC=NUMBER (a finite number, globs allowed), e.g. --tolerance 'accuracy/*=0.02'.",
             )
         parsed[pattern] = value
     return parsed
@@ -171,117 +165,7 @@ def default_tolerance(task: str, metric: str) -> float:
     return UNIT_TOLERANCES.get(unit, DEFAULT_TOLERANCE)
 
 
-# --------------------------------------------------------------------------- run references
-
-
-def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
-    """``task -> row`` for a run id, a run-id prefix, an ``@FILE`` of ``run --json`` or a selector."""
-    if ref.startswith("@"):
-        return rows_of_file(client, uri, Path(ref[1:]))
-    with mlflow_errors(uri):
-        run = select(client, ref) if "=" in ref else require_finished(find_run(client, ref), ref)
-        if run.data.tags.get(TAG + "role") == "task":
-            return {task_row(run, uri).task: task_row(run, uri)}
-        children = client.search_runs(
-            [run.info.experiment_id],
-            filter_string=f"tags.\"mlflow.parentRunId\" = '{run.info.run_id}' and tags.\"{TAG}role\" = 'task' and {FINISHED_ONLY}",
-            max_results=1000,
-        )
-    if not children:
-        raise UserError(f"run {ref} has no task runs.", "Pass a parent model run or a task run of the xlingbench layout.")
-    rows = sorted((task_row(child, uri) for child in children), key=lambda row: row.start_time)
-    return {row.task: row for row in rows}  # the newest run of a task wins
-
-
-def rows_of_file(client: MlflowClient, uri: str, path: Path) -> dict[str, TaskRow]:
-    """``task -> row`` of the task runs a ``xlingbench run --json`` document names: one model revision."""
-    with mlflow_errors(uri):
-        rows = [task_row(require_finished(get_run(client, run_id), run_id), uri) for run_id in run_ids_of(path)]
-    revisions = sorted({f"{row.model}@{row.revision[:12]}" for row in rows})
-    if len(revisions) > 1:
-        raise UserError(f"{path} holds runs of {len(revisions)} model revisions ({', '.join(revisions)}).",
-                        "Gate one model revision per file: run one --model and --revision per `xlingbench run --json`.")
-    return {row.task: row for row in rows}
-
-
-def run_ids_of(path: Path) -> list[str]:
-    """The MLflow run ids of a ``xlingbench run --json`` document (``{"outcomes": [{"run_id": ...}]}``)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise UserError(f"cannot read {path}: {err.strerror}.", "Write it with `xlingbench run --json > FILE`, then pass --run @FILE.") from err
-    except ValueError as err:
-        raise UserError(f"{path} is not JSON: {err}.", "Pass the stdout of `xlingbench run --json` (its progress goes to stderr).") from err
-    outcomes = data.get("outcomes") if isinstance(data, dict) else None
-    if not isinstance(outcomes, list) or not all(isinstance(o, dict) for o in outcomes):
-        raise UserError(f"{path} is not a `xlingbench run --json` document.", 'It must hold {"outcomes": [{"run_id": ...}, ...]}.')
-    ids = [o.get("run_id") for o in outcomes]
-    if not ids or not all(isinstance(i, str) and i for i in ids):
-        raise UserError(f"{path} names no MLflow run for {'some' if ids else 'any'} outcome.",
-                        "Run with the mlflow sink (the default) so that each outcome has a run_id.")
-    return ids
-
-
-def find_run(client: MlflowClient, ref: str) -> Run:
-    """The run with this id, or with this unique prefix of at least :data:`PREFIX_LENGTH` hex digits."""
-    is_hex = all(c in "0123456789abcdef" for c in ref.lower())
-    if not is_hex or not PREFIX_LENGTH <= len(ref) < 32:
-        return get_run(client, ref)
-    experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(experiments, filter_string=f"attributes.run_id LIKE '{ref.lower()}%'", max_results=2) if experiments else []
-    if len(runs) != 1:
-        problem = f"run-id prefix {ref!r} matches {'several runs' if runs else 'no run'}."
-        raise UserError(problem, "Give more characters of the id, or the whole id, or --run @FILE from `xlingbench run --json`.")
-    return runs[0]
-
-
-def require_finished(run: Run, ref: str) -> Run:
-    """``run`` if it finished; else a UserError naming its status (a RUNNING, KILLED or FAILED run holds half a result)."""
-    status = run.info.status
-    if status != "FINISHED":
-        why = "still running, or its process was killed" if status == "RUNNING" else "it did not finish"
-        raise UserError(f"run {ref} is {status} ({why}); its numbers cannot be gated.",
-                        "Rerun the same `xlingbench run` command to finish it, then gate the new run.")
-    return run
-
-
-def get_run(client: MlflowClient, run_id: str) -> Run:
-    """The run with this id, or a UserError naming it."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_run(run_id)
-    except MlflowException as err:
-        raise UserError(
-            f"no run with id {run_id!r}.",
-            "Check --tracking-uri (the store it was logged to) and the id (MLflow UI, or `xlingbench run --json`).",
-        ) from err
-
-
-def select(client: MlflowClient, selector: str) -> Run:
-    """The newest run matching ``EXPERIMENT:KEY=VALUE,...`` (a task run if ``task`` is a key)."""
-    head = selector[: selector.index("=")]
-    experiment, colon, _ = head.rpartition(":")
-    if not colon or not experiment:
-        raise UserError(f"bad run selector {selector!r}.", "Write EXPERIMENT:KEY=VALUE[,KEY=VALUE], e.g. xlingbench:model=xlm-roberta-xl.")
-    pairs = [item.partition("=") for item in selector[len(experiment) + 1 :].split(",")]
-    if any(not key or not sep for key, sep, _ in pairs):
-        raise UserError(f"bad run selector {selector!r}.", "Each part after the colon must be KEY=VALUE, separated by commas.")
-    tags = {(key if "." in key else TAG + key): value for key, _, value in pairs}
-    tags[TAG + "role"] = "task" if TAG + "task" in tags else "model"
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        raise UserError(f"no MLflow experiment named {experiment!r}.", "Check the part of the selector before the colon.")
-    runs = client.search_runs(
-        [found.experiment_id], filter_string=" and ".join([*(tag_clause(k, v) for k, v in tags.items()), FINISHED_ONLY]),
-        max_results=1, order_by=["attributes.start_time DESC"],
-    )
-    if not runs:
-        raise UserError(f"no run matches {selector!r}.", "Check the tag values in the MLflow UI (tags xlingbench.*).")
-    return runs[0]
-
-
-# --------------------------------------------------------------------------- compare / check
+# --------------------------------------------------------------------------- lines
 
 
 def config_differs(task: str, metric: str, baseline: float | None, candidate: float | None, base: str, cand: str) -> Line:
@@ -309,18 +193,10 @@ def compare_rows(baseline: dict[str, TaskRow], candidate: dict[str, TaskRow], pa
                 lines.append(Line(task, metric, value, new, "descriptive" if base.higher_is_better is None else ""))
                 continue
             low, high = base.metrics.get(f"{metric}_ci_low"), base.metrics.get(f"{metric}_ci_high")
+            require_finite(f"the baseline's {task} run ({base.run_id})", metric, value, low, high)
             rule, status = judge(Expectation(value, tolerance, low, high), new, base.higher_is_better, default_tolerance(task, metric))
             lines.append(Line(task, metric, value, new, rule, status))
     return lines
-
-
-def compare(baseline: str, candidate: str, tolerances: list[str], tracking_uri: str | None = None) -> Report:
-    """Compare two run references (see the module docstring for the syntax and the rule)."""
-    patterns = parse_tolerances(tolerances)
-    client, uri = connect(tracking_uri)
-    base = resolve(client, uri, baseline)
-    check_patterns(patterns, base)
-    return Report(baseline, candidate, compare_rows(base, resolve(client, uri, candidate), patterns))
 
 
 def check_patterns(patterns: dict[str, float], rows: dict[str, TaskRow]) -> None:
@@ -331,77 +207,6 @@ def check_patterns(patterns: dict[str, float], rows: dict[str, TaskRow]) -> None
             names = sorted({metric for _, metric in logged})
             raise UserError(f"--tolerance {pattern}: no metric of the baseline matches {pattern!r}{did_you_mean(pattern, names)}.",
                             "Name a logged metric (the compare table lists them), e.g. accuracy, 'accuracy/*' or calign:calign_max.")
-
-
-def check_metric_names(path: Path, expected: dict[str, dict[str, Expectation]], rows: dict[str, TaskRow]) -> None:
-    """Refuse an expected metric that the run's task did not log: a typo would otherwise read as a regression."""
-    for task, metrics in sorted(expected.items()):
-        row = rows.get(task)
-        unknown = sorted(set(metrics) - set(row.metrics)) if row is not None else []
-        if unknown:
-            raise UserError(f"expect file {path}: the run's {task} logged no metric {unknown[0]!r}{did_you_mean(unknown[0], row.metrics)}.",
-                            "Correct the metric's name in the expect file (or write the file with --write-expect).")
-
-
-def load_expectations(path: Path) -> tuple[dict[str, dict[str, Expectation]], dict[str, str]]:
-    """Read and validate an expect file (JSON, or TOML by the ``.toml`` suffix): the expected
-    values, and the configuration each task's values were measured in (where pinned)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except OSError as err:
-        raise UserError(f"cannot read expect file {path}: {err.strerror}.", "Pass an existing file to --expect.") from err
-    except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise UserError(f"expect file {path} is not valid {'TOML' if path.suffix == '.toml' else 'JSON'}: {err}.",
-                        "See docs/leaderboard.md for the format, or write one with --write-expect.") from err
-    configs = data.pop(CONFIGS, {}) if isinstance(data, dict) else {}
-    if not isinstance(data, dict) or not data:
-        raise UserError(f"expect file {path} must map task names to metrics.", 'e.g. {"script_separability": {"accuracy": 0.95}}')
-    if not isinstance(configs, dict) or not all(isinstance(v, str) for v in configs.values()):
-        raise UserError(f"expect file {path}: {CONFIGS} must map task names to fingerprints (strings).",
-                        "Copy them from the runs' xlingbench.config tags, or write the file with --write-expect.")
-    expected = {task: {m: _expectation(path, task, m, e) for m, e in _table(path, task, metrics).items()} for task, metrics in data.items()}
-    return expected, configs
-
-
-def _table(path: Path, task: str, metrics: Any) -> dict[str, Any]:
-    """A task's entry must be a non-empty table of metrics."""
-    if not isinstance(metrics, dict) or not metrics:
-        raise UserError(f"expect file {path}: {task!r} must map metric names to values.", 'e.g. {"accuracy": {"value": 0.95}}')
-    return metrics
-
-
-def _expectation(path: Path, task: str, metric: str, entry: Any) -> Expectation:
-    """A bare number, or a table with ``value`` and optional tolerance/low/high/higher_is_better."""
-    where = f"expect file {path}: {task}.{metric}"
-    entry = {"value": entry} if _is_number(entry) else entry
-    if not isinstance(entry, dict) or not _is_number(entry.get("value")) or set(entry) - EXPECT_KEYS:
-        raise UserError(f"{where} is malformed.", f"Write a number or a table with keys from {sorted(EXPECT_KEYS)} ('value' required).")
-    numbers = {k: entry.get(k) for k in ("tolerance", "low", "high")}
-    if any(v is not None and not _is_number(v) for v in numbers.values()):
-        raise UserError(f"{where}: tolerance, low and high must be numbers.", "Remove the quotes around them.")
-    if ("low" in entry) != ("high" in entry):
-        raise UserError(f"{where}: give both low and high, or neither.", "They are the interval the value may move in.")
-    direction = entry.get("higher_is_better")
-    if direction is not None and not isinstance(direction, bool):
-        raise UserError(f"{where}: higher_is_better must be true or false.", "")
-    return Expectation(float(entry["value"]), numbers["tolerance"], numbers["low"], numbers["high"], direction)
-
-
-def _is_number(value: Any) -> bool:
-    """An int or float, not a bool (JSON true must not pass as 1)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def check(expect_file: Path, run: str, tracking_uri: str | None = None) -> Report:
-    """Compare a run with the expected values of a committed file."""
-    expected, configs = load_expectations(expect_file)
-    client, uri = connect(tracking_uri)
-    rows = resolve(client, uri, run)
-    check_metric_names(expect_file, expected, rows)
-    lines = [check_line(task, metric, expect, rows.get(task), configs.get(task))
-             for task, metrics in sorted(expected.items()) for metric, expect in sorted(metrics.items())]
-    return Report(str(expect_file), run, lines)
 
 
 def check_line(task: str, metric: str, expect: Expectation, row: TaskRow | None, config: str | None) -> Line:
@@ -415,102 +220,3 @@ def check_line(task: str, metric: str, expect: Expectation, row: TaskRow | None,
         return Line(task, metric, expect.value, value, "descriptive: give higher_is_better to gate")
     rule, status = judge(expect, value, higher, default_tolerance(task, metric))
     return Line(task, metric, expect.value, value, rule, status)
-
-
-def expectations_of(rows: dict[str, TaskRow]) -> dict[str, dict[str, Any]]:
-    """The headline of each task run as an expect-file entry (its interval where logged, else its
-    unit's default tolerance, written out so the file says what it gates with), and each
-    task's configuration under :data:`CONFIGS`; descriptive headlines are left out (never gated)."""
-    out: dict[str, dict[str, Any]] = {}
-    for task, row in sorted(rows.items()):
-        if row.value is None or row.higher_is_better is None:
-            continue
-        out.setdefault(CONFIGS, {})[task] = row.config
-        entry: dict[str, Any] = {"value": row.value, "higher_is_better": row.higher_is_better}
-        low, high = row.metrics.get(f"{row.main_score}_ci_low"), row.metrics.get(f"{row.main_score}_ci_high")
-        if low is not None and high is not None:
-            entry.update(low=low, high=high)
-        else:
-            entry["tolerance"] = default_tolerance(task, row.main_score)
-        out[task] = {row.main_score: entry}
-    return out
-
-
-def write_expect(path: Path, run: str, tracking_uri: str | None = None) -> int:
-    """Write an expect file (JSON, or TOML by suffix) from a run's headlines; returns the number of tasks."""
-    client, uri = connect(tracking_uri)
-    data = expectations_of(resolve(client, uri, run))
-    write_file(path, to_toml(data) if path.suffix == ".toml" else json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return len(data.get(CONFIGS, {}))
-
-
-def to_toml(data: dict[str, dict[str, Any]]) -> str:
-    """The expect structure as TOML (keys quoted: metric names contain '/'): a table of plain
-    values (the configurations) or of tables (a task's metrics) per top-level key."""
-    blocks = []
-    for name, table in data.items():
-        plain = {k: v for k, v in table.items() if not isinstance(v, dict)}
-        if plain:
-            blocks.append(f"[{json.dumps(name)}]\n{_toml_body(plain)}\n")
-        blocks += [f"[{json.dumps(name)}.{json.dumps(key)}]\n{_toml_body(entry)}\n" for key, entry in table.items() if isinstance(entry, dict)]
-    return "\n".join(blocks)
-
-
-def _toml_body(entry: dict[str, Any]) -> str:
-    """``key = value`` lines (JSON scalars are valid TOML for strings, numbers and booleans)."""
-    return "\n".join(f"{json.dumps(k)} = {json.dumps(v)}" for k, v in sorted(entry.items()))
-
-
-#: the order a reader needs: what failed, then what was gated, then what is only shown
-_STATUS_ORDER = {**dict.fromkeys(FAILING, 0), "improved": 1, "ok": 1, "": 2}
-
-
-def ordered_lines(report: Report, timings: bool = False) -> list[Line]:
-    """The report's lines, failures first, then gated metrics, then the rest; phase timings
-    (``time_*``) only when asked for: a CI reader must see the regression in the first lines."""
-    shown = [line for line in report.lines if timings or not line.metric.startswith("time_")]
-    return sorted(shown, key=lambda line: _STATUS_ORDER[line.status])
-
-
-def report_document(report: Report) -> dict[str, Any]:
-    """The comparison as one JSON document (``compare --json``, ``check --json``)."""
-    return {"baseline": report.baseline, "candidate": report.candidate, "regressed": report.regressed,
-            "lines": [dataclasses.asdict(line) for line in ordered_lines(report, timings=True)]}
-
-
-def print_report(report: Report, console: Console, timings: bool = False) -> None:
-    """The comparison as a rich table, failures first, and a one-line verdict at the end."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(f"baseline {report.baseline}  vs  candidate {report.candidate}"))
-    for name in ("task", "metric", "baseline", "candidate", "change", "rule", "status"):
-        table.add_column(name, justify="right" if name in ("baseline", "candidate", "change") else "left")
-    styles = {"REGRESSION": "bold red", "missing": "bold red", "config differs": "bold red", "improved": "green", "ok": "green"}
-    for line in ordered_lines(report, timings):
-        change = "" if line.baseline is None or line.candidate is None else f"{line.candidate - line.baseline:+.4g}"
-        table.add_row(escape(line.task), escape(line.metric), _num(line.baseline), _num(line.candidate), change, line.rule,
-                      f"[{styles[line.status]}]{line.status}[/]" if line.status else "")
-    console.print(table)
-    console.print(verdict(report))
-
-
-def verdict(report: Report) -> str:
-    """One line a CI log ends with: what regressed, what could not be compared, or ok."""
-    from rich.markup import escape
-
-    bad = [f"{line.task}/{line.metric}" for line in report.lines if line.status in ("REGRESSION", "missing")]
-    differs = list(dict.fromkeys(line.task for line in report.lines if line.status == "config differs"))
-    gated = sum(1 for line in report.lines if line.status)
-    parts = []
-    if differs:
-        parts.append(f"[bold red]cannot compare[/] {escape(', '.join(differs))}: the runs' configurations "
-                     "(xlingbench.config) differ, so their numbers are not comparable")
-    if bad:
-        parts.append(f"[bold red]REGRESSION[/] in {escape(', '.join(bad))}")
-    return "; ".join(parts) if parts else f"[green]ok[/]: {gated} gated metric(s), no regression"
-
-
-def _num(value: float | None) -> str:
-    """A table cell for a number."""
-    return "" if value is None else f"{value:.4g}"

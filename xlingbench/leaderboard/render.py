@@ -16,21 +16,16 @@ import math
 import re
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from xlingbench.core.outputs import replace_outputs
 from xlingbench.leaderboard.collect import Leaderboard, TaskRow, metric_histories, public_uri
 from xlingbench.leaderboard.view import Column, Line, View, build_view
 from xlingbench.sinks.charts import draw, line_chart
-
-if TYPE_CHECKING:
-    from mlflow.tracking import MlflowClient
+from xlingbench.sinks.store import Histories
 
 SIZE = re.compile(r"^\s*([\d.]+)\s*([KMBT]?)", re.IGNORECASE)
 #: how many characters of a configuration fingerprint are shown (the full one is the tooltip)
 SHORT = 8
-#: (run id, step metric) -> [(step, value), ...]
-Histories = dict[tuple[str, str], list[tuple[int, float]]]
 
 
 def fmt(value: float | None) -> str:
@@ -350,10 +345,16 @@ def detail_html(model: str, view: View, histories: Histories) -> str:
     return page(f"{model} - xlingbench", "".join(sections))
 
 
-def fetch_histories(client: MlflowClient, view: View) -> Histories:
-    """The step-metric histories the declared line charts draw (nothing else is fetched)."""
+def fetch_histories(board: Leaderboard, view: View) -> Histories:
+    """The step-metric histories the declared line charts draw (nothing else is fetched), from the board's store."""
     wanted = line_metrics(view)
-    return metric_histories(client, wanted) if wanted else {}
+    if not wanted:
+        return {}
+    if board.histories is not None:
+        return board.histories(wanted)
+    from mlflow.tracking import MlflowClient
+
+    return metric_histories(MlflowClient(tracking_uri=board.tracking_uri), wanted)
 
 
 def write_site(board: Leaderboard, out: Path) -> Path:
@@ -362,10 +363,8 @@ def write_site(board: Leaderboard, out: Path) -> Path:
     ``out`` must be new, empty or an earlier leaderboard (:mod:`xlingbench.core.outputs`): only the
     pages written here are replaced, and a page of a model no longer on the board is removed.
     """
-    from mlflow.tracking import MlflowClient
-
     view = build_view(board)
-    histories = fetch_histories(MlflowClient(tracking_uri=board.tracking_uri), view)
+    histories = fetch_histories(board, view)
     pages = {Path("index.html"): index_html(board, view)}
     for name in dict.fromkeys(m.model for m in view.lines):
         pages[Path("models") / f"{slug(name)}.html"] = detail_html(name, view, histories)

@@ -14,37 +14,22 @@ rerun skip the task runs it already holds (the runner's resume); one without it 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Protocol
 
-from xlingbench.core.errors import UserError, did_you_mean
+from xlingbench.core.plugins import load_plugin, plugin_names
 from xlingbench.core.task import ModelRevision, Outcome
+from xlingbench.sinks.settings import SinkSettings
 
 SINK_GROUP = "xlingbench.sinks"
 #: where results go when nobody says: the MLflow store
 DEFAULT_SINKS = ("mlflow",)
-#: ``TaskResult.info`` entry holding the task key a sink records, so that a rerun can skip what is done
-TASK_KEY = "task_key"
-
-
-@dataclass(frozen=True)
-class SinkSettings:
-    """What the command line says about destinations; each sink reads the fields it needs."""
-
-    tracking_uri: str | None = None
-    experiment: str = "xlingbench"
-    results_dir: Path = Path("results")
-    #: the run's cache folder (None: the default one); the MLflow sink keeps its outbox there
-    cache_dir: Path | None = None
 
 
 class Sink(Protocol):
     """Receives each finished task result, then the end of each model revision.
 
-    ``finished(keys)`` says which of these task keys (``TaskResult.info["task_key"]``, see
-    :func:`xlingbench.harness.grid.task_key`) already have a complete result here, mapped to
+    ``finished(keys)`` says which of these task keys (``Outcome.task_key``, see
+    :func:`xlingbench.core.identity.task_key`) already have a complete result here, mapped to
     what :meth:`write` returned for it; the runner skips a task run every sink holds.
     """
 
@@ -55,13 +40,22 @@ class Sink(Protocol):
 
 def sink_names() -> list[str]:
     """Names of every installed sink, without importing them."""
-    return sorted({ep.name for ep in entry_points(group=SINK_GROUP)})
+    return plugin_names(SINK_GROUP)
 
 
 def open_sinks(names: list[str], settings: SinkSettings) -> dict[str, Sink]:
-    """The named sinks, opened (a tracking server is checked here, before any model loads)."""
-    found = {ep.name: ep for ep in entry_points(group=SINK_GROUP)}
-    for name in names:
-        if name not in found:
-            raise UserError(f"unknown sink '{name}'{did_you_mean(name, found)}.", f"Installed sinks: {', '.join(sorted(found))}.")
-    return {name: found[name].load()(settings) for name in dict.fromkeys(names)}
+    """The named sinks, opened (a tracking server is checked here, before any model loads); every
+    name is checked before any sink opens."""
+    fix = f"Installed sinks: {', '.join(sink_names())}."
+    factories = {name: load_plugin(SINK_GROUP, name, "sink", fix) for name in dict.fromkeys(names)}
+    return {name: with_outbox(name, factory(settings), settings) for name, factory in factories.items()}
+
+
+def with_outbox(name: str, sink: Sink, settings: SinkSettings) -> Sink:
+    """``sink`` wrapped in the outbox (:mod:`xlingbench.sinks.outbox`), keyed by its store (its
+    ``where``, else its name), unless it declares ``outbox = False`` (its own files are durable)."""
+    if not getattr(sink, "outbox", True):
+        return sink
+    from xlingbench.sinks.outbox import Outbox
+
+    return Outbox(sink, getattr(sink, "where", name), settings.cache_dir, getattr(sink, "shown", None))
