@@ -146,7 +146,7 @@ class _Heartbeat:
             self.wake.notify_all()
 
     def _beat(self) -> None:
-        """Wake a few times an interval; write the innermost step's line when one is due; end when idle."""
+        """Sleep until a line is due (or a step ends); write the innermost step's line; end when no step is left."""
         with self.lock:
             while self.steps:
                 every = interval()
