@@ -370,7 +370,7 @@ CASES.update({
     "model-path-symlink-loop": (lambda e: e.run(model=_link(e, "loop", e.tmp / "loop")), "symbolic link loop"),
     "model-path-dangling-link": (lambda e: e.run(model=_link(e, "gone", e.tmp / "deleted-checkpoint")), "deleted-checkpoint, which does not exist"),
     # model files
-    "model-safetensors-links-to-urandom": (lambda e: e.run("-t", "script_separability", model=e.model(_urandom_weights)), "model.safetensors"),
+    "model-safetensors-links-to-urandom": (lambda e: e.run("-t", "script_separability", model=e.model(_urandom_weights)), "model.safetensors is not a regular file"),
     "model-shard-index-names-missing-shard": (lambda e: e.run("-t", "script_separability", model=e.model(_missing_shard)), "model-00002-of-00002.safetensors"),
     "model-zero-size-vocabulary": (lambda e: e.run("-t", "script_separability", model=e.model(_empty_vocabulary)), "zero-size vocabulary"),
     "model-config-hidden-size-disagrees": (lambda e: e.run("-t", "colap", "--data", str(e.parallel(en=LINES, de=LINES)), "--languages", "en,de",
@@ -429,23 +429,29 @@ def test_an_absurd_k_is_shrunk_with_a_line(tmp_path, tiny):
 def test_a_read_only_cache_holding_every_entry_is_refused(tmp_path, tiny, planted, monkeypatch):
     """Decided: refused in one line (exit 2), even when every entry is there. Entries are read under
     a per-entry lock file and the run writes its library log there, so a read-only cache cannot
-    serve a run; point --cache-dir at a writable copy. Nothing is logged."""
+    serve a run; point --cache-dir at a writable copy. Nothing is logged. The cache is filled,
+    then seen through a read-only bind mount (root would write through mode bits)."""
     env = Env(tmp_path, tiny, planted, monkeypatch)
-    disk = env.mount(env.tmp / "disk", "size=20m")
+    data = str(env.parallel(en=LINES, de=LINES))
+    args = ["-t", "colap", "--data", data, "--languages", "en,de", "--set", "colap.k=2"]
+    first = CliRunner().invoke(app, env.run(*args))
+    assert first.exit_code == 0, first.output
+    view = env.tmp / "readonly-cache"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(env.cache), str(view)], check=False, capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode(errors='replace').strip()}")
     try:
-        args = env.run("-t", "colap", "--data", str(env.parallel(en=LINES, de=LINES)), "--languages", "en,de", "--set", "colap.k=2", cache=disk)
-        first = CliRunner().invoke(app, args)
-        assert first.exit_code == 0, first.output
-        remount = subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=False, capture_output=True)
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=False, capture_output=True)
         if remount.returncode != 0:
             pytest.skip(f"cannot remount read-only: {remount.stderr.decode(errors='replace').strip()}")
         runs_before = _runs(env.db)
-        outcome = CliRunner().invoke(app, [*args, "--rerun"], env={"COLUMNS": "200"})
+        outcome = CliRunner().invoke(app, [*env.run(*args, cache=view), "--rerun"], env={"COLUMNS": "200"})
         lines = [line for line in outcome.stderr.splitlines() if line.strip()]
         assert outcome.exit_code == 2 and len(lines) == 1 and "not writable" in lines[0], outcome.output
         assert "Traceback" not in outcome.output and _runs(env.db) == runs_before
     finally:
-        subprocess.run(["umount", "--lazy", str(disk)], check=False)
+        subprocess.run(["umount", "--lazy", str(view)], check=False)
 
 
 def _half_created(env: Env) -> Path:

@@ -363,6 +363,9 @@ def _no_safetensors(folder: Path) -> UserError:
         return UserError(f"{folder} holds its weights only as {pickled[0]}, a pickle, which xlingbench never loads "
                          "(unpickling can run any code).",
                          "Convert it to safetensors where you trust it: model.save_pretrained(folder) writes model.safetensors.")
+    if (folder / "model.safetensors").exists():  # /dev/urandom, a fifo, a folder: never read (it might not end)
+        return UserError(f"{folder / 'model.safetensors'} is not a regular file (it is, or links to, a device or a folder).",
+                         "Put the checkpoint's own model.safetensors file there.")
     return UserError(f"{folder} has no weights: no model.safetensors or model.safetensors.index.json.",
                      "Save the model with save_pretrained, or copy its safetensors files into the folder.")
 
