@@ -303,6 +303,157 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
 }
 
 
+# ---------------------------------------------------------------- the second campaign (issue 18)
+
+
+def _calign(env: Env, *extra: str, data: Path | str | None = None) -> list[str]:
+    return env.run("-t", "calign", "--data", str(data or env.parallel(en=LINES, de=LINES)), "--set", "calign.k=2", *extra)
+
+
+def _calign_dictionary(env: Env, data: bytes | str, name: str = "calign-dict.txt") -> list[str]:
+    return _calign(env, "--set", f"calign.dictionary={env.file(name, data)}")
+
+
+def _link(env: Env, name: str, target: Path | str) -> Path:
+    link = env.tmp / name
+    link.symlink_to(target)
+    return link
+
+
+def _urandom_weights(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to("/dev/urandom")
+
+
+def _missing_shard(folder: Path) -> None:
+    """Weights under a shard index that names a second shard that is not there."""
+    (folder / "model.safetensors").rename(folder / "model-00001-of-00002.safetensors")
+    (folder / "model.safetensors.index.json").write_text(json.dumps(
+        {"metadata": {}, "weight_map": {"roberta.embeddings.word_embeddings.weight": "model-00002-of-00002.safetensors"}}))
+
+
+def _empty_vocabulary(folder: Path) -> None:
+    """A tokenizer with no token at all (a zero-size vocabulary)."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    _no_tokenizer(folder)
+    PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({}, unk_token=None))).save_pretrained(folder)
+
+
+def _cache_env(env: Env, value: str) -> list[str]:
+    """``xlingbench run`` with XLINGBENCH_CACHE=value and no --cache-dir."""
+    env.monkeypatch.setenv("XLINGBENCH_CACHE", value)
+    return ["run", "-m", str(env.tiny), "-t", "script_separability", "--tracking-uri", f"sqlite:///{env.db}"]
+
+
+CASES.update({
+    # CALIGN's own dictionary and the parallel data: refused before the model loads (nothing cached)
+    "calign-dictionary-empty": (lambda e: _calign_dictionary(e, ""), "calign-dict.txt is empty"),
+    "calign-dictionary-one-column": (lambda e: _calign_dictionary(e, "water\nfire\n"), "one column"),
+    "calign-dictionary-binary": (lambda e: _calign_dictionary(e, b"\x1f\x8b\x08\x00\x00\x00water"), "calign-dict.txt"),
+    "calign-dictionary-directory": (lambda e: _calign(e, "--set", f"calign.dictionary={e.tmp}"), "dictionary="),
+    "calign-data-missing-folder": (lambda e: _calign(e, data=e.tmp / "nosuch-folder"), "nosuch-folder"),
+    "colap-data-prefix-without-files": (lambda e: _colap(e, e.file("pud/readme.md", "x").parent / "pud"), "pud.<language>.tok"),
+    "calign-three-languages": (lambda e: _calign(e, "--set", "calign.languages=en,de,fr"), "exactly two languages"),
+    "calign-theta-a-percent": (lambda e: _calign(e, "--set", "calign.theta_a=80"), "theta_a=80"),
+    "calign-top-n-zero": (lambda e: _calign(e, "--set", "calign.top_n=0"), "top_n=0"),
+    "colap-languages-repeated": (lambda e: _colap(e, e.parallel(en=LINES, de=LINES), languages="en,en"), "languages=en,en"),
+    "colap-layers-malformed": (lambda e: _colap(e, e.parallel(en=LINES, de=LINES), "--set", "colap.layers=1-x"), "1-x"),
+    "colap-sentences-negative": (lambda e: _colap(e, e.parallel(en=LINES, de=LINES), "--set", "colap.sentences=-1"), "sentences=-1"),
+    "colap-n-init-zero": (lambda e: _colap(e, e.parallel(en=LINES, de=LINES), "--set", "colap.n_init=0"), "n_init=0"),
+    "set-ks-empty": (lambda e: e.run("-t", "translation_in_neighbours", "--set", "ks="), "ks= must list positive integers"),
+    # model paths: say what is wrong with the path, not "unknown model"
+    "model-path-missing": (lambda e: e.run(model=e.tmp / "my-checkpoint"), "not there"),
+    "model-path-relative-missing": (lambda e: e.run(model="./no-such-checkpoint"), "./no-such-checkpoint is not there"),
+    "model-path-is-a-file": (lambda e: e.run(model=e.file("weights.bin", "x")), "a file, not a model folder"),
+    "model-path-symlink-loop": (lambda e: e.run(model=_link(e, "loop", e.tmp / "loop")), "symbolic link loop"),
+    "model-path-dangling-link": (lambda e: e.run(model=_link(e, "gone", e.tmp / "deleted-checkpoint")), "deleted-checkpoint, which does not exist"),
+    # model files
+    "model-safetensors-links-to-urandom": (lambda e: e.run("-t", "script_separability", model=e.model(_urandom_weights)), "model.safetensors is not a regular file"),
+    "model-shard-index-names-missing-shard": (lambda e: e.run("-t", "script_separability", model=e.model(_missing_shard)), "model-00002-of-00002.safetensors"),
+    "model-zero-size-vocabulary": (lambda e: e.run("-t", "script_separability", model=e.model(_empty_vocabulary)), "zero-size vocabulary"),
+    "model-config-hidden-size-disagrees": (lambda e: e.run("-t", "colap", "--data", str(e.parallel(en=LINES, de=LINES)), "--languages", "en,de",
+                                                           "--set", "colap.k=2", model=e.model(_config(hidden_size=32))), "config.json"),
+    # the cache in a place that cannot hold files
+    "cache-env-proc": (lambda e: _cache_env(e, "/proc"), "/proc"),
+    "cache-dir-proc": (lambda e: e.run("-t", "script_separability", cache=Path("/proc")), "/proc"),
+})
+
+
+#: the same two-language file saved four ways: as written, on Windows, with a byte-order mark, with blank lines at the end
+SAVED_AS = {"lf": lambda t: t, "crlf": lambda t: t.replace("\n", "\r\n"), "bom": lambda t: "\ufeff" + t,
+            "blank-tail": lambda t: t.replace("\n", "\r\n") + "\r\n \r\n\t\n"}
+RAW = "".join(f"Das Haus {i} ist rot, sagte er.\n" for i in range(30))
+
+
+@pytest.mark.parametrize("ext", [".tok", ".txt"])
+def test_crlf_bom_and_blank_tail_parallel_files_are_the_same_corpus(tmp_path: Path, ext: str) -> None:
+    """Accepted, with the same corpus fingerprint (the key of every cache entry and of the run)."""
+    from xlingbench.inputs.parallel_data import load_parallel
+
+    corpora = {}
+    for name, saved in SAVED_AS.items():
+        for lang in ("en", "de"):
+            path = tmp_path / name / f"data.{lang}{ext}"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(saved(LINES if ext == ".tok" else RAW).encode("utf-8"))
+        corpora[name] = load_parallel(str(tmp_path / name), ["en", "de"])
+    assert {name: c.fingerprint for name, c in corpora.items()} == {name: corpora["lf"].fingerprint for name in SAVED_AS}
+    assert all(c.sentences == corpora["lf"].sentences and len(c.sentences["en"]) == 30 for c in corpora.values())
+
+
+def test_a_tok_and_a_txt_of_one_language_read_the_tok(tmp_path: Path) -> None:
+    """Both ``data.en.tok`` and ``data.en.txt`` (different content) in one folder: the pre-tokenised
+    ``.tok`` is read, as documented (xlingbench.inputs.parallel_data), and the corpus says so."""
+    from xlingbench.inputs.parallel_data import load_parallel
+
+    for name, files in {"both": {"en.tok": LINES, "en.txt": RAW, "de.tok": LINES}, "tok": {"en.tok": LINES, "de.tok": LINES}}.items():
+        for suffix, text in files.items():
+            (tmp_path / name).mkdir(exist_ok=True)
+            (tmp_path / name / f"data.{suffix}").write_text(text, encoding="utf-8")
+    both, tok = (load_parallel(str(tmp_path / name), ["en", "de"]) for name in ("both", "tok"))
+    assert both.fingerprint == tok.fingerprint and both.sentences == tok.sentences
+    assert both.word_tokenizer == "whitespace (.tok)"
+
+
+def test_an_absurd_k_is_shrunk_with_a_line(tmp_path, tiny):
+    """``--set colap.k=10**12`` runs: K shrinks to what the word types allow, and one warning line says so."""
+    env = Env(tmp_path, tiny, (tmp_path / "unused.db", ""), pytest.MonkeyPatch())
+    outcome = CliRunner().invoke(app, _colap(env, env.parallel(en=LINES, de=LINES), "--set", "colap.k=1000000000000"), env={"COLUMNS": "200"})
+    assert outcome.exit_code == 0, outcome.output
+    shrunk = [line for line in outcome.output.splitlines() if "k shrunk from 1000000000000 to" in line]
+    assert len(shrunk) == 1 and "Traceback" not in outcome.output, outcome.output
+
+
+def test_a_read_only_cache_holding_every_entry_is_refused(tmp_path, tiny, planted, monkeypatch):
+    """Decided: refused in one line (exit 2), even when every entry is there. Entries are read under
+    a per-entry lock file and the run writes its library log there, so a read-only cache cannot
+    serve a run; point --cache-dir at a writable copy. Nothing is logged. The cache is filled,
+    then seen through a read-only bind mount (root would write through mode bits)."""
+    env = Env(tmp_path, tiny, planted, monkeypatch)
+    data = str(env.parallel(en=LINES, de=LINES))
+    args = ["-t", "colap", "--data", data, "--languages", "en,de", "--set", "colap.k=2"]
+    first = CliRunner().invoke(app, env.run(*args))
+    assert first.exit_code == 0, first.output
+    view = env.tmp / "readonly-cache"
+    view.mkdir()
+    mounted = subprocess.run(["mount", "--bind", str(env.cache), str(view)], check=False, capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode(errors='replace').strip()}")
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,ro,bind", str(view)], check=False, capture_output=True)
+        if remount.returncode != 0:
+            pytest.skip(f"cannot remount read-only: {remount.stderr.decode(errors='replace').strip()}")
+        runs_before = _runs(env.db)
+        outcome = CliRunner().invoke(app, [*env.run(*args, cache=view), "--rerun"], env={"COLUMNS": "200"})
+        lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+        assert outcome.exit_code == 2 and len(lines) == 1 and "not writable" in lines[0], outcome.output
+        assert "Traceback" not in outcome.output and _runs(env.db) == runs_before
+    finally:
+        subprocess.run(["umount", "--lazy", str(view)], check=False)
+
+
 def _half_created(env: Env) -> Path:
     """A SQLite file holding a table that is not MLflow's (a store whose creation was interrupted)."""
     path = env.tmp / "half.db"

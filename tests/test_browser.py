@@ -1,4 +1,5 @@
-"""The built site in a real headless browser (Debian's chromium driven by Playwright).
+"""The built site, and the MLflow UI over a store xlingbench wrote, in a real headless browser
+(Debian's chromium driven by Playwright).
 
 Skips cleanly when /usr/bin/chromium or the playwright package is absent. The browser is
 launched from the system binary: never ``playwright install`` (no downloads in CI).
@@ -15,7 +16,9 @@ import pytest
 
 from xlingbench.leaderboard.collect import collect
 from xlingbench.leaderboard.render import slug, write_site
-from tests.mlflow_plant import full_results, model_revision, open_sink, plant, plugin_result
+from xlingbench.sinks.mlflow_sink import MODEL_TRAINING_VIEW
+from tests.mlflow_plant import MAIN_SCORES, full_results, model_revision, open_sink, plant, plugin_result
+from tests.test_tracking_server import free_port, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -133,3 +136,52 @@ def test_detail_page_charts_render(page, base_url: str) -> None:
         assert box is not None and box["width"] > 100 and box["height"] > 100
     assert page.locator("figure svg rect").count() > 0 and page.locator("figure svg polyline").count() == 1
     assert page.problems == []
+
+
+# --------------------------------------------------------------------------- the MLflow UI (issue 18)
+
+#: what only MLflow 3's GenAI view shows: its overview and evaluation pages
+GENAI_ONLY = ("Evaluation runs", "Observability")
+#: the MLflow UI is a large single-page app: its first load on a busy machine takes long
+UI_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, str, dict[str, float]]]:
+    """``mlflow server`` on 127.0.0.1 over a store written by xlingbench's sink (one model revision,
+    four task runs); yields its URL, the experiment id, the model run id and its headline metrics."""
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("mlflow-ui")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    results = full_results(0.9)
+    parent, _ = plant(open_sink(uri), model_revision("xlm-roberta-xl", "a" * 40), results)
+    experiment = MlflowClient(uri).get_experiment_by_name("xlingbench").experiment_id
+    headlines = {f"{meta.name}/{meta.main_score}": result.metrics[meta.main_score] for result, meta in results}
+    port = free_port()
+    server = start_server(root, port)
+    try:
+        yield f"http://127.0.0.1:{port}", experiment, parent, headlines
+    finally:
+        stop_server(server)
+
+
+def test_the_mlflow_ui_opens_the_runs_table_with_the_headline_metrics(page, mlflow_ui) -> None:
+    """MLflow 3.17 picks its view from the link's ``workflowType`` (not the experiment's
+    ``mlflow.experimentKind`` tag): a link with :data:`MODEL_TRAINING_VIEW` opens the runs table
+    (none of the GenAI pages), whose column chooser offers every task's headline metric, and the
+    model run's page lists them with their values."""
+    base, experiment, parent, headlines = mlflow_ui
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    page.goto(f"{base}/#/experiments/{experiment}{MODEL_TRAINING_VIEW}")
+    page.get_by_role("grid").get_by_text(f"xlm-roberta-xl@{'a' * 40}", exact=True).wait_for()
+    assert "/runs?" in page.url and "workflowType=machine_learning" in page.url
+    assert [name for name in GENAI_ONLY if page.get_by_text(name, exact=True).count()] == []
+    page.get_by_role("button", name="Columns").click()
+    page.get_by_text("script_separability/accuracy", exact=True).first.wait_for()
+    assert all(page.get_by_text(name, exact=True).count() for name in headlines)
+    page.keyboard.press("Escape")
+    page.goto(f"{base}/#/experiments/{experiment}/runs/{parent}{MODEL_TRAINING_VIEW}")
+    page.get_by_text("Metrics (4)", exact=True).wait_for()
+    shown = page.inner_text("body")
+    assert all(f"{name}\n{value:g}" in shown or f"{name}\t{value:g}" in shown for name, value in headlines.items()), shown

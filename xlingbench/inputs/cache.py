@@ -276,8 +276,10 @@ def _usable_dir(root: Path) -> Path:
         raise UserError(f"The cache directory {root} is a file, not a folder.", fix) from None
     except OSError as exc:
         raise UserError(f"The cache directory {root} cannot be created: {exc.strerror}.", fix) from None
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise UserError(f"The cache directory {root} is not writable.", fix)
+    try:  # a real write, not os.access: that says yes to root on /proc or a read-only mount
+        os.rmdir(tempfile.mkdtemp(prefix=".writable-", dir=root))
+    except OSError as exc:
+        raise UserError(f"The cache directory {root} is not writable ({exc.strerror}).", fix) from None
     return root
 
 

@@ -299,7 +299,10 @@ def _language_file(path: Path, lang: str) -> Path:
 def _text_lines(file: Path) -> list[str]:
     """Lines of a UTF-8 file without their line breaks; an empty, binary or non-UTF-8 file is a UserError naming it."""
     text = read_text(file, "parallel data file", "Give a UTF-8 text file with one sentence a line.")
-    return text.rstrip("\n").split("\n")
+    lines = text.replace("\r\n", "\n").split("\n")  # a file saved on Windows reads as the same sentences
+    while lines and not lines[-1].strip():  # blank lines at the end are no sentences (an editor's trailing newlines)
+        lines.pop()
+    return lines
 
 
 def _read_tsv(path: Path, languages: list[str]) -> tuple[dict[str, Lines], str]:

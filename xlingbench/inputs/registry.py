@@ -7,6 +7,9 @@ Consulting either never imports torch, transformers or mlflow, so ``xlingbench m
 """
 from __future__ import annotations
 
+import errno
+import os
+
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -66,7 +69,21 @@ def resolve_model(name: str) -> ModelSpec:
     path = Path(name).expanduser()
     if path.is_dir():
         return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", source="local")
-    if "/" in name and not name.startswith((".", "/", "~")):
+    if name.startswith((".", "/", "~")) or path.is_file() or path.is_symlink():
+        raise UserError(f"model path {name} is {_path_problem(path)}.",
+                        "Give a model folder (config.json, tokenizer and model.safetensors), a registry name or a Hub id (owner/name).")
+    if "/" in name:
         return ModelSpec(name=name, hub_id=name, pinned=False)
     raise UserError(f"unknown model '{name}'{did_you_mean(name, models)}.",
                     "Run `xlingbench models` for the registry, or pass a Hub id (owner/name) or a local directory.")
+
+
+def _path_problem(path: Path) -> str:
+    """What keeps a path given as ``-m`` from being a model folder (it is not a folder)."""
+    try:
+        path.stat()
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return f"a link to {os.readlink(path)}, which does not exist" if path.is_symlink() else "not there (no such file or folder)"
+    return "a file, not a model folder"

@@ -198,8 +198,14 @@ class PretrainedSource:
         _ = self._embedding_tensor  # refuses a checkpoint transformers would complete with a random input embedding
         revision = None if self.is_local else self.revision
         placement = {"device_map": device} if torch.device(device).type == "cuda" else {}
-        model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
-                                          **_dtype_kwargs(self._concrete(dtype)), **placement)
+        try:
+            model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
+                                              **_dtype_kwargs(self._concrete(dtype)), **placement)
+        except RuntimeError as err:  # transformers' words for a config.json that is not these weights' (exit 2, not 3)
+            if "size mismatch" not in str(err) and "mismatched_sizes" not in str(err):
+                raise
+            raise UserError(f"{self.model_id}: its weights do not fit the network its config.json describes (a tensor's "
+                            "shape differs, e.g. hidden_size).", "Use the config.json saved with these weights.") from None
         return model if placement else model.to(device)
 
     def load_embedding_matrix(self, dtype: str = "auto") -> np.ndarray:
@@ -357,6 +363,9 @@ def _no_safetensors(folder: Path) -> UserError:
         return UserError(f"{folder} holds its weights only as {pickled[0]}, a pickle, which xlingbench never loads "
                          "(unpickling can run any code).",
                          "Convert it to safetensors where you trust it: model.save_pretrained(folder) writes model.safetensors.")
+    if (folder / "model.safetensors").exists():  # /dev/urandom, a fifo, a folder: never read (it might not end)
+        return UserError(f"{folder / 'model.safetensors'} is not a regular file (it is, or links to, a device or a folder).",
+                         "Put the checkpoint's own model.safetensors file there.")
     return UserError(f"{folder} has no weights: no model.safetensors or model.safetensors.index.json.",
                      "Save the model with save_pretrained, or copy its safetensors files into the folder.")
 

@@ -66,6 +66,9 @@ def check_rows(n_tokens: int, matrix: np.ndarray, model_id: str) -> None:
     if matrix.ndim != 2 or matrix.shape[0] == 0:
         raise UserError(f"{model_id}: the input embedding matrix has shape {matrix.shape}.",
                         "Check that the checkpoint holds a 2-D input embedding.")
+    if n_tokens == 0:
+        raise UserError(f"{model_id}: the tokenizer has no token at all (a zero-size vocabulary).",
+                        "Load the tokenizer that belongs to this checkpoint (same id and revision).")
     if n_tokens > matrix.shape[0]:
         raise UserError(
             f"{model_id}: the tokenizer has {n_tokens} tokens but the embedding matrix has only "

@@ -36,9 +36,13 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT = "xlingbench"
 #: prefix of every tag xlingbench writes
 TAG = "xlingbench."
-#: MLflow 3 opens an experiment in its GenAI view unless this tag says model development
+#: MLflow 3.0-3.16 open an experiment in their GenAI view unless this tag says model development
 EXPERIMENT_KIND = "mlflow.experimentKind"
 MODEL_DEVELOPMENT = "custom_model_development"
+#: MLflow 3.17's UI no longer reads that tag: its view is the page's ``workflowType`` query parameter
+#: (``genai`` or ``machine_learning``), else the browser's localStorage ``mlflow.workflowType_v1``,
+#: else ``genai``. A link to an experiment or run opens the runs table only with this query appended.
+MODEL_TRAINING_VIEW = "?workflowType=machine_learning"
 _MAX_PARAM = 500
 #: the one ``TaskResult.info`` entry kept as a tag (the board shows warnings without opening artifacts)
 WARNINGS_TAG = "info.warnings"
@@ -235,7 +239,8 @@ def finished_runs(client: "MlflowClient", experiment_ids: list[str], keys: set[s
 
 
 def experiment_id(client: "MlflowClient", name: str) -> str:
-    """The experiment's id, created as a model-development experiment (MLflow 3 opens others in its GenAI view)."""
+    """The experiment's id, created as a model-development experiment (MLflow 3.0-3.16 open others in their
+    GenAI view; 3.17 decides by the link, see :data:`MODEL_TRAINING_VIEW`)."""
     from mlflow.exceptions import MlflowException
 
     found = client.get_experiment_by_name(name)

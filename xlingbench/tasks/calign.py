@@ -78,6 +78,8 @@ class Params(ConceptParams):
             raise ValueError(f"theta_a={self.theta_a} must be in (0, 1] and size_ratio={self.size_ratio} in [0, 1] (fractions, not percentages)")
         if self.dictionary != "induced" and not Path(self.dictionary).is_file():
             raise ValueError(f"dictionary={self.dictionary!r} is neither 'induced' nor an existing MUSE or lexical-table file")
+        if self.dictionary != "induced":  # read now: an empty or one-column file is refused before any model loads
+            _from_file(Path(self.dictionary), self.top_n, "-".join(self.languages), self.match_case)
 
 
 @dataclass

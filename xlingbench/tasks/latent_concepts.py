@@ -6,7 +6,9 @@ shared settings (occurrence cap, extraction, layers) is made once.
 """
 from __future__ import annotations
 
+import glob
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from xlingbench.compute.concepts import parse_layers
@@ -51,6 +53,9 @@ class ConceptParams:
             raise ValueError(f"languages={','.join(self.languages)} must name two or more different languages")
         if self.layers.strip().lower() != "all":
             parse_layers(self.layers, 10**6)  # the form only; the model's depth is checked once it is known
+        local = Path(self.data)  # a folder, a .tsv file or a file prefix (data/pud/pud: pud.<lang>.tok): there now, not after a model loaded
+        if self.data != "gettext" and not self.data.startswith("hf:") and not local.exists() and not any(local.parent.glob(f"{glob.escape(local.name)}.*")):
+            raise ValueError(f"data={self.data!r} is not a folder, a .tsv file or a file prefix (nothing named {local.name}.<language>.tok or .txt in {local.parent})")
 
     def extraction(self) -> ExtractionSettings:
         """The settings word vectors are extracted with."""

@@ -56,7 +56,7 @@ class Params:
         codes = [p for p in self.pairs if not re.fullmatch(LANGUAGE_CODE, p)]
         if codes:
             raise ValueError(f"pairs={','.join(self.pairs)}: {codes[0]!r} is not a language code such as de, zh or pt_BR")
-        if any(k < 1 for k in self.ks):
+        if not self.ks or any(k < 1 for k in self.ks):  # an empty list (--set ks=) too: refused before a model loads
             raise ValueError(f"ks={','.join(map(str, self.ks))} must list positive integers, e.g. 1,10,50")
         if self.examples < 0:
             raise ValueError(f"examples={self.examples} must be 0 or more")
