@@ -34,6 +34,7 @@ except ImportError:  # an older typer uses click itself
 
 from xlingbench.cli.board import register
 from xlingbench.cli.output import console
+from xlingbench.cli.watch import register as register_watch
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, pending, resolve_tracking_uri
@@ -177,7 +178,8 @@ def run(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: all.")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
-    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model.")] = False,
+    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model, or every checkpoint folder of a local training run folder (checkpoint-<step>, step_<step>, ...).")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="The model name of a local training run folder run with --checkpoints. Default: the folder's name.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Token labelling scheme for tasks 1-2: paper (default) or script.")] = None,
     dictionary: Annotated[Optional[str], typer.Option(help="Bilingual dictionaries of task 3: 'cldr' (offline default), 'muse' (download), or MUSE-format files/folders, comma-separated. (CALIGN's is --set calign.dictionary=induced|FILE.)")] = None,
     data: Annotated[Optional[str], typer.Option(help="Parallel text for tasks 4-5: 'gettext' (offline default), a folder of <name>.<lang>.tok|txt files, a TSV, or hf:<dataset>@<revision>.")] = None,
@@ -209,7 +211,7 @@ def run(
 
     sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
-    request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
+    request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints, name=name,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir, cache_dir),
                          grid=GridSettings(executor, ray_address, workers, rerun))
@@ -426,3 +428,4 @@ def main(
 
 
 register(app)
+register_watch(app)

@@ -1,6 +1,6 @@
 """Regression gating: compare two runs, or one run against a committed file of expected values.
 
-Run references (RUN arguments) take four forms:
+Run references (RUN arguments) take five forms:
 
 * a run id: a parent model run (all its task runs are compared) or one task run;
 * the first 8 or more characters of a run id, when no other run of the store starts with them
@@ -8,6 +8,8 @@ Run references (RUN arguments) take four forms:
 * ``@FILE``: the task runs a ``xlingbench run --json > FILE`` document names (its ``run_id``
   fields), which must all be of one model revision. This is exact: a CI job gates the runs it
   just made, never a newer run someone else logged meanwhile;
+* ``MODEL@STEP``: the newest model run of that model name at that training step, in any
+  experiment (``out@1000``: checkpoint 1000 of the local training run ``out``);
 * a selector ``EXPERIMENT:KEY=VALUE[,KEY=VALUE...]``: the newest parent model run of
   EXPERIMENT whose tags match, e.g. ``xlingbench:model=xlm-roberta-xl,step=20000``. A key
   without a dot means the tag ``xlingbench.<key>``; a key with a dot is used as is. With a
@@ -47,6 +49,7 @@ import dataclasses
 
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -69,6 +72,8 @@ DEFAULT_TOLERANCE = 0.01
 UNIT_TOLERANCES = {"fraction": DEFAULT_TOLERANCE, "percent": 1.0}
 #: a run-id prefix must be at least this long (``xlingbench run`` prints 8 characters)
 PREFIX_LENGTH = 8
+#: ``MODEL@STEP``: a training checkpoint by its model name and step (``out@1000``)
+CHECKPOINT_REF = re.compile(r"(.+)@(\d+)")
 #: floating-point slack so that a drop of exactly the tolerance passes
 EPSILON = 1e-12
 EXPECT_KEYS = {"value", "tolerance", "low", "high", "higher_is_better"}
@@ -179,7 +184,8 @@ def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
     if ref.startswith("@"):
         return rows_of_file(client, uri, Path(ref[1:]))
     with mlflow_errors(uri):
-        run = select(client, ref) if "=" in ref else require_finished(find_run(client, ref), ref)
+        run = select(client, ref) if "=" in ref else select_checkpoint(client, ref) if CHECKPOINT_REF.fullmatch(ref) \
+            else require_finished(find_run(client, ref), ref)
         if run.data.tags.get(TAG + "role") == "task":
             return {task_row(run, uri).task: task_row(run, uri)}
         children = client.search_runs(
@@ -256,6 +262,19 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
             f"no run with id {run_id!r}.",
             "Check --tracking-uri (the store it was logged to) and the id (MLflow UI, or `xlingbench run --json`).",
         ) from err
+
+
+def select_checkpoint(client: MlflowClient, ref: str) -> Run:
+    """The newest finished model run of ``MODEL@STEP`` (a training checkpoint, e.g. ``out@1000``) in any experiment."""
+    model, step = CHECKPOINT_REF.fullmatch(ref).groups()
+    query = " and ".join([tag_clause(TAG + "role", "model"), tag_clause(TAG + "model", model), tag_clause(TAG + "step", str(int(step))),
+                          FINISHED_ONLY])
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=query, max_results=1, order_by=["attributes.start_time DESC"]) if experiments else []
+    if not runs:
+        raise UserError(f"no finished run of model {model!r} at step {int(step)}.",
+                        "Check the model name and step (`xlingbench leaderboard`, or the tags xlingbench.model and xlingbench.step in the MLflow UI).")
+    return runs[0]
 
 
 def select(client: MlflowClient, selector: str) -> Run:
