@@ -122,6 +122,7 @@ def main(argv: list[str]) -> int:
     from xlingbench.training import XlingbenchCallback
 
     transformers.logging.set_verbosity_error()  # its LOAD REPORT of the MLM head a task does not read
+    transformers.logging.disable_progress_bar()
     mlflow.set_tracking_uri(args.tracking_uri)
     mlflow.set_experiment(args.experiment)
     callback = XlingbenchCallback(

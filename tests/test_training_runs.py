@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SHARED  # the session's conftest module (pytest imports it as conftest)
-from tests.training_runs import TASK1, train_tiny
+from tests.training_runs import TASK1, trained_run
 from xlingbench.cli.main import app
 
 STEPS = (2, 4, 6, 8, 10)
@@ -17,12 +16,7 @@ STEPS = (2, 4, 6, 8, 10)
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A tiny model trained 10 steps on PUD, a checkpoint every 2 steps (5 checkpoints)."""
-    pud = SHARED / "data" / "pud"
-    if not pud.is_dir():
-        pytest.skip("../shared/data/pud is absent")
-    out = tmp_path_factory.mktemp("training") / "tiny-run"
-    train_tiny(out, pud, steps=10, save_steps=2)
-    return out
+    return trained_run(tmp_path_factory.mktemp("training") / "tiny-run", steps=10, save_steps=2)
 
 
 def run_folder(out: Path, tracking_uri: str, cache: Path, *extra: str):

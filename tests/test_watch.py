@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import SHARED  # the session's conftest module (pytest imports it as conftest)
-from tests.training_runs import TASK1, train_tiny
+from tests.training_runs import TASK1, trained_run
 from xlingbench.cli.main import app
 from xlingbench.training import watch as watching
 
@@ -21,12 +20,7 @@ PIECE, PAUSE, SETTLE = 64 << 10, 0.2, 3.0
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """Two checkpoints (steps 2 and 4) of a tiny model trained on PUD."""
-    pud = SHARED / "data" / "pud"
-    if not pud.is_dir():
-        pytest.skip("../shared/data/pud is absent")
-    out = tmp_path_factory.mktemp("watch") / "trained"
-    train_tiny(out, pud, steps=4, save_steps=2)
-    return out
+    return trained_run(tmp_path_factory.mktemp("watch") / "trained", steps=4, save_steps=2)
 
 
 def write_slowly(source: Path, target: Path, done: threading.Event) -> None:

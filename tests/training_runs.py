@@ -11,6 +11,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import pytest
+
+from conftest import SHARED  # the session's conftest module (pytest imports it as conftest)
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "train_and_watch.py"
 #: three scripts (Latin, Cyrillic, Arabic): task 1 has categories to probe
 LANGUAGES = ("en", "ru", "ar")
@@ -25,6 +29,15 @@ def example() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def trained_run(folder: Path, steps: int, save_steps: int) -> Path:
+    """``folder`` holding a tiny model trained on PUD (:func:`train_tiny`); the test skips when PUD is absent."""
+    pud = SHARED / "data" / "pud"
+    if not pud.is_dir():
+        pytest.skip("../shared/data/pud is absent")
+    train_tiny(folder, pud, steps=steps, save_steps=save_steps)
+    return folder
 
 
 def train_tiny(out: Path, pud: Path, steps: int, save_steps: int, **kwargs: Any) -> Any:

@@ -5,6 +5,7 @@ this module parses options and prints a line per finished task, like ``run``.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -63,6 +64,18 @@ def watch(
                  report=lambda outcome: out.print(done_line(outcome), soft_wrap=True), on_result=said)
 
 
+class _WarningLines(logging.Handler):
+    """Each warning of the checkpoint discovery (a half-written checkpoint skipped) as one line on
+    stderr, wherever stderr is at that moment."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console(stderr=True).print(f"warning {record.getMessage()}", markup=False, highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the watch command to the xlingbench app."""
+    """Add the watch command to the xlingbench app, and show the discovery's warnings on stderr."""
+    from xlingbench.inputs.checkpoints import LOG
+
     app.command("watch")(watch)
+    if not any(isinstance(handler, _WarningLines) for handler in LOG.handlers):
+        LOG.addHandler(_WarningLines(logging.WARNING))

@@ -19,6 +19,7 @@ import re
 import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.registry import ModelSpec
@@ -45,8 +46,7 @@ class LocalCheckpoint:
     step: int
 
 
-@dataclass(frozen=True)
-class Discovery:
+class Discovery(NamedTuple):
     """What a run folder holds: its complete checkpoints in step order, and each skipped folder's reason."""
 
     checkpoints: list[LocalCheckpoint]
@@ -151,7 +151,7 @@ def checkpoint_specs(spec: ModelSpec, name: str | None = None) -> list[tuple[Mod
         skipped = f" ({'; '.join(found.skipped)})" if found.skipped else ""
         raise UserError(f"{spec.name} holds no complete checkpoint folder{skipped}.",
                         f"Point -m at a training run's output folder, whose checkpoints are named like {NAMES}.")
-    for line in found.skipped:  # one line each (the CLI shows warnings of xlingbench's loggers on stderr)
+    for line in found.skipped:  # one line each (the CLI prints them on stderr)
         LOG.warning(line)
     model = name or run_name(run)
     return [(replace(spec, name=model, hub_id=str(c.path.resolve())), c.step) for c in found.checkpoints]
