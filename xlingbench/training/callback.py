@@ -31,6 +31,7 @@ from typing import Any, Iterator
 
 from transformers import TrainerCallback
 
+from xlingbench.harness.runner import plan
 from xlingbench.training.evaluation import CHEAP_TASKS, Evaluation, evaluate_folder, headlines, job_document, log_to_run
 
 #: the folder Trainer writes each checkpoint to, under ``args.output_dir``
@@ -55,9 +56,10 @@ class XlingbenchCallback(TrainerCallback):
                                      tracking_uri=tracking_uri, experiment=experiment or "xlingbench")
         self.explicit_experiment = experiment is not None
         self.background = background
-        self.jobs: queue.Queue[list[str] | None] = queue.Queue()
+        #: (checkpoint folder, command) of each background job, None to stop
+        self.jobs: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
         self.worker: threading.Thread | None = None
-        #: (checkpoint, reason) of each background evaluation that failed
+        #: (checkpoint or background job, reason) of each evaluation that failed (training goes on)
         self.failures: list[tuple[str, str]] = []
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -73,8 +75,12 @@ class XlingbenchCallback(TrainerCallback):
             result = evaluate_folder(folder, evaluation)
         if run_id is not None:
             log_to_run(evaluation.tracking_uri, run_id, headlines(result.outcomes))
-        if result.failed:
-            raise result.failed[0].error
+        for failure in result.failed:  # training goes on: a checkpoint that cannot be evaluated is said, not fatal
+            self._failed(str(folder), failure.reason)
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Check the tasks, options and ``--set`` values now: a typo fails before training, not at the first save."""
+        plan(dataclasses.replace(self.evaluation.request(Path(args.output_dir)), models=[]))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Wait for the background evaluations still queued or running."""
@@ -103,19 +109,24 @@ class XlingbenchCallback(TrainerCallback):
         uri = resolve_tracking_uri(evaluation.tracking_uri)
         with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="xlingbench-job-", delete=False, encoding="utf-8") as handle:
             handle.write(job_document(folder, evaluation, uri, run_id))
-        self.jobs.put([sys.executable, "-m", "xlingbench.training.evaluation", handle.name])
+        self.jobs.put((str(folder), [sys.executable, "-m", "xlingbench.training.evaluation", handle.name]))
         if self.worker is None:
             self.worker = threading.Thread(target=self._work, name="xlingbench-evaluations", daemon=True)
             self.worker.start()
 
     def _work(self) -> None:
-        while (command := self.jobs.get()) is not None:
+        while (job := self.jobs.get()) is not None:
+            folder, command = job
             done = subprocess.run(command, capture_output=True, text=True, check=False)
             Path(command[-1]).unlink(missing_ok=True)
             if done.returncode != 0:
                 lines = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])
-                self.failures.append((command[-1], lines[-1]))
-                print(f"xlingbench: a background evaluation failed: {lines[-1]}", file=sys.stderr)
+                self._failed(folder, lines[-1])
+
+    def _failed(self, what: str, reason: str) -> None:
+        """Remember and say (one line on stderr) that a checkpoint's evaluation failed."""
+        self.failures.append((what, reason))
+        print(f"xlingbench: evaluating {what} failed: {reason}", file=sys.stderr)
 
 
 @contextmanager
