@@ -100,3 +100,41 @@ def test_background_evaluation_logs_into_the_training_run(pud, mlflow_env, tmp_p
     (run,) = training_runs(mlflow_env)
     history = mlflow.MlflowClient(mlflow_env).get_metric_history(run.info.run_id, "script_separability/accuracy")
     assert sorted(p.step for p in history) == [2, 4]
+
+
+def test_every_picks_the_saves_to_evaluate_and_a_failed_evaluation_does_not_stop_training(tmp_path, monkeypatch, capsys):
+    from types import SimpleNamespace
+
+    from xlingbench.core.errors import UserError
+    from xlingbench.harness.grid import Failure, GridResult
+    from xlingbench.training import XlingbenchCallback
+    from xlingbench.training import callback as module
+
+    evaluated = []
+
+    def failing(folder, evaluation):
+        evaluated.append(folder.name)
+        error = UserError(f"{folder} has no tokenizer files.", "Save the tokenizer.")
+        return GridResult(failed=[Failure(SimpleNamespace(), error.one_line().removeprefix("error: "), True, error)])
+
+    monkeypatch.setattr(module, "evaluate_folder", failing)
+    callback = XlingbenchCallback(["script_separability"], every=4, cache_dir=tmp_path / "cache")
+    args = SimpleNamespace(output_dir=str(tmp_path / "out"))
+    for step in (2, 4, 6, 8):
+        callback.on_save(args, SimpleNamespace(global_step=step, is_world_process_zero=True), None)
+    assert evaluated == ["checkpoint-4", "checkpoint-8"]
+    assert [reason for _, reason in callback.failures] == [f"{tmp_path / 'out' / name} has no tokenizer files. Fix: Save the tokenizer."
+                                                           for name in evaluated]
+    assert capsys.readouterr().err.count("xlingbench: evaluating ") == 2
+    with pytest.raises(ValueError, match="every=0"):
+        XlingbenchCallback(every=0)
+
+
+def test_a_misspelt_task_fails_before_training(tmp_path):
+    from types import SimpleNamespace
+
+    from xlingbench.core.errors import UserError
+    from xlingbench.training import XlingbenchCallback
+
+    with pytest.raises(UserError, match="no_such_task"):
+        XlingbenchCallback(["no_such_task"]).on_train_begin(SimpleNamespace(output_dir=str(tmp_path)), None, None)

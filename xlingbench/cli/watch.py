@@ -33,6 +33,8 @@ def watch(
     tracking_uri: Annotated[Optional[str], typer.Option(envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI. Default: sqlite:///mlflow.db in this folder.")] = None,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = DEFAULT_EXPERIMENT,
     cache_dir: Annotated[Optional[Path], typer.Option(envvar="XLINGBENCH_CACHE", help="Where embeddings and word vectors are cached.")] = None,
+    sink: Annotated[Optional[list[str]], typer.Option("--sink", help="Where results go: mlflow (default), json, or an installed plugin sink. Repeatable.")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Folder of the json sink.")] = Path("results"),
 ) -> None:
     """Evaluate each checkpoint of a training run as it appears (once its files stop changing).
 
@@ -49,7 +51,8 @@ def watch(
     options = {"data": data, "languages": languages, "seed": seed}
     evaluation = Evaluation(tasks=tuple(task or CHEAP_TASKS), name=name, options={k: v for k, v in options.items() if v is not None},
                             overrides=tuple(set_ or ()), device=device, cache_dir=None if cache_dir is None else str(cache_dir),
-                            tracking_uri=tracking_uri, experiment=experiment)
+                            tracking_uri=tracking_uri, experiment=experiment, sinks=tuple(sink or ("mlflow",)),
+                            results_dir=str(results_dir))
     out = console()
 
     def said(checkpoint: Path, result: "GridResult") -> None:

@@ -44,18 +44,22 @@ class XlingbenchCallback(TrainerCallback):
     ``tasks`` default to the three cheap ones (they read only the input embedding matrix);
     ``name`` is the trajectory's model name (default: the output folder's name); ``options`` and
     ``overrides`` are ``xlingbench run``'s run-wide options and ``--set`` texts;
-    ``tracking_uri``/``experiment`` default to the training run's (else xlingbench's defaults).
+    ``tracking_uri``/``experiment`` default to the training run's (else xlingbench's defaults);
+    ``every``: evaluate only the checkpoints whose step is a multiple of it (default: every save).
     """
 
     def __init__(self, tasks: tuple[str, ...] | list[str] = CHEAP_TASKS, *, name: str | None = None,
                  options: dict[str, Any] | None = None, overrides: tuple[str, ...] | list[str] = (),
                  device: str = "cpu", cache_dir: str | Path | None = None, tracking_uri: str | None = None,
-                 experiment: str | None = None, background: bool = False) -> None:
+                 experiment: str | None = None, background: bool = False, every: int | None = None) -> None:
         self.evaluation = Evaluation(tasks=tuple(tasks), name=name, options=dict(options or {}), overrides=tuple(overrides),
                                      device=device, cache_dir=None if cache_dir is None else str(cache_dir),
                                      tracking_uri=tracking_uri, experiment=experiment or "xlingbench")
         self.explicit_experiment = experiment is not None
         self.background = background
+        if every is not None and every < 1:
+            raise ValueError(f"every={every} must be a positive number of steps (or None: every save)")
+        self.every = every
         #: (checkpoint folder, command) of each background job, None to stop
         self.jobs: queue.Queue[tuple[str, list[str]] | None] = queue.Queue()
         self.worker: threading.Thread | None = None
@@ -64,7 +68,7 @@ class XlingbenchCallback(TrainerCallback):
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Evaluate the checkpoint Trainer has just written (on the main process only)."""
-        if not state.is_world_process_zero:
+        if not state.is_world_process_zero or (self.every is not None and state.global_step % self.every):
             return
         folder = Path(args.output_dir) / CHECKPOINT_FOLDER.format(step=state.global_step)
         evaluation, run_id = self._target()
