@@ -67,6 +67,8 @@ def test_a_run_folder_is_one_trajectory_resumed_checkpoint_by_checkpoint(trained
     by_step = {int(m.data.tags["xlingbench.step"]): m.data.metrics["script_separability/accuracy"]
                for m in mlflow.MlflowClient(tracking_uri).search_runs([experiment], "tags.`xlingbench.role` = 'model'")}
     assert values == {("accuracy", by_step[2], by_step[10])}
+    missing = CliRunner().invoke(app, ["compare", "tiny-run@2", "tiny-run@99", "--tracking-uri", tracking_uri])
+    assert missing.exit_code == 2 and "no finished run of model 'tiny-run' at step 99" in missing.output
 
 
 def test_name_renames_the_trajectory_and_a_half_written_checkpoint_is_skipped(trained, tracking_uri, tmp_path):
