@@ -57,18 +57,15 @@ def build_tokenizer(corpus: dict[str, list[list[str]]], per_language: int) -> An
 
 
 def tiny_model(vocab_size: int, width: int, seed: int) -> Any:
-    """A 2-layer XLM-R masked language model of ``width``, initialised from ``seed``.
-
-    Its input embeddings are untied from the output layer: tied, every row moves at every step
-    (the softmax pushes all non-target words the same way), which swamps in a few hundred steps
-    what each word's own contexts teach it; untied, a row learns only from its word's contexts."""
+    """A 2-layer XLM-R masked language model of ``width`` (input and output embeddings tied, as
+    XLM-R's), initialised from ``seed``."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForMaskedLM
 
     torch.manual_seed(seed)
     config = XLMRobertaConfig(vocab_size=vocab_size, hidden_size=width, num_hidden_layers=2, num_attention_heads=2,
                               intermediate_size=2 * width, max_position_embeddings=130, pad_token_id=1, bos_token_id=0,
-                              eos_token_id=2, type_vocab_size=1, tie_word_embeddings=False)
+                              eos_token_id=2, type_vocab_size=1)
     return XLMRobertaForMaskedLM(config)
 
 
