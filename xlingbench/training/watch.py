@@ -53,18 +53,17 @@ def signature(folder: Path) -> Signature:
 class Watcher:
     """Remembers what each checkpoint folder looked like and since when, and which are evaluated."""
 
-    def __init__(self, run: Path, evaluation: Evaluation, settings: WatchSettings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, run: Path, evaluation: Evaluation, settings: WatchSettings) -> None:
         if not run.is_dir():
             raise UserError(f"{run} is not a folder.", "Pass a training run's output folder (where checkpoint-<step> folders appear).")
-        self.run, self.evaluation, self.settings, self.clock = run, evaluation, settings, clock
+        self.run, self.evaluation, self.settings = run, evaluation, settings
         self.seen: dict[Path, tuple[Signature, float]] = {}
         self.done: dict[Path, Signature] = {}
         self.last_step: int | None = None
 
     def ready(self) -> list[Path]:
         """The complete checkpoints, in step order, unchanged for ``settle`` seconds and not yet evaluated as they are."""
-        now, out = self.clock(), []
+        now, out = time.monotonic(), []
         for checkpoint in discover(self.run).checkpoints:
             current = signature(checkpoint.path)
             if self.done.get(checkpoint.path) == current:
@@ -92,15 +91,14 @@ class Watcher:
 
 
 def watch(run: Path, evaluation: Evaluation, settings: WatchSettings, report: Callable[[Outcome], None] = lambda o: None,
-          on_result: Callable[[Path, GridResult], None] = lambda p, r: None,
-          sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> Watcher:
+          on_result: Callable[[Path, GridResult], None] = lambda p, r: None) -> Watcher:
     """Poll ``run`` every ``interval`` seconds and evaluate each checkpoint once it has settled,
     until ``until_step`` is reached (or forever: the caller interrupts). Returns the watcher."""
-    watcher = Watcher(run, evaluation, settings, clock)
+    watcher = Watcher(run, evaluation, settings)
     plan(dataclasses.replace(evaluation.request(run), models=[]))  # a bad task, option or --set is refused now, not at the first checkpoint
     while True:
         for folder in watcher.ready():
             on_result(folder, watcher.evaluate(folder, report))
             if watcher.finished():
                 return watcher
-        sleep(settings.interval)
+        time.sleep(settings.interval)
