@@ -17,7 +17,8 @@ os.environ["XLINGBENCH_PROGRESS"] = "0"
 os.environ["XLINGBENCH_CACHE"] = str(Path(tempfile.mkdtemp(prefix="xlingbench-cache-")))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+#: ../shared beside the checkout; XLINGBENCH_SHARED names another place (a git worktree elsewhere)
+SHARED = Path(os.environ.get("XLINGBENCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
 
 
 @pytest.fixture(scope="session")

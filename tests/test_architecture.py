@@ -14,7 +14,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "xlingbench"
 #: bottom to top; a module may import its own layer and the ones before it
-LAYERS = ("core", "compute", "inputs", "tasks", "sinks", "harness", "leaderboard", "cli")
+LAYERS = ("core", "compute", "inputs", "tasks", "sinks", "harness", "leaderboard", "training", "cli")
 #: the package root is a facade (``__version__``, a lazy ``evaluate``); below it only ``__version__`` may be taken
 ROOT_NAMES_ALLOWED = {"__version__"}
 

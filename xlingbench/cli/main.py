@@ -26,6 +26,7 @@ from rich.text import Text
 from xlingbench.cli.board import register
 from xlingbench.cli.output import console
 from xlingbench.cli.policy import CRASH_CACHE, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, AppGroup, crash_log, say
+from xlingbench.cli.watch import register as register_watch
 from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
 from xlingbench.tasks.registry import load_task, task_names
@@ -51,7 +52,8 @@ def run(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: all.")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
-    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model.")] = False,
+    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model, or every checkpoint folder of a local training run folder (checkpoint-<step>, step_<step>, ...).")] = False,
+    name: Annotated[Optional[str], typer.Option("--name", help="The model name of a local training run folder run with --checkpoints. Default: the folder's name.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Token labelling scheme for tasks 1-2: paper (default) or script.")] = None,
     dictionary: Annotated[Optional[str], typer.Option(help="Bilingual dictionaries of task 3: 'cldr' (offline default), 'muse' (download), or MUSE-format files/folders, comma-separated. (CALIGN's is --set calign.dictionary=induced|FILE.)")] = None,
     data: Annotated[Optional[str], typer.Option(help="Parallel text for tasks 4-5: 'gettext' (offline default), a folder of <name>.<lang>.tok|txt files, a TSV, or hf:<dataset>@<revision>.")] = None,
@@ -88,14 +90,14 @@ def run(
 
         explicit = {name for name in ctx.params if ctx.get_parameter_source(name).name == "COMMANDLINE"}
         values = run_file.merged(ctx.params, run_file.load_run_file(config, set(ctx.params)), explicit)
-        (model, task, revision, checkpoints, labels, dictionary, data, languages, seed, set_, device, dtype, tracking_uri,
+        (model, task, revision, checkpoints, name, labels, dictionary, data, languages, seed, set_, device, dtype, tracking_uri,
          experiment, sink, results_dir, cache_dir, executor, ray_address, workers, rerun) = (values[name] for name in RUN_OPTIONS)
         record = run_file.record(config)
     if cache_dir is not None:
         CRASH_CACHE["dir"] = cache_dir
     sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
-    request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints,
+    request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints, name=name,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir, cache_dir),
                          grid=GridSettings(executor, ray_address, workers, rerun), record=record)
@@ -140,7 +142,7 @@ def run(
 
 
 #: the options of ``run`` a run file may set, in the order ``run`` unpacks them
-RUN_OPTIONS = ("model", "task", "revision", "checkpoints", "labels", "dictionary", "data", "languages", "seed", "set_",
+RUN_OPTIONS = ("model", "task", "revision", "checkpoints", "name", "labels", "dictionary", "data", "languages", "seed", "set_",
                "device", "dtype", "tracking_uri", "experiment", "sink", "results_dir", "cache_dir", "executor",
                "ray_address", "workers", "rerun")
 
@@ -318,3 +320,4 @@ def main(
 
 
 register(app)
+register_watch(app)

@@ -18,6 +18,7 @@ from xlingbench.core.task import Outcome, Task
 from xlingbench.harness.grid import GridResult, GridSettings, check_settings, run_grid
 from xlingbench.harness.plan import Plan, Unit
 from xlingbench.inputs.cache import Cache
+from xlingbench.inputs.checkpoints import checkpoint_specs, is_run_folder
 from xlingbench.inputs.registry import ModelSpec, resolve_model
 from xlingbench.inputs.sources import check_dtype
 from xlingbench.sinks import DEFAULT_SINKS, Sink, SinkSettings, open_sinks
@@ -35,6 +36,8 @@ class RunRequest:
     tasks: list[str]
     revisions: list[str] = field(default_factory=list)
     checkpoints: bool = False
+    #: the model name of a local training run folder run with ``checkpoints`` (default: the folder's name)
+    name: str | None = None
     #: run-wide options by name (None: not given)
     options: dict[str, Any] = field(default_factory=dict)
     #: ``--set`` texts, ``name=value`` (every task that has it) or ``task.name=value``
@@ -64,8 +67,7 @@ def plan(request: RunRequest) -> Plan:
         raise UserError(f"parameters were given for '{unknown[0]}', which is not among the tasks of this run.",
                         "Add the task, or drop its parameters.")
     params = {t.metadata.name: typed.build(t.metadata.name, t.params, task_values(t, request)) for t in tasks}
-    units = [Unit(spec, revision, step) for spec in map(resolve_model, request.models)
-             for revision, step in plan_revisions(spec, request.revisions, request.checkpoints)]
+    units = [unit for spec in map(resolve_model, request.models) for unit in model_units(spec, request)]
     return Plan(units, tasks, params, resolve_device(request.device), Cache(request.cache_dir), request.dtype,
                 dict(request.record))
 
@@ -132,6 +134,20 @@ def _split_override(text: str) -> tuple[str, str, str]:
         raise UserError(f"--set '{text}' is not of the form name=value.", "Write e.g. --set seed=7 or --set calign.k=300.")
     scope, _, name = key.rpartition(".")
     return scope, name, raw
+
+
+def model_units(spec: ModelSpec, request: RunRequest) -> list[Unit]:
+    """The units of one model: a local training run folder with ``checkpoints`` is one unit per
+    checkpoint folder, all of one model (:mod:`xlingbench.inputs.checkpoints`); else its revisions."""
+    if request.checkpoints and is_run_folder(spec):
+        if request.revisions:
+            raise UserError(f"{spec.name} is a training run folder: its checkpoints are its revisions, --revision cannot choose one.",
+                            "Drop --revision, or pass one checkpoint folder: -m RUN/checkpoint-STEP --checkpoints.")
+        return [Unit(checkpoint, None, step) for checkpoint, step in checkpoint_specs(spec, request.name)]
+    if request.name is not None:
+        raise UserError(f"--name {request.name}: it names a training run folder run with --checkpoints, and {spec.name} is not one.",
+                        "Drop --name, or pass a run folder holding checkpoint-<step> folders with --checkpoints.")
+    return [Unit(spec, revision, step) for revision, step in plan_revisions(spec, request.revisions, request.checkpoints)]
 
 
 def plan_revisions(spec: ModelSpec, revisions: list[str], checkpoints: bool) -> list[tuple[str | None, int | None]]:

@@ -3,7 +3,7 @@
 The runs come from a :class:`~xlingbench.sinks.store.ResultStore`: the MLflow store
 (:mod:`xlingbench.leaderboard.mlflow_store`) or a JSON results folder
 (:mod:`xlingbench.sinks.json_store`, whose own reference forms are listed there). In the MLflow
-store, run references (RUN arguments) take four forms:
+store, run references (RUN arguments) take five forms:
 
 * a run id: a parent model run (all its task runs are compared) or one task run;
 * the first 8 or more characters of a run id, when no other run of the store starts with them
@@ -11,6 +11,8 @@ store, run references (RUN arguments) take four forms:
 * ``@FILE``: the task runs a ``xlingbench run --json > FILE`` document names (its ``run_id``
   fields), which must all be of one model revision. This is exact: a CI job gates the runs it
   just made, never a newer run someone else logged meanwhile;
+* ``MODEL@STEP``: the newest model run of that model name at that training step, in any
+  experiment (``out@1000``: checkpoint 1000 of the local training run ``out``);
 * a selector ``EXPERIMENT:KEY=VALUE[,KEY=VALUE...]``: the newest parent model run of
   EXPERIMENT whose tags match, e.g. ``xlingbench:model=xlm-roberta-xl,step=20000``. A key
   without a dot means the tag ``xlingbench.<key>``; a key with a dot is used as is. With a

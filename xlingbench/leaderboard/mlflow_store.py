@@ -7,6 +7,7 @@ of ``run --json``, a tag selector; see the gate's docstring) is this store's bus
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 #: a run-id prefix must be at least this long (``xlingbench run`` prints 8 characters)
 PREFIX_LENGTH = 8
+#: ``MODEL@STEP``: a training checkpoint by its model name and step (``out@1000``)
+CHECKPOINT_REF = re.compile(r"(.+)@(\d+)")
 
 
 class MlflowStore:
@@ -57,7 +60,8 @@ def resolve(client: MlflowClient, uri: str, ref: str) -> dict[str, TaskRow]:
     if ref.startswith("@"):
         return rows_of_file(client, uri, Path(ref[1:]))
     with mlflow_errors(uri):
-        run = select(client, ref) if "=" in ref else require_finished(find_run(client, ref), ref)
+        run = select(client, ref) if "=" in ref else select_checkpoint(client, ref) if CHECKPOINT_REF.fullmatch(ref) \
+            else require_finished(find_run(client, ref), ref)
         if run.data.tags.get(TAG + "role") == "task":
             return {task_row(run, uri).task: task_row(run, uri)}
         children = client.search_runs(
@@ -112,6 +116,19 @@ def get_run(client: MlflowClient, run_id: str) -> Run:
             f"no run with id {run_id!r}.",
             "Check --tracking-uri (the store it was logged to) and the id (MLflow UI, or `xlingbench run --json`).",
         ) from err
+
+
+def select_checkpoint(client: MlflowClient, ref: str) -> Run:
+    """The newest finished model run of ``MODEL@STEP`` (a training checkpoint, e.g. ``out@1000``) in any experiment."""
+    model, step = CHECKPOINT_REF.fullmatch(ref).groups()
+    query = " and ".join([tag_clause(TAG + "role", "model"), tag_clause(TAG + "model", model), tag_clause(TAG + "step", str(int(step))),
+                          FINISHED_ONLY])
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, filter_string=query, max_results=1, order_by=["attributes.start_time DESC"]) if experiments else []
+    if not runs:
+        raise UserError(f"no finished run of model {model!r} at step {int(step)}.",
+                        "Check the model name and step (`xlingbench leaderboard`, or the tags xlingbench.model and xlingbench.step in the MLflow UI).")
+    return runs[0]
 
 
 def select(client: MlflowClient, selector: str) -> Run:
