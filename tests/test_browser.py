@@ -17,7 +17,7 @@ import pytest
 from xlingbench.leaderboard.collect import collect
 from xlingbench.leaderboard.render import slug, write_site
 from xlingbench.sinks.mlflow_sink import MODEL_TRAINING_VIEW
-from tests.mlflow_plant import MAIN_SCORES, full_results, model_revision, open_sink, plant, plugin_result
+from tests.mlflow_plant import full_results, model_revision, open_sink, plant, plugin_result
 from tests.test_tracking_server import free_port, start_server, stop_server
 
 CHROMIUM = Path("/usr/bin/chromium")

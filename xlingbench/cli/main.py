@@ -21,10 +21,9 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from xlingbench.cli.board import register
-from xlingbench.cli.output import console
+from xlingbench.cli.output import console, done_line, revision_text
 from xlingbench.cli.policy import CRASH_CACHE, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, AppGroup, crash_log, say
 from xlingbench.cli.watch import register as register_watch
 from xlingbench.inputs.registry import load_models, resolve_model
@@ -114,7 +113,7 @@ def run(
         for warning in outcome.result.info.get("warnings", []):
             out.print(f"[yellow]warning[/] {escape(f'{model.name} {outcome.task.name}: {warning}')}", highlight=False, soft_wrap=True)
         key = (model.name, model.revision, model.step)
-        table = tables.setdefault(key, _result_table(f"{model.name} @ {_revision_text(outcome)}"))
+        table = tables.setdefault(key, _result_table(f"{model.name} @ {revision_text(outcome)}"))
         _add_result_row(table, outcome)
         if table.row_count == per_revision:
             out.print(tables.pop(key))
@@ -167,22 +166,6 @@ def run_document(result: GridResult) -> dict[str, object]:
     failed = [{"model": f.unit.spec.name, "revision": f.unit.revision, "step": f.unit.step, "reason": f.reason}
               for f in result.failed]
     return {"outcomes": [outcome_record(o) for o in result.outcomes] + skipped, "failed": failed}
-
-
-def done_line(outcome: "Outcome") -> Text:
-    """One line per finished task, for watching a run and for grep: model, revision[@step], task,
-    headline=value, seconds and where each sink put it (``mlflow=<run id>``)."""
-    value = f"{outcome.task.main_score}={outcome.headline:.4f}"
-    seconds = f"{outcome.result.timings.get('total', 0):.1f}s"
-    where = " ".join(f"{sink}={ref}" for sink, ref in outcome.refs.items())
-    fields = [outcome.model.name, _revision_text(outcome), outcome.task.name, value, seconds, where]
-    return Text.assemble(("done", "green"), " ", " ".join(f for f in fields if f))
-
-
-def _revision_text(outcome: "Outcome") -> str:
-    """``revision[:12]``, with ``@step`` for a training checkpoint (the form --revision takes)."""
-    step = outcome.model.step
-    return outcome.model.revision[:12] + ("" if step is None else f"@{step}")
 
 
 def _send_library_logs_to_file(cache_dir: Path | None) -> Path:

@@ -6,8 +6,13 @@ whichever command wrote it.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from xlingbench.core.task import Outcome
 
 #: the width of a console that is not a terminal: wider than any table row, so nothing wraps
 PIPE_WIDTH = 100_000
@@ -21,3 +26,19 @@ def console(stderr: bool = False) -> Console:
     """
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else PIPE_WIDTH)
+
+
+def done_line(outcome: "Outcome") -> Text:
+    """One line per finished task, for watching a run and for grep: model, revision[@step], task,
+    headline=value, seconds and where each sink put it (``mlflow=<run id>``)."""
+    value = f"{outcome.task.main_score}={outcome.headline:.4f}"
+    seconds = f"{outcome.result.timings.get('total', 0):.1f}s"
+    where = " ".join(f"{sink}={ref}" for sink, ref in outcome.refs.items())
+    fields = [outcome.model.name, revision_text(outcome), outcome.task.name, value, seconds, where]
+    return Text.assemble(("done", "green"), " ", " ".join(f for f in fields if f))
+
+
+def revision_text(outcome: "Outcome") -> str:
+    """``revision[:12]``, with ``@step`` for a training checkpoint (the form --revision takes)."""
+    step = outcome.model.step
+    return outcome.model.revision[:12] + ("" if step is None else f"@{step}")

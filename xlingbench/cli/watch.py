@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from xlingbench.cli.output import console
+from xlingbench.cli.output import console, done_line
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT
 
 if TYPE_CHECKING:
@@ -43,7 +43,6 @@ def watch(
 
     Example: xlingbench watch ./out --until-step 5000
     """
-    from xlingbench.cli.main import done_line
     from xlingbench.training.evaluation import CHEAP_TASKS, Evaluation
     from xlingbench.training.watch import WatchSettings
     from xlingbench.training.watch import watch as watch_folder
