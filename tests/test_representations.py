@@ -29,4 +29,6 @@ def test_nested_phases_do_not_double_count(tmp_path):
 
 def test_cache_keys_carry_model_revision_and_dtype(tmp_path):
     inputs = Representations(_Source(), Cache(tmp_path))
-    assert inputs.key(layer=3) == {"model_id": "m", "revision": "r", "model_dtype": "float32", "layer": 3}
+    assert inputs.key(layer=3) == {"model_id": "m", "revision": "r", "model_dtype": "float32", "device_kind": "cpu", "layer": 3}
+    inputs.device = "cuda:1"  # faked: only the key is read
+    assert inputs.key(layer=3)["device_kind"] == "cuda"
