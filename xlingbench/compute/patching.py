@@ -16,6 +16,7 @@ and its key/value cache is shared by the ``L + 1`` patched continuations, which 
 from __future__ import annotations
 
 import copy
+import inspect
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Sequence
@@ -123,14 +124,14 @@ def patch_runs(model: "torch.nn.Module", prompt: Sequence[int], position: int, l
     rows = len(starts)
     with torch.no_grad():
         prefix = model(input_ids=torch.tensor([list(prompt[:position])], device=device), use_cache=True, logits_to_keep=1)
-        cache = copy.deepcopy(prefix.past_key_values)
+        cache = copy.deepcopy(_cache_of(prefix))
         cache.batch_repeat_interleave(rows)
         suffix = torch.tensor([list(prompt[position:])] * rows, device=device)
         edit = _overwrite(latents, starts, len(layers), device) if latents is not None else (lambda s, h: None)
         with state_hooks(layers, edit):
-            out = model(input_ids=suffix, past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = model(input_ids=suffix, **{_cache_argument(model): cache}, use_cache=True, logits_to_keep=1)
         logits = out.logits[:, -1].float()
-        generated = _greedy(model, logits, out.past_key_values, generate) if generate else [[] for _ in range(rows)]
+        generated = _greedy(model, logits, _cache_of(out), generate) if generate else [[] for _ in range(rows)]
         return Patched(probs=torch.softmax(logits, dim=-1).cpu().numpy(), generated=generated)
 
 
@@ -158,10 +159,22 @@ def _greedy(model: "torch.nn.Module", logits: "torch.Tensor", cache: object, ste
 
     chosen = [logits.argmax(-1)]
     for _ in range(steps - 1):
-        out = model(input_ids=chosen[-1][:, None], past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        out = model(input_ids=chosen[-1][:, None], **{_cache_argument(model): cache}, use_cache=True, logits_to_keep=1)
+        cache = _cache_of(out)
         chosen.append(out.logits[:, -1].argmax(-1))
     return torch.stack(chosen, dim=1).cpu().tolist()
+
+
+def _cache_argument(model: "torch.nn.Module") -> str:
+    """The forward argument that takes a key/value cache: ``cache`` in recent transformers
+    (which deprecates ``past_key_values``), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _cache_of(output: object) -> object:
+    """The key/value cache a forward pass returned, under either name."""
+    found = getattr(output, "cache", None)
+    return found if found is not None else output.past_key_values
 
 
 def _right_padded(prompts: Sequence[Sequence[int]], device: "torch.device") -> tuple["torch.Tensor", "torch.Tensor"]:
@@ -189,3 +202,14 @@ def answer_ids(word: str, by_surface: Mapping[str, Sequence[int]], first_ids: Se
 def mass(probs: np.ndarray, ids: Sequence[int]) -> np.ndarray:
     """Probability mass on ``ids`` in each row of ``probs`` (rows, vocabulary)."""
     return probs[:, list(ids)].sum(axis=1) if len(ids) else np.zeros(len(probs))
+
+
+def bootstrap_interval(values: np.ndarray, seed: int, resamples: int = 1000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampled with ``seed``)."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        raise ValueError("a bootstrap interval needs at least one value")
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = values[draws].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
