@@ -63,7 +63,9 @@ class PromptBuilder:
     def answers(self, concept: str, language: str) -> list[int]:
         """Token ids that can begin the concept's word in ``language`` (see ``answer_ids``)."""
         word = self.words.words[concept][language]
-        first = [ids[0] for ids in (self._encode(word), self._encode(" " + word)) if ids]
+        encodings = (self._encode(word), self._encode(" " + word))
+        # a bare space token (a tokenizer that splits " word" as " " + "word") begins every word: never an answer
+        first = [ids[0] for ids in encodings if ids and self.tokenizer.decode(ids[:1]).strip()]
         return answer_ids(word, self.by_surface, first)
 
     @property
