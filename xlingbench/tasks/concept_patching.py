@@ -47,11 +47,12 @@ class Params:
 
     words: str = "cldr"  # "cldr" (frozen, offline) or a table with a header of language codes
     pairs: list[str] = field(default_factory=lambda: ["en-fr", "en-de", "de-en", "zh-en", "fr-zh", "ru-es"])
-    concept_pairs: int = 8  # (source, target) concept pairs per language pair: the CPU cost is linear in it
+    concept_pairs: int = 6  # (source, target) concept pairs per language pair: the CPU cost is linear in it
     shots: int = 5  # demonstrations in every prompt
     seen_pairs: int = 2  # language pairs (other languages, no English) averaged in the seen setting
-    generate: int = 4  # greedy tokens written in the generations table
-    examples: int = 2  # concept pairs per language pair whose generations are tabled (every state)
+    generate: int = 4  # greedy tokens written in the generations table (0: none)
+    examples: int = 1  # concept pairs per language pair whose generations are tabled
+    generate_every: int = 3  # ... at every this many first patched states (0, 3, 6...) and unpatched
     seed: int = 20  # demonstrations, concept pairs, seen pairs, bootstrap
     batch_size: int = 8  # source prompts read at once
 
@@ -60,7 +61,7 @@ class Params:
         bad = [p for p in self.pairs if not _PAIR.match(p) or p[:p.index("-")] == p[p.index("-") + 1:]]
         if not self.pairs or bad:
             raise ValueError(f"pairs={','.join(self.pairs)}: {bad[0] if bad else 'empty'!r} is not a pair of two languages such as en-fr")
-        for name in ("concept_pairs", "shots", "seen_pairs", "batch_size"):
+        for name in ("concept_pairs", "shots", "seen_pairs", "batch_size", "generate_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be 1 or more")
         if self.generate < 0 or self.examples < 0:
@@ -152,33 +153,39 @@ def _score_pair(model: Any, builder: PromptBuilder, pair: tuple[str, str], chose
         rows = np.concatenate([np.repeat(np.mean([latents[lp][k] for lp in settings[n]], axis=0)[None], num_states, axis=0)
                                for n in names] + [np.zeros((1,) + latents[settings[names[0]][0]].shape[1:], np.float32)])
         starts = [j for _ in names for j in range(num_states)] + [num_states + 1]
-        out = patch_runs(model, prompt.ids, prompt.position, rows, starts, params.generate if k < params.examples else 0)
+        out = patch_runs(model, prompt.ids, prompt.position, rows, starts)
         ok, wrong = mass(out.probs, answers[s][b]), mass(out.probs, answers[t][b])
         for i, n in enumerate([*names, "unpatched"]):
             success[n].append(ok[i * num_states: (i + 1) * num_states])
             target[n].append(wrong[i * num_states: (i + 1) * num_states])
         baseline.append(mass(patch_runs(model, source_prompt.ids, source_prompt.position, None, [num_states + 1]).probs, answers[s][b])[0])
-        if out.generated[0]:
-            generations += _generation_rows(builder, pair, s, t, names, num_states, out, ok)
+        if k < params.examples and params.generate:
+            shown = [i for i, j in enumerate(starts) if j % params.generate_every == 0 or j > num_states]
+            written = patch_runs(model, prompt.ids, prompt.position, rows[shown], [starts[i] for i in shown], params.generate)
+            generations += _generation_rows(builder, pair, (s, t), [(_setting(i, names, num_states), starts[i]) for i in shown],
+                                            written, ok[shown])
     return PairScores(pair=f"{a}-{b}", success={n: np.array(v) for n, v in success.items()},
                       target={n: np.array(v) for n, v in target.items()}, source_baseline=np.array(baseline), generations=generations)
 
 
-def _generation_rows(builder: PromptBuilder, pair: tuple[str, str], s: str, t: str, names: list[str], num_states: int,
+def _setting(row: int, names: list[str], num_states: int) -> str:
+    """The setting of row ``row`` of a patched batch (the last row is the unpatched run)."""
+    return names[row // num_states] if row < len(names) * num_states else "unpatched"
+
+
+def _generation_rows(builder: PromptBuilder, pair: tuple[str, str], concepts: tuple[str, str], rows: list[tuple[str, int]],
                      out: Patched, ok: np.ndarray) -> list[dict[str, Any]]:
-    """The greedy continuation of every row, with copy and homograph cases flagged."""
-    a, b = pair
-    w = builder.words.words
-    rows = []
-    for i, row in enumerate(out.generated):
-        setting = names[i // num_states] if i < len(names) * num_states else "unpatched"
-        text = builder.tokenizer.decode(row, skip_special_tokens=True)
+    """The greedy continuation of each (setting, first patched state) row, copy and homograph cases flagged."""
+    (a, b), (s, t), w = pair, concepts, builder.words.words
+    found = []
+    for (setting, start), generated, success in zip(rows, out.generated, ok):
+        text = builder.tokenizer.decode(generated, skip_special_tokens=True)
         answer = text.split('"')[0].strip()
-        rows.append({"pair": f"{a}-{b}", "setting": setting, "state": i % num_states if setting != "unpatched" else -1,
-                     "source_concept": s, "target_concept": t, "target_word": w[t][a], "expected": w[s][b],
-                     "output": text, "success_mass": float(ok[i]), "correct": answer == w[s][b],
-                     "copy": answer == w[t][a], "homograph": w[s][a] == w[s][b] or w[t][a] == w[t][b]})
-    return rows
+        found.append({"pair": f"{a}-{b}", "setting": setting, "state": start if setting != "unpatched" else -1,
+                      "source_concept": s, "target_concept": t, "target_word": w[t][a], "expected": w[s][b],
+                      "output": text, "success_mass": float(success), "correct": answer == w[s][b],
+                      "copy": answer == w[t][a], "homograph": w[s][a] == w[s][b] or w[t][a] == w[t][b]})
+    return found
 
 
 def _result(scored: list[PairScores], params: Params, info: dict[str, Any]) -> TaskResult:
