@@ -19,16 +19,13 @@ letter capitalised ("Français", "Deutsch", "中文"), as the prompts write it.
 """
 from __future__ import annotations
 
-import gzip
-import hashlib
+import unicodedata
 from pathlib import Path
 
 from babel import Locale, __version__ as babel_version
 from babel.core import get_cldr_version
 
-import unicodedata
-
-from freeze_cldr_dictionaries import LICENCE
+from freeze_cldr_dictionaries import LICENCE, write_frozen
 
 OUT = Path(__file__).resolve().parents[1] / "xlingbench" / "inputs" / "data" / "concept_words.tsv.gz"
 #: high-resource languages of several scripts, all in Dumas et al.'s and Körner et al.'s lists
@@ -83,11 +80,7 @@ def main() -> None:
               "# names\t" + "\t".join(own_name(lang) for lang in LANGUAGES),
               "concept\tsection\t" + "\t".join(LANGUAGES)]
     rows = ["\t".join(row) for row in concepts()]
-    text = "\n".join(header + rows) + "\n"
-    OUT.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
-    print(f"{OUT.name}: CLDR {get_cldr_version()}, {len(LANGUAGES)} languages, {len(rows)} concepts, "
-          f"{OUT.stat().st_size} bytes gzipped, content sha256 {hashlib.sha256(text.encode()).hexdigest()}")
-
+    write_frozen(OUT, header, rows, f"{len(LANGUAGES)} languages, {len(rows)} concepts")
 
 if __name__ == "__main__":
     main()
