@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from xlingbench.cli.main import app
+from xlingbench.leaderboard.collect import collect
+from xlingbench.leaderboard.render import slug, write_site
 from xlingbench.inputs.concept_words import CLDR_FILE, CLDR_SHA256, load_concept_words
 from xlingbench.tasks.concept_patching import Params
 from xlingbench.tasks.patching_prompts import PromptBuilder, choose, concept_pairs
@@ -103,6 +106,10 @@ def test_two_revisions_give_a_patching_curve_per_step(decoder_repo, words_file, 
             assert f"success/{name}/en-de" in {m for m in client.get_run(run.info.run_id).data.metrics}
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
         assert "plots/success_seen_by_state.svg" in artifacts
+    write_site(collect(tracking_uri), tmp_path / "site")
+    page = (tmp_path / "site" / "models" / f"{slug('tiny/patching')}.html").read_text()
+    chart = page[page.index("<title>concept_patching over training</title>"):]
+    assert len(re.findall(r"<title>configuration [^<]* @ [12]: [^<]*</title></circle>", chart[:chart.index("</svg>")])) == 2
 
 
 def test_the_same_run_gives_the_same_numbers_and_generations(decoder_repo, words_file, tmp_path):
