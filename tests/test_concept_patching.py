@@ -126,6 +126,19 @@ def test_the_same_run_gives_the_same_numbers_and_generations(decoder_repo, words
     assert all(g["homograph"] is False for g in generations)  # every word of the file differs by language
 
 
+def test_a_bfloat16_run_patches_in_bfloat16(decoder_repo, words_file, tmp_path):
+    """The CPU stand-in for the GPU path: weights, states and patches in bfloat16, masses still probabilities."""
+    from xlingbench import evaluate
+
+    params = {"concept_patching": {"words": str(words_file), "concept_pairs": 2, "shots": 2, "pairs": ["de-fr"], "generate": 0}}
+    outcome = evaluate(["tiny/patching"], ["concept_patching"], revisions=["step2"], params=params, dtype="bfloat16",
+                       cache_dir=tmp_path / "cache")[0]
+    assert outcome.model.provenance["dtype"] == "bfloat16"
+    curve = [v for _, v in outcome.result.step_metrics["success/tgt"]]
+    assert len(curve) == 3 and all(0 <= v <= 1 for v in curve)
+    assert any((tmp_path / "cache" / "residual_states").iterdir())
+
+
 def test_an_encoder_is_refused_in_one_line(tmp_path, hub_cache):
     pieces = ["\u2581" + w for w in ("water", "Wasser", "eau", "fire")]
     folder = save_model(tmp_path / "enc", sentencepiece_tokenizer(pieces), encoder_model(np.eye(8, dtype=np.float32)))
