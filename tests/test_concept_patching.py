@@ -149,6 +149,17 @@ def test_an_encoder_is_refused_in_one_line(tmp_path, hub_cache):
     assert "concept_patching needs a decoder-only model" in result.output and "Traceback" not in result.output
 
 
+def test_words_without_a_disjoint_pair_are_one_user_error(decoder_repo, tmp_path):
+    from xlingbench import evaluate
+    from xlingbench.core.errors import UserError
+
+    clashing = tmp_path / "same-letter.tsv"
+    clashing.write_text("concept\ten\tde\n" + "".join(f"c{k}\tba{k}\tbe{k}\n" for k in range(6)), encoding="utf-8")
+    params = {"concept_patching": {"words": str(clashing), "shots": 2, "pairs": ["en-de"]}}
+    with pytest.raises(UserError, match="share no answer token"):
+        evaluate(["tiny/patching"], ["concept_patching"], revisions=["step1"], params=params, cache_dir=tmp_path / "cache")
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("pairs", ["en-en"], "pair of two languages"), ("pairs", ["english-de"], "pair of two languages"),
     ("concept_pairs", 0, "1 or more"), ("words", "no/such/file.tsv", "existing file"), ("examples", -1, "0 or more"),

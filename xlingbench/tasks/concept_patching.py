@@ -76,15 +76,19 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     words = load_concept_words(params.words)
     builder, pairs, skipped = _plan_languages(inputs, words, params)
     sources = _source_pairs(pairs, builder, words.languages, params)
-    languages = sorted({lang for p in pairs for lang in p} | {lang for v in sources.values() for lps in v.values() for lp in lps for lang in lp})
+    read_pairs = sorted({lp for settings in sources.values() for lps in settings.values() for lp in lps})
+    languages = sorted({lang for p in [*pairs, *read_pairs] for lang in p})
     demos, candidates = choose(words, languages, params.shots, params.seed)
     builder.demos = demos
     answers = {c: {lang: builder.answers(c, lang) for lang in languages} for c in candidates}
     chosen = concept_pairs({c: {i for ids in a.values() for i in ids} for c, a in answers.items()},
                            params.concept_pairs, params.seed)
+    if not chosen:
+        raise UserError(f"no two concepts of {words.source} share no answer token in {', '.join(languages)}.",
+                        "Use a larger word list (--set concept_patching.words=FILE) or fewer language pairs.")
     identity = {"task": "concept_patching", "words": words.fingerprint, "demos": demos}
     latents = {lp: inputs.residual_states(*_source_prompts(builder, [s for s, _ in chosen], lp), identity=identity,
-                                          batch_size=params.batch_size) for lp in sorted({lp for v in sources.values() for s in v.values() for lp in s})}
+                                          batch_size=params.batch_size) for lp in read_pairs}
     num_states = next(iter(latents.values())).shape[1] - 1  # L: patches start at states 0..L-1
     scored = [_score_pair(model, builder, pair, chosen, sources[pair], latents, answers, num_states, params)
               for pair in progress(pairs, desc="concept_patching: language pairs", total=len(pairs), unit="pair")]
