@@ -139,14 +139,25 @@ def test_a_bfloat16_run_patches_in_bfloat16(decoder_repo, words_file, tmp_path):
     assert any((tmp_path / "cache" / "residual_states").iterdir())
 
 
-def test_an_encoder_is_refused_in_one_line(tmp_path, hub_cache):
+def test_an_encoder_is_left_out_in_one_line(tmp_path, hub_cache):
     pieces = ["\u2581" + w for w in ("water", "Wasser", "eau", "fire")]
     folder = save_model(tmp_path / "enc", sentencepiece_tokenizer(pieces), encoder_model(np.eye(8, dtype=np.float32)))
     publish(folder, hub_cache, "tiny/encoder-for-patching")
     result = CliRunner().invoke(app, ["run", "-m", "tiny/encoder-for-patching", "-t", "concept_patching", "--sink", "json",
                                       "--results-dir", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")])
-    assert result.exit_code != 0
-    assert "concept_patching needs a decoder-only model" in result.output and "Traceback" not in result.output
+    assert "skipped tiny/encoder-for-patching concept_patching: it runs on decoder models and this is an encoder model." in result.output
+    assert "Traceback" not in result.output and not list((tmp_path / "res").rglob("concept_patching.json"))
+
+
+def test_a_source_without_a_head_is_refused_in_one_line(tmp_path):
+    """A source the runner cannot tell is an encoder (no ``load_causal_lm``) is refused by the task itself."""
+    from xlingbench.core.errors import UserError
+    from xlingbench.tasks.concept_patching import run
+    from tests.tiny_models import fake_inputs
+
+    inputs = fake_inputs(["\u2581a", "\u2581b"], np.eye(2, dtype=np.float32), tmp_path)
+    with pytest.raises(UserError, match="needs a decoder-only model"):
+        run(inputs, Params())
 
 
 def test_words_without_a_disjoint_pair_are_one_user_error(decoder_repo, tmp_path):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import platform
 import subprocess
+import sys
 import time
 import unicodedata
 from dataclasses import dataclass, field
@@ -120,6 +121,10 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
     inputs = Representations(source, checked.cache, device=checked.device, dtype=checked.dtype)
     model = None
     for task in checked.tasks:
+        if task.metadata.archs and source.arch not in task.metadata.archs:
+            print(f"skipped {unit.spec.name} {task.metadata.name}: it runs on {' or '.join(task.metadata.archs)} models "
+                  f"and this is an {source.arch} model.", file=sys.stderr)
+            continue
         started = time.time()
         with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task
             result = run_task(task, inputs, checked.params[task.metadata.name])
