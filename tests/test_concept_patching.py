@@ -171,6 +171,13 @@ def test_words_without_a_disjoint_pair_are_one_user_error(decoder_repo, tmp_path
         evaluate(["tiny/patching"], ["concept_patching"], revisions=["step1"], params=params, cache_dir=tmp_path / "cache")
 
 
+def test_a_generation_cut_by_the_token_limit_counts_when_it_begins_the_word():
+    from xlingbench.tasks.concept_patching import _says
+
+    assert _says("Émirats arab", "Émirats arabes unis") and _says('Qatar"\nEnglish', "Qatar")
+    assert not _says('Émirats"', "Émirats arabes unis") and not _says('Égypte"\n', "Émirats arabes unis") and not _says("", "x")
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("pairs", ["en-en"], "pair of two languages"), ("pairs", ["english-de"], "pair of two languages"),
     ("concept_pairs", 0, "1 or more"), ("words", "no/such/file.tsv", "existing file"), ("examples", -1, "0 or more"),

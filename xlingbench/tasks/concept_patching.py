@@ -184,12 +184,19 @@ def _generation_rows(builder: PromptBuilder, pair: tuple[str, str], concepts: tu
     found = []
     for (setting, start), generated, success in zip(rows, out.generated, ok):
         text = builder.tokenizer.decode(generated, skip_special_tokens=True)
-        answer = text.split('"')[0].strip()
         found.append({"pair": f"{a}-{b}", "setting": setting, "state": start if setting != "unpatched" else -1,
                       "source_concept": s, "target_concept": t, "target_word": w[t][a], "expected": w[s][b],
-                      "output": text, "success_mass": float(success), "correct": answer == w[s][b],
-                      "copy": answer == w[t][a], "homograph": w[s][a] == w[s][b] or w[t][a] == w[t][b]})
+                      "output": text, "success_mass": float(success), "correct": _says(text, w[s][b]),
+                      "copy": _says(text, w[t][a]), "homograph": w[s][a] == w[s][b] or w[t][a] == w[t][b]})
     return found
+
+
+def _says(text: str, word: str) -> bool:
+    """Whether a generation answers ``word``: its text up to the closing quotation mark is the word,
+    or, cut by the token limit before any quotation mark, it is a beginning of the word."""
+    answer, closed, _ = text.partition('"')
+    answer = answer.strip()
+    return answer == word if closed else bool(answer) and word.startswith(answer)
 
 
 def _result(scored: list[PairScores], params: Params, info: dict[str, Any]) -> TaskResult:
