@@ -100,7 +100,7 @@ def test_two_revisions_give_a_patching_curve_per_step(decoder_repo, words_file, 
     for run in runs:
         states = client.get_metric_history(run.info.run_id, "success/seen")
         assert sorted(p.step for p in states) == [0, 1, 2]  # three decoder layers: patches start at states 0..2
-        assert 0 <= run.data.metrics["success_max"] <= 1 and run.data.metrics["half_state"] in (0, 1, 2)
+        assert 0 <= run.data.metrics["success_max"] <= 1 and run.data.metrics["last_half_state"] in (0, 1, 2)
         assert run.data.metrics["success_max_ci_low"] <= run.data.metrics["success_max"] <= run.data.metrics["success_max_ci_high"]
         for name in ("seen", "tgt", "en_en", "unpatched"):
             assert f"success/{name}/en-de" in {m for m in client.get_run(run.info.run_id).data.metrics}

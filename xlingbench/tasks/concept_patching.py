@@ -14,8 +14,9 @@ languages, English excluded: the language-agnostic test), ``en_en`` (English cop
 
 Headline: ``success_max``, the best state's mean success of the ``seen`` setting over language
 pairs and concept pairs: latents that never saw the input or the output language can only move
-the answer through a shared concept. ``half_state`` (the earliest state reaching half of it)
-says where that concept becomes readable, which is what moves over training checkpoints.
+the answer through a shared concept. ``last_half_state`` (the last first-patched state whose
+success still reaches half of it) says how late the concept is still read from the word's
+position: patches from j..L-1 succeed while j is early, so the fall, not the rise, is what moves.
 """
 from __future__ import annotations
 
@@ -226,7 +227,7 @@ def _result(scored: list[PairScores], params: Params, info: dict[str, Any]) -> T
     metrics["success_max"] = metrics[f"success_max/{head}"]
     intervals["success_max"] = intervals[f"success_max/{head}"]
     curve = [v for _, v in steps[f"success/{head}"]]
-    metrics["half_state"] = float(next(j for j, v in enumerate(curve) if v >= metrics["success_max"] / 2))
+    metrics["last_half_state"] = float(max(j for j, v in enumerate(curve) if v >= metrics["success_max"] / 2))
     for p in scored:
         metrics[f"source_baseline/{p.pair}"] = float(p.source_baseline.mean()) if len(p.source_baseline) else float("nan")
         metrics[f"concept_pairs/{p.pair}"] = len(p.source_baseline)
