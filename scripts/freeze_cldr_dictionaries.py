@@ -65,10 +65,15 @@ def main() -> None:
     header = [f"# cldr_version\t{get_cldr_version()}", f"# babel_version\t{babel_version}",
               f"# licence\t{LICENCE}", f"# sections\t{','.join(SECTIONS)}", "# columns\ttarget\tenglish\tname"]
     rows = [f"{target}\t{english}\t{name}" for target in TARGETS for english, name in pairs(target)]
+    write_frozen(OUT, header, rows, f"{len(TARGETS)} targets, {len(rows)} pairs")
+
+
+def write_frozen(out: Path, header: list[str], rows: list[str], counts: str) -> None:
+    """Write the lines gzipped with no timestamp (the same bytes on every run) and say what was written."""
     text = "\n".join(header + rows) + "\n"
-    OUT.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
-    print(f"{OUT.name}: CLDR {get_cldr_version()}, {len(TARGETS)} targets, {len(rows)} pairs, "
-          f"{OUT.stat().st_size} bytes gzipped, content sha256 {hashlib.sha256(text.encode()).hexdigest()}")
+    out.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+    print(f"{out.name}: CLDR {get_cldr_version()}, {counts}, "
+          f"{out.stat().st_size} bytes gzipped, content sha256 {hashlib.sha256(text.encode()).hexdigest()}")
 
 
 if __name__ == "__main__":

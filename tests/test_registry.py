@@ -36,7 +36,8 @@ def test_checkpoints_carry_steps():
 
 
 def test_all_five_tasks_are_registered_and_load():
-    assert task_names() == ["script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap"]
+    assert task_names() == ["script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap",
+                            "concept_patching"]
     for name in task_names():
         task = load_task(name)
         assert task.metadata.name == name and task.metadata.main_score

@@ -250,3 +250,43 @@ def checkpointed_model(root: Path, hub_cache: Path, repo_id: str, steps: tuple[i
         folder = save_model(root / f"step{step}", sentencepiece_tokenizer(pieces), encoder_model(matrix.astype(np.float32)))
         commits[step] = publish(folder, hub_cache, repo_id, f"step{step}")
     return commits
+
+
+def tiny_decoder(vocab: int, dim: int = 16, layers: int = 3, seed: int = 0, heads: int = 2):
+    """A tiny random Llama causal LM (one KV head) over ``vocab`` token ids."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=dim, intermediate_size=2 * dim, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=1, max_position_embeddings=256,
+                         bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=False)
+    return LlamaForCausalLM(config).eval()
+
+
+def reading_decoder(concepts: int, fillers: int, layers: int, read_at: int, scale: float = 30.0):
+    """A Llama whose only working block is layer ``read_at``'s attention: every other layer adds
+    nothing to the residual stream. Token i < ``concepts`` embeds as the one-hot direction i (the
+    planted concept); the other ``fillers`` tokens live in the remaining directions. Layer
+    ``read_at`` attends uniformly (zero queries) and copies the concept directions, so the last
+    position reads the word's concept there and nowhere else; the head scores token i by
+    direction i. Patching the word's state from states 0..read_at moves the answer; later, not.
+    """
+    import torch
+
+    dim = concepts + fillers
+    model = tiny_decoder(concepts + fillers, dim=dim, layers=layers, seed=1, heads=1)
+    concept_part = torch.zeros(dim, dim)
+    concept_part[:concepts, :concepts] = torch.eye(concepts)
+    with torch.no_grad():
+        for i, layer in enumerate(model.model.layers):
+            layer.mlp.down_proj.weight.zero_()
+            attention = layer.self_attn
+            attention.q_proj.weight.zero_()
+            attention.o_proj.weight.zero_()
+            if i == read_at:
+                attention.v_proj.weight.copy_(torch.eye(dim))
+                attention.o_proj.weight.copy_(concept_part)
+        model.model.embed_tokens.weight.copy_(torch.eye(dim))
+        model.lm_head.weight.copy_(scale * concept_part)
+    return model

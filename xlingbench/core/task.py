@@ -51,6 +51,9 @@ class TaskMetadata:
     charts: tuple[Chart, ...] = ()
     #: published headline numbers, keyed by the registry name of the model (e.g. "xlm-roberta-xl")
     published: dict[str, float] = field(default_factory=dict)
+    #: the model architectures (``ModelRevision.arch``: encoder, decoder, encoder-decoder) the task
+    #: runs on; empty: every one. A run leaves the task out on other models, saying so in one line.
+    archs: tuple[str, ...] = ()
     #: metric -> unit where it is not a 0-1 fraction: "percent" (0-100); regression gating's
     #: default tolerance follows it (0.01 for a fraction, 1 point for a percentage)
     units: dict[str, str] = field(default_factory=dict)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import subprocess
+import sys
 import time
 import unicodedata
 from pathlib import Path
@@ -33,6 +34,10 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
     inputs = Representations(source, checked.cache, device=checked.device, dtype=checked.dtype)
     model = None
     for task in checked.tasks:
+        if task.metadata.archs and source.arch not in task.metadata.archs:
+            print(f"skipped {unit.spec.name} {task.metadata.name}: it runs on {' or '.join(task.metadata.archs)} models "
+                  f"and this is an {source.arch} model.", file=sys.stderr)
+            continue
         started = time.time()
         params = checked.params[task.metadata.name]
         with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task

@@ -119,6 +119,32 @@ class Representations:
                 return self.source.load_model(dtype=self.dtype, device=self.device).eval()
             return self.source.load_model().to(self.device).eval()
 
+    @cached_property
+    def causal_lm(self) -> "torch.nn.Module":
+        """The decoder with its language-model head, in ``dtype``, in eval mode (concept patching);
+        a source that loads no head (an encoder) is refused in one line."""
+        from xlingbench.core.errors import UserError
+
+        load = getattr(self.source, "load_causal_lm", None)
+        if load is None:
+            raise UserError(f"{self.model_id} loads no language-model head; concept_patching needs a decoder-only model.",
+                            "Run it on a decoder (e.g. gemma-3-270m) or leave the task out (-t).")
+        with self.timed("load"):
+            return load(dtype=self.dtype, device=self.device).eval()
+
+    def residual_states(self, prompts: Sequence[Sequence[int]], positions: Sequence[int], identity: Mapping[str, Any],
+                        batch_size: int = 8) -> np.ndarray:
+        """Residual states (prompts, layers + 1, hidden) of the causal model at one position of each
+        prompt (:func:`xlingbench.compute.patching.read_states`), cached under ``identity`` plus a
+        hash of the token ids and positions."""
+        from xlingbench.compute.patching import read_states
+
+        digest = hashlib.sha256(repr([list(map(int, p)) for p in prompts] + list(map(int, positions))).encode()).hexdigest()[:24]
+        parts = {**identity, "prompts": len(prompts), "tokens_sha256": digest, "states": "layer inputs + last output"}
+        with self.timed("extract"):
+            return self._cached("residual_states", parts,
+                                lambda: {"states": read_states(self.causal_lm, prompts, positions, batch_size)})["states"]
+
     # ---------------------------------------------------------------- tasks 1-3
 
     def neighbours(self, query_ids: np.ndarray, k: int) -> np.ndarray:

@@ -192,14 +192,29 @@ class PretrainedSource:
     def load_model(self, dtype: str = "auto", device: str = "cpu") -> "torch.nn.Module":
         """The network in ``dtype`` on ``device``, built without a float32 copy (``dtype=`` on the
         meta device, weights filled from the checkpoint); on a GPU placed by ``device_map``."""
-        import torch
         from transformers import AutoModel
+
+        return self._from_pretrained(AutoModel, dtype, device)
+
+    def load_causal_lm(self, dtype: str = "auto", device: str = "cpu") -> "torch.nn.Module":
+        """The decoder with its language-model head (concept patching reads next-token
+        probabilities, which ``load_model``'s bare network lacks); an encoder is refused."""
+        from transformers import AutoModelForCausalLM
+
+        if self.arch != "decoder":
+            raise UserError(f"{self.model_id} is an {self.arch} model; concept_patching needs a decoder-only model.",
+                            "Run it on a decoder (e.g. gemma-3-270m) or leave the task out (-t).")
+        return self._from_pretrained(AutoModelForCausalLM, dtype, device)
+
+    def _from_pretrained(self, auto_class: Any, dtype: str, device: str) -> "torch.nn.Module":
+        """``auto_class`` from this checkpoint in ``dtype`` on ``device``."""
+        import torch
 
         _ = self._embedding_tensor  # refuses a checkpoint transformers would complete with a random input embedding
         revision = None if self.is_local else self.revision
         placement = {"device_map": device} if torch.device(device).type == "cuda" else {}
         try:
-            model = AutoModel.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
+            model = auto_class.from_pretrained(self.model_id, revision=revision, trust_remote_code=False, use_safetensors=True,
                                               **_dtype_kwargs(self._concrete(dtype)), **placement)
         except RuntimeError as err:  # transformers' words for a config.json that is not these weights' (exit 2, not 3)
             if "size mismatch" not in str(err) and "mismatched_sizes" not in str(err):

@@ -10,12 +10,13 @@ from xlingbench.core.errors import UserError, did_you_mean
 from xlingbench.core.task import Task
 
 TASK_GROUP = "xlingbench.tasks"
-#: the built-in tasks in the order of the papers (tasks 1-5); third-party tasks follow by name
-PAPER_ORDER = ("script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap")
+#: the built-in tasks in the order of the papers (tasks 1-6); third-party tasks follow by name
+PAPER_ORDER = ("script_separability", "neighbour_script_count", "translation_in_neighbours", "calign", "colap",
+               "concept_patching")
 
 
 def task_names() -> list[str]:
-    """Names of every registered task (tasks 1-5 first), without importing them."""
+    """Names of every registered task (tasks 1-6 first), without importing them."""
     names = {ep.name for ep in entry_points(group=TASK_GROUP)}
     rank = {name: i for i, name in enumerate(PAPER_ORDER)}
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
