@@ -137,13 +137,18 @@ def batched_separability(
     buffer per category that the fit reads (:func:`xlingbench.compute.logreg.centred_block`).
     """
     samples = [undersample(is_category, seed) for is_category in categories]
-    found: list[tuple[np.ndarray, int]] = []
-    for group in fit_groups([len(rows) for rows in samples], matrix.shape[1]):
-        blocks = [_block(matrix, ids, samples[i], categories[i], folds) for i in group]
-        fit = fit_logistic(blocks, device=device)
-        for block, margins, converged in zip(blocks, fit.margins, fit.converged):
-            right_on_test = ((margins > 0) == block.targets[:, None]) & ~block.train
-            found.append((right_on_test.sum(0) / (~block.train).sum(0), int((~converged).sum())))
+    return [score for group in fit_groups([len(rows) for rows in samples], matrix.shape[1])
+            for score in _fit_group([_block(matrix, ids, samples[i], categories[i], folds) for i in group], device)]
+
+
+def _fit_group(blocks: list[Block], device: str) -> list[tuple[np.ndarray, int]]:
+    """Fold accuracies and unconverged fits of one group; its rows are freed when it returns,
+    before the next group's are gathered."""
+    fit = fit_logistic(blocks, device=device)
+    found = []
+    for block, margins, converged in zip(blocks, fit.margins, fit.converged):
+        right_on_test = ((margins > 0) == block.targets[:, None]) & ~block.train
+        found.append((right_on_test.sum(0) / (~block.train).sum(0), int((~converged).sum())))
     return found
 
 
