@@ -17,8 +17,9 @@ Per shape, seconds and peak RSS (over the RSS before, as a multiple of the float
   queries (default 256; the task's 1% is 1.5k-2.6k);
 - ``separability``: task 1's ``run`` (labels, unit rows, the probe per category, all folds) with
   ``XLINGBENCH_BENCH_FOLDS`` folds (default 10, the task's) on a seeded ``XLINGBENCH_BENCH_SHARE``
-  of the vocabulary (default 1.0, passed as the task's ``tokens`` list): the probe copies its rows
-  to float64 (about 6x the matrix for a half-Latin vocabulary), so Gemma's full run needs ~17 GB;
+  of the vocabulary (default 1.0, passed as the task's ``tokens`` list): the probe gathers each
+  group of categories' rows into one float32 copy (at most the largest category's balanced sample),
+  where it used to copy every category's rows at once, twice (about 6x the matrix);
 - ``translation``: task 3's ``run`` over a planted dictionary of the tokenizer's own word-start
   pieces, shaped like MUSE's eight pairs (de/fr/es Latin, ru, zh, ar, hi, ko): ``PER_PAIR`` queries
   a pair drawn from ``POOL`` English (Latin) words, 1-3 translations each, ranked over the whole
