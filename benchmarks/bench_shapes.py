@@ -17,8 +17,9 @@ Per shape, seconds and peak RSS (over the RSS before, as a multiple of the float
   queries (default 256; the task's 1% is 1.5k-2.6k);
 - ``separability``: task 1's ``run`` (labels, unit rows, the probe per category, all folds) with
   ``XLINGBENCH_BENCH_FOLDS`` folds (default 10, the task's) on a seeded ``XLINGBENCH_BENCH_SHARE``
-  of the vocabulary (default 1.0, passed as the task's ``tokens`` list): the probe copies its rows
-  to float64 (about 6x the matrix for a half-Latin vocabulary), so Gemma's full run needs ~17 GB;
+  of the vocabulary (default 1.0, passed as the task's ``tokens`` list): the probe gathers each
+  group of categories' rows into one float32 copy (at most the largest category's balanced sample),
+  where it used to copy every category's rows at once, twice (about 6x the matrix);
 - ``translation``: task 3's ``run`` over a planted dictionary of the tokenizer's own word-start
   pieces, shaped like MUSE's eight pairs (de/fr/es Latin, ru, zh, ar, hi, ko): ``PER_PAIR`` queries
   a pair drawn from ``POOL`` English (Latin) words, 1-3 translations each, ranked over the whole
@@ -29,6 +30,13 @@ Per shape, seconds and peak RSS (over the RSS before, as a multiple of the float
   tokenizer is byte-level without merges here, so a subword is a byte), peak RSS over the loaded
   model (the written output pages count in it) and peak anonymous memory, which streaming keeps
   flat as the corpus grows.
+
+``test_probe_memory_in_model_dtype``: task 1's probe (:func:`separability`, ``XLINGBENCH_BENCH_FOLDS``
+folds) on a random matrix in the model's own dtype, no checkpoint: multilingual-e5-small (250,037 x
+384, float32), Gemma-2-2B (256,000 x 2304, bfloat16) and an 8B shape (Llama-3-8B: 128,256 x 4096,
+bfloat16), labels planted like the tokenizers' (Latin half, ten other scripts share the rest), peak
+RSS over the matrix as a multiple of the matrix (goal: at most 3x). ``XLINGBENCH_BENCH_MATRICES``
+picks them (comma-separated names).
 
 ``ns_per_element`` = seconds / (scored rows x d): flat across shapes means linear in V x d; the
 summary at the end lists it per phase and shape (extraction: microseconds per word).
@@ -53,6 +61,7 @@ from benchmarks.bench_loading import PEAK_BUDGET, _status_kib, measure
 from tests.tiny_models import shaped_checkpoint
 from xlingbench.compute.categories import label_vocabulary, paper_category
 from xlingbench.compute.neighbours import top_k_neighbours
+from xlingbench.compute.separability import separability
 from xlingbench.compute.surface import WORD_START
 from xlingbench.inputs.dictionaries import load_dictionaries
 from xlingbench.inputs.parallel_data import ParallelCorpus
@@ -93,6 +102,10 @@ def _gemma() -> Any:
                         num_attention_heads=8, num_key_value_heads=4, head_dim=256), 256_000, False
 
 
+#: name -> (rows, width, dtype) of the embedding matrices the probe's memory is measured at
+MATRICES = {"e5-small": (250_037, 384, "float32"), "gemma-2-2b": (256_000, 2304, "bfloat16"),
+            "llama-3-8b": (128_256, 4096, "bfloat16")}
+PROBE_BUDGET = 3.0  # peak RSS over the matrix, as a multiple of the matrix in its own dtype
 #: name -> () -> (config, tokenizer entries, byte-level tokenizer as the model's own)
 SHAPES = {"qwen2.5-0.5b": _qwen, "xlm-r-base": _xlmr, "gemma-2-2b": _gemma}
 CHOSEN = os.environ.get("XLINGBENCH_BENCH_SHAPES", ",".join(SHAPES)).split(",")
@@ -295,3 +308,23 @@ def test_extraction(benchmark, checkpoint, vocabulary, growth, tmp_path):
     growth.setdefault("extract", {})[shape] = f"{1e6 / largest['words_per_second']:7.0f} us/word"
     assert largest["words"] == sum(len(s) for s in _corpus(vocabulary, max(SENTENCES)).sentences["xx"])
     assert largest["anonymous_peak_mb"] - smallest["anonymous_peak_mb"] <= 0.5 * (largest["vectors_mb"] - smallest["vectors_mb"]) + 32
+
+
+@pytest.mark.parametrize("name", os.environ.get("XLINGBENCH_BENCH_MATRICES", ",".join(MATRICES)).split(","))
+def test_probe_memory_in_model_dtype(benchmark, name):
+    """Task 1's probe on a matrix in the model's own dtype: rows are converted a chunk at a time into
+    one float32 copy per group of categories, so the peak stays within ``PROBE_BUDGET`` x the matrix."""
+    import torch
+
+    rows, width, dtype = MATRICES[name]
+    matrix = torch.randn(rows, width, generator=torch.Generator().manual_seed(150)).to(getattr(torch, dtype))
+    others = ["CJK", "CYRILLIC", "ARABIC", "HANGUL", "DEVANAGARI", "GREEK", "HEBREW", "THAI", "DIGIT", "PUNCT"]
+    labels = np.array(["LATIN"] * (rows // 2) + [others[i % len(others)] for i in range(rows - rows // 2)], dtype=object)
+    found, seconds, peak = benchmark.pedantic(
+        measure, args=(lambda: separability(matrix, labels, folds=FOLDS),), rounds=1, iterations=1)
+    size = matrix.element_size() * matrix.numel()
+    benchmark.extra_info.update(matrix=name, V=rows, d=width, dtype=dtype, seconds=round(seconds, 1),
+                                peak_x_matrix=round(peak / size, 3), accuracy=round(found.accuracy, 4))
+    print(f"\nprobe        {name:13s} {rows:>7,} x {width:<5} {dtype:8s} {seconds:7.1f} s  peak {peak / size:4.2f}x of {size >> 20} MB")
+    assert abs(found.accuracy - 0.5) < 0.03  # random rows: every probe scores chance
+    assert peak <= PROBE_BUDGET * size

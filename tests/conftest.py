@@ -1,6 +1,7 @@
 """Test-session settings: never touch the network, never write outside tmp directories."""
 from __future__ import annotations
 
+import ctypes
 import os
 import tempfile
 from pathlib import Path
@@ -16,6 +17,12 @@ os.environ["XLINGBENCH_PROGRESS"] = "0"
 # The default cache is the user's ~/.cache/xlingbench: a test that passes no --cache-dir writes here instead.
 os.environ["XLINGBENCH_CACHE"] = str(Path(tempfile.mkdtemp(prefix="xlingbench-cache-")))
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+# One BLAS/OpenMP thread per test process unless a test asks for more (torch.set_num_threads):
+# on a shared 2-core machine two threads wait at each op's barrier for a descheduled partner
+# (a K-means test took 208.6 s on two threads, 29.8 s on one). Set before torch or numpy load
+# their thread pools; a value the caller exported wins.
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 
 #: ../shared beside the checkout; XLINGBENCH_SHARED names another place (a git worktree elsewhere)
 SHARED = Path(os.environ.get("XLINGBENCH_SHARED") or Path(__file__).resolve().parents[1].parent / "shared")
@@ -40,3 +47,23 @@ def shared_data() -> Path:
 def tracking_uri(tmp_path: Path) -> str:
     """A fresh SQLite MLflow store for one test."""
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture()
+def unprivileged() -> dict:
+    """``subprocess.run`` arguments that make a child honour mode bits even as root (CI runs as root).
+
+    As root the child drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH from its bounding set before
+    exec, so it starts without them: a read-only folder is read-only to it. Still root, it can run
+    an interpreter under a private home (another user could not). Not root: nothing to drop.
+    """
+    if os.geteuid() != 0:
+        return {}
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop() -> None:
+        for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+            if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+    return {"preexec_fn": drop}

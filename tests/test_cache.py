@@ -239,9 +239,12 @@ def test_a_cache_dir_that_is_a_file_or_under_one_is_a_user_error(tmp_path):
         Cache(afile / "sub")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores mode bits")
-def test_a_read_only_cache_dir_is_a_user_error(tmp_path):
+def test_a_read_only_cache_dir_is_a_user_error(tmp_path, unprivileged):
+    """In a subprocess that honours mode bits even as root (CI runs as root; see ``unprivileged``)."""
     folder = tmp_path / "ro"
-    folder.mkdir(mode=0o500)
-    with pytest.raises(UserError, match="not writable"):
-        Cache(folder)
+    folder.mkdir(mode=0o555)
+    check = ("import sys\nfrom xlingbench.core.errors import UserError\nfrom xlingbench.inputs.cache import Cache\n"
+             "try:\n    Cache(sys.argv[1])\nexcept UserError as err:\n    print(err.one_line())")
+    done = subprocess.run([sys.executable, "-c", check, str(folder)], capture_output=True, text=True, check=False,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}, **unprivileged)
+    assert "not writable" in done.stdout, done.stdout + done.stderr

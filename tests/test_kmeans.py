@@ -215,3 +215,15 @@ def test_choose_k_keeps_or_shrinks_with_a_warning() -> None:
     assert choose_k(20, 600)[0] == 2
     with pytest.raises(UserError):
         choose_k(19, 600)
+
+
+def test_distances_with_the_factor_in_the_small_operand_are_the_expansion_bit_for_bit() -> None:
+    """-2 folded into the centroids (an exact power-of-two scaling) changes no distance: the block is
+    the plain expansion ``|x|^2 - 2 x.c + |c|^2`` computed over the product, bit for bit."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    rows, others = torch.randn(2000, 384, generator=generator) * 3, torch.randn(300, 384, generator=generator)
+    norms = (rows * rows).sum(1)
+    plain = torch.mm(rows, others.T).mul_(-2.0).add_(norms[:, None]).add_((others * others).sum(1)[None, :]).clamp_(min=0.0)
+    assert torch.equal(km._sq_distances(rows, norms, others), plain)

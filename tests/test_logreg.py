@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from xlingbench.compute.logreg import TOLERANCE, Block, fit_logistic
+from xlingbench.compute.logreg import TOLERANCE, Block, centred_block, fit_logistic, intercept_rows
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -88,3 +88,27 @@ def test_a_cpu_fit_leaves_torch_thread_count_as_it_found_it() -> None:
 def test_refitting_gives_the_same_numbers() -> None:
     first, second = fit_logistic(planted_blocks()), fit_logistic(planted_blocks())
     assert np.array_equal(first.coef, second.coef) and np.array_equal(first.intercept, second.intercept)
+
+
+def test_blocks_fitted_together_or_apart_give_the_same_numbers() -> None:
+    """The problems are independent, so task 1 may fit its categories in groups (for memory) without
+    changing a number: each block alone gives bit-identical coefficients and margins."""
+    blocks = planted_blocks()
+    together = fit_logistic(blocks)
+    for b, block in enumerate(blocks):
+        alone = fit_logistic([block])
+        np.testing.assert_array_equal(alone.coef[0], together.coef[b])
+        np.testing.assert_array_equal(alone.margins[0], together.margins[b])
+
+
+def test_a_block_centred_in_place_fits_as_one_centred_by_the_solver() -> None:
+    """:func:`centred_block` (one float32 copy of the rows) gives the numbers of a plain block."""
+    plain = planted_blocks()[0]
+    buffer = intercept_rows(len(plain.rows), plain.rows.shape[1])
+    buffer[:, :-1] = plain.rows
+    prepared = centred_block(buffer, plain.targets, plain.train)
+    assert prepared.dim == plain.dim == plain.rows.shape[1]
+    ours, theirs = fit_logistic([prepared]), fit_logistic([plain])
+    np.testing.assert_array_equal(ours.coef, theirs.coef)
+    np.testing.assert_array_equal(ours.intercept, theirs.intercept)
+    np.testing.assert_array_equal(ours.margins[0], theirs.margins[0])

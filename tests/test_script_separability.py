@@ -119,6 +119,25 @@ def test_unlabelled_rows_are_left_out() -> None:
     assert [s.tokens for s in found.scores] == [520, 510]
 
 
+def test_a_bfloat16_matrix_scores_as_its_float32_rows_and_ids_as_the_sub_matrix() -> None:
+    """The matrix may come in the model's own dtype (a torch bfloat16 tensor): rows are converted as
+    they are gathered, so the scores are those of the same values in float32; ``ids`` score rows in
+    place, as the sub-matrix would score."""
+    import torch
+
+    unit, labels = planted({"A": 600, "B": 560, "C": 40}, spread=1.2, seed=5)
+    scaled = torch.from_numpy(unit * 4.0).to(torch.bfloat16)
+    as_float32 = scaled.float().numpy()
+    first = separability(scaled, labels, seed=3, min_tokens=500)
+    assert [(s.category, s.fold_scores.tolist()) for s in first.scores] == \
+        [(s.category, s.fold_scores.tolist()) for s in separability(as_float32, labels, seed=3, min_tokens=500).scores]
+    assert 0.6 < first.accuracy < 0.99  # overlapping clusters: the equality is not trivially all ones
+    ids = np.flatnonzero(labels != "C")[::-1]
+    by_ids = separability(as_float32, labels[ids], ids=ids, seed=3, min_tokens=500)
+    sub = separability(as_float32[ids], labels[ids], seed=3, min_tokens=500)
+    assert [s.fold_scores.tolist() for s in by_ids.scores] == [s.fold_scores.tolist() for s in sub.scores]
+
+
 def scripted_vocabulary() -> tuple[list[str], np.ndarray]:
     """600 Latin, 600 Cyrillic and 600 Han tokens, embedded in three planted clusters."""
     tokens = ["<pad>"] + [f"▁{spelled(i, 'a', 26)}" for i in range(600)] + [spelled(i, "а", 32) for i in range(600)]

@@ -245,12 +245,14 @@ def test_an_unwritable_store_folder_is_one_line(tmp_path: Path) -> None:
     assert code == 2 and "cannot write the MLflow store" in one_line(output)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
-def test_a_read_only_store_folder_is_one_line(tmp_path: Path) -> None:
+def test_a_read_only_store_folder_is_one_line(tmp_path: Path, unprivileged: dict) -> None:
+    """The CLI in a subprocess that honours mode bits even as root (CI runs as root; see ``unprivileged``)."""
     folder = tmp_path / "ro"
     folder.mkdir(mode=0o555)
-    code, output = invoke("run", "-t", "script_separability", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}")
-    assert code == 2 and "cannot write the MLflow store" in one_line(output)
+    done = subprocess.run(
+        [sys.executable, "-m", "xlingbench", "run", "-t", "script_separability", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}"],
+        capture_output=True, text=True, check=False, timeout=600, cwd=tmp_path, env=environment(tmp_path / "cache"), **unprivileged)
+    assert done.returncode == 2 and "cannot write the MLflow store" in one_line(done.stdout + done.stderr)
 
 
 # --------------------------------------------------------------------------- interruptions and a dying server

@@ -61,9 +61,31 @@ CPU_THREADS = 1
 class Block:
     """Rows shared by several problems: the problems differ only in their training rows."""
 
-    rows: np.ndarray  # (n, dim)
+    rows: np.ndarray  # (n, dim); or, when ``mean`` is given, (n, dim + 1): centred rows then 1
     targets: np.ndarray  # (n,) bool: the positive class
     train: np.ndarray  # (n, problems) bool: row i is a training row of problem j
+    mean: np.ndarray | None = None  # (dim,) the mean taken off ``rows`` by :func:`centred_block`
+
+    @property
+    def dim(self) -> int:
+        return self.rows.shape[1] - (self.mean is not None)
+
+
+def intercept_rows(n: int, dim: int) -> np.ndarray:
+    """An ``(n, dim + 1)`` float32 buffer whose last column is 1: write rows into ``[:, :dim]``,
+    then :func:`centred_block` centres them in place, so a block costs one copy of its rows."""
+    rows = np.empty((n, dim + 1), dtype=np.float32)
+    rows[:, -1] = 1
+    return rows
+
+
+def centred_block(rows: np.ndarray, targets: np.ndarray, train: np.ndarray) -> Block:
+    """A block over an :func:`intercept_rows` buffer, its rows centred in place (as the fit would centre
+    a copy: the same float32 mean, the same numbers)."""
+    values = torch.from_numpy(rows)[:, :-1]
+    mean = values.mean(0)
+    values.sub_(mean)
+    return Block(rows, targets, train, mean.numpy())
 
 
 @dataclass(frozen=True)
@@ -80,7 +102,17 @@ class Fit:
 def fit_logistic(
     blocks: Sequence[Block], *, tol: float = TOLERANCE, max_iter: int = 100, max_cg: int = 250, device: str = "cpu"
 ) -> Fit:
-    """Fit every problem of every block to ``max|grad f| <= tol * training rows`` (see module doc)."""
+    """Fit every problem of every block to ``max|grad f| <= tol * training rows`` (see module doc).
+
+    Two problems over four separable rows (the second trains on the first three only); every
+    margin has its row's sign:
+
+    >>> rows = np.array([[-2.0], [-1.0], [1.0], [2.0]], dtype=np.float32)
+    >>> train = np.array([[True, True], [True, True], [True, True], [True, False]])
+    >>> fit = fit_logistic([Block(rows, np.array([False, False, True, True]), train)])
+    >>> bool(fit.converged.all()), bool((np.sign(fit.margins[0]) == [[-1], [-1], [1], [1]]).all())
+    (True, True)
+    """
     with _cpu_threads(device, CPU_THREADS):
         return _newton(_Data.of(blocks, device, torch.float64 if tol < FLOAT32_TOLERANCE else torch.float32),
                        tol, max_iter, max_cg, device)
@@ -138,10 +170,10 @@ class _Data:
     def of(cls, blocks: Sequence[Block], device: str, dtype: torch.dtype) -> _Data:
         if not blocks:
             raise ValueError("no blocks to fit")
-        shapes = {(b.rows.shape[1], b.train.shape[1]) for b in blocks}
+        shapes = {(b.dim, b.train.shape[1]) for b in blocks}
         if len(shapes) != 1 or any(len(b.rows) != len(b.targets) or len(b.rows) != len(b.train) for b in blocks):
             raise ValueError(f"blocks must agree on width and problem count, and rows with targets and train: {shapes}")
-        rows, means = zip(*(_with_intercept(torch.as_tensor(b.rows, device=device).to(dtype)) for b in blocks))
+        rows, means = zip(*(_prepared(b, device, dtype) for b in blocks))
         rows32 = [x.float() for x in rows]
         spectrum, basis = torch.linalg.eigh(torch.stack([_covariance(x[:, :-1]) for x in rows32]))
         targets = [torch.as_tensor(b.targets, device=device).to(torch.float64)[:, None] for b in blocks]
@@ -206,6 +238,13 @@ class _Data:
     def uncentre(self, params: Vectors) -> tuple[torch.Tensor, torch.Tensor]:
         coef = params[..., :-1]
         return coef, params[..., -1] - torch.einsum("kpd,kd->kp", coef, self.means)
+
+
+def _prepared(block: Block, device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The block's centred rows with the intercept's column, and their mean (float64), on ``device``."""
+    if block.mean is None:
+        return _with_intercept(torch.as_tensor(block.rows, device=device).to(dtype))
+    return torch.as_tensor(block.rows, device=device).to(dtype), torch.as_tensor(block.mean, device=device).double()
 
 
 def _with_intercept(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

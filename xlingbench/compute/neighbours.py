@@ -45,6 +45,7 @@ DEFAULT_CHUNK = 512  # 0.5 GB for a 250k vocabulary; 128 to 1024 timed alike on 
 GROUP = 64  # columns per group maximum: small enough that n groups hold few spare columns
 #: screening precision -> candidates kept beyond k; a coarser screen needs a wider net
 MARGINS = {"float32": 8, "float16": 32, "bfloat16": 128}
+COUNT_TILE = 256  # columns compared at once when counting ranks: 512 x 256 float32 = 0.5 MB, within a core's L2
 BUDGET = 2**17  # candidates rescored at once: 0.2 GB float32 + 0.4 GB float64 at width 384
 
 
@@ -67,6 +68,15 @@ def top_k_neighbours(
     "bfloat16") nor on ``margin`` (candidates beyond k; None: ``MARGINS[precision]``), only
     the time does. Raises ValueError when a query has fewer than ``k`` rows left after its
     exclusions.
+
+    >>> unit = np.array([[1, 0], [0.8, 0.6], [0, 1], [-1, 0]], dtype=np.float32)
+    >>> ids, sims = top_k_neighbours(unit, np.array([0, 2]), 2)
+    >>> ids
+    array([[1, 2],
+           [1, 0]])
+    >>> sims.round(2)
+    array([[0.8, 0. ],
+           [0.6, 0. ]], dtype=float32)
     """
     query_ids = _check(unit, query_ids, exclude)
     precision = _resolve_precision(precision, device)
@@ -106,6 +116,10 @@ def best_target_ranks(
     English query, where each language's best translation ranks; the query's similarity row
     is computed once for all languages, and each group costs one comparison pass, not one
     per target.
+
+    >>> unit = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1]], dtype=np.float32)
+    >>> best_target_ranks(unit, np.array([0]), [[np.array([2, 3]), np.array([1])]])
+    [array([1, 0])]
     """
     query_ids = _check(unit, query_ids, exclude)
     if len(target_groups) != len(query_ids):
@@ -119,7 +133,7 @@ def best_target_ranks(
     order = np.argsort([-len(groups) for groups in target_groups], kind="stable")  # most groups first
     matrix = _on_device(unit, device)
     ranks: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(query_ids)
-    above = torch.empty((min(chunk_size, len(query_ids)), len(unit)), device=matrix.device)
+    above = torch.empty((min(chunk_size, len(query_ids)), min(COUNT_TILE, len(unit))), device=matrix.device)
     chunks = _similarity_chunks(matrix, query_ids[order], exclude_self,
                                 None if exclude is None else [exclude[i] for i in order], chunk_size)
     for start, sims, excluded in chunks:
@@ -353,14 +367,26 @@ def _count_above(sims: "torch.Tensor", thresholds: "torch.Tensor", above: "torch
     """Rows x slots counts of entries of each row of ``sims`` strictly above each threshold.
 
     Rows come sorted by their number of groups, so a slot's rows are a prefix: one comparison
-    pass per slot on a view, no copy, into ``above`` (a float buffer as large as ``sims``).
+    pass per slot on a view, no copy, into ``above`` (a float buffer of ``COUNT_TILE`` columns).
+    The passes go a tile of ``COUNT_TILE`` columns at a time, every slot over one tile before the
+    next: the tile stays in cache across the slots, where a whole-row pass per slot read the
+    chunk's similarities from memory once per slot (most of task 3's time on CPU).
     Counting sums float 0/1, exact below 2**24 rows and five times faster than summing bools.
+
+    >>> import torch
+    >>> sims = torch.tensor([[0.9, 0.1, 0.5, 0.7], [0.2, 0.3, 0.4, 0.1]])
+    >>> _count_above(sims, torch.tensor([[0.5, 0.1], [0.3, float("inf")]]), torch.empty(2, COUNT_TILE))
+    array([[2, 3],
+           [1, 0]])
     """
     import torch
 
     counts = torch.zeros(thresholds.shape, dtype=torch.float32, device=sims.device)
-    for slot in range(thresholds.shape[1]):
-        rows = int((~torch.isposinf(thresholds[:, slot])).sum())
-        torch.gt(sims[:rows], thresholds[:rows, slot : slot + 1], out=above[:rows])
-        counts[:rows, slot] = above[:rows].sum(dim=1)
+    prefixes = [int((~torch.isposinf(thresholds[:, slot])).sum()) for slot in range(thresholds.shape[1])]
+    for begin in range(0, sims.shape[1], COUNT_TILE):
+        tile = sims[:, begin : begin + COUNT_TILE]
+        for slot, rows in enumerate(prefixes):
+            flags = above[:rows, : tile.shape[1]]
+            torch.gt(tile[:rows], thresholds[:rows, slot : slot + 1], out=flags)
+            counts[:rows, slot] += flags.sum(dim=1)
     return counts.cpu().numpy().astype(np.int64)

@@ -10,7 +10,11 @@ WORD_START = "\u2581"  # ▁
 
 
 def strip_markers(token: str) -> str:
-    """The token's text without word-boundary markers (▁, Ġ, ##)."""
+    """The token's text without word-boundary markers (▁, Ġ, ##).
+
+    >>> [strip_markers(t) for t in ["\u2581water", "\u0120water", "##ter", "water"]]
+    ['water', 'water', 'ter', 'water']
+    """
     if token.startswith("##"):
         token = token[2:]
     return token.replace(WORD_START, "").replace("\u0120", "")

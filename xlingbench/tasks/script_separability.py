@@ -94,8 +94,8 @@ def run(inputs, params: Params) -> TaskResult:
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
     listed = read_token_list(params.tokens) if params.tokens else None
     ids = restrict_to(vocab.tokens, listed, params.tokens) if listed else np.arange(len(vocab))
-    found = separability(
-        vocab.unit_embeddings[ids], labels[ids], seed=params.seed, min_tokens=params.min_tokens, folds=params.folds,
+    found = separability(  # the rows of the matrix, in its own dtype: the probe normalises the rows it samples
+        vocab.embeddings, labels[ids], ids=ids, seed=params.seed, min_tokens=params.min_tokens, folds=params.folds,
         solver=params.solver, device=inputs.device,
     )
     if not found.scores:

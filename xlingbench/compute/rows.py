@@ -1,0 +1,46 @@
+"""Unit rows of an embedding matrix, gathered and converted a chunk at a time.
+
+Why: the matrix reaches tasks 1-3 in the model's own dtype (bfloat16 for most decoders), and a
+float32 or float64 copy of the whole of it is what ran task 1 out of memory at Gemma-2-2B's shape.
+The probe needs only the rows it samples, so they are gathered, converted and normalised in
+chunks of ``CHUNK`` rows straight into the one float32 buffer the fit reads.
+
+A row is normalised as ``Vocabulary.unit_embeddings`` normalises it (its float32 norm, then a
+float32 division), so a gathered row is bit-identical to that matrix's row: the chunking changes
+memory, not numbers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+CHUNK = 8192  # rows converted at once: 8192 x 4096 float32 = 128 MB at an 8B model's width
+
+
+def float32_rows(matrix: Any, ids: np.ndarray) -> np.ndarray:
+    """Rows ``ids`` of ``matrix`` (a numpy array, or a torch tensor of any float dtype) as float32."""
+    if isinstance(matrix, np.ndarray):
+        return np.take(matrix, ids, axis=0).astype(np.float32, copy=False)  # take: ~8x faster than matrix[ids]
+    import torch
+
+    return matrix[torch.from_numpy(np.ascontiguousarray(ids))].to(device="cpu", dtype=torch.float32).numpy()
+
+
+def unit_rows(matrix: Any, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``ids`` of ``matrix`` L2-normalised in float32, written chunk by chunk into ``out``
+    (``len(ids) x d``; a strided view is fine) or a new array.
+
+    >>> matrix = np.array([[3, 4], [0, 0], [1, 0]], dtype=np.float32)
+    >>> unit_rows(matrix, np.array([2, 0, 1]))
+    array([[1. , 0. ],
+           [0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    out = np.empty((len(ids), matrix.shape[1]), dtype=np.float32) if out is None else out
+    for start in range(0, len(ids), CHUNK):
+        rows = float32_rows(matrix, ids[start : start + CHUNK])
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        np.divide(rows, np.maximum(norms, 1e-12), out=out[start : start + len(rows)])
+    return out
