@@ -19,8 +19,11 @@ from xlingbench.compute.concepts import (
     cap_occurrences,
     colap,
     concepts_from_labels,
+    controlled_calign,
+    controlled_colap,
     parse_layers,
     rows_at,
+    sentence_bound,
 )
 
 
@@ -236,7 +239,7 @@ class PlantedRepresentations(Representations):
     """Representations whose corpus and word vectors are planted; concepts are clustered and cached for real."""
 
     def __init__(self, cache: Cache) -> None:
-        super().__init__(SimpleNamespace(model_id="fake", revision="0"), cache)
+        super().__init__(SimpleNamespace(model_id="fake", revision="0", arch="encoder"), cache)
         self.planted, self.concept_of, self.centres = planted_corpus()
 
     def corpus(self, spec, languages, limit=0):
@@ -338,3 +341,105 @@ def test_one_sentence_share_against_a_loop() -> None:
     assert one_sentence_share(labels, sentences) == pytest.approx(100 * expected / len(np.unique(labels)))
     assert one_sentence_share([0, 0, 1, 1], [5, 5, 5, 6]) == 50.0  # exactly half is not "more than half"
     assert one_sentence_share([0, 0, 0], [1, 2, 3]) == 0.0
+
+
+def test_sentence_bound_against_a_loop() -> None:
+    rng = np.random.default_rng(5)
+    labels, sentences = rng.integers(0, 15, size=500), rng.integers(0, 40, size=500)
+    sentences[labels == 2] = 9
+    sentences[np.flatnonzero(labels == 11)[::3]] = 4  # about a third: not bound
+    expected = {int(c) for c in np.unique(labels)
+                if max(np.sum(sentences[labels == c] == s) for s in np.unique(sentences[labels == c])) * 2 > np.sum(labels == c)}
+    assert sentence_bound(labels, sentences) == expected and 2 in expected and 11 not in expected
+    assert one_sentence_share(labels, sentences) == pytest.approx(100 * len(expected) / 15)
+
+
+def test_controlled_calign_leaves_sentence_bound_concepts_out_of_both_sides() -> None:
+    # concepts 0-2 align to 0-2; source 1 is sentence-bound; target 2 is sentence-bound
+    pairs = [concept_pair(8, 8, 8, tag=str(c)) for c in range(3)]
+    src = {c: s for c, (s, _, _) in enumerate(pairs)}
+    tgt = {c: t for c, (_, t, _) in enumerate(pairs)}
+    translations = {w: ts for _, _, tr in pairs for w, ts in tr.items()}
+    src[3] = {f"x{i}" for i in range(8)}  # a fourth, unaligned source concept
+    assert calign(src, tgt, translations).n_aligned == 3
+    result = controlled_calign(src, tgt, {1}, {2}, translations)
+    assert result.alignments == {0: [0]} and result.n_source_concepts == 4 and result.percentage == 25.0
+    assert controlled_calign(src, tgt, set(), set(), translations).percentage == calign(src, tgt, translations).percentage
+
+
+def test_controlled_colap_against_a_loop() -> None:
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 10, size=400)
+    langs = rng.choice(["en", "de"], size=400)
+    # every word's translation is its own label's "t<label>_<i>": concepts hold words with their translations ...
+    index = rng.integers(0, 3, size=400)
+    words = [f"{'s' if lang == 'en' else 't'}{label}_{i}" for label, lang, i in zip(labels, langs, index)]
+    translations = {("en", "de"): {f"s{c}_{i}": [f"t{c}_{i}"] for c in range(10) for i in range(3)}}
+    sentences = rng.integers(0, 50, size=400)
+    sentences[labels == 3] = 17  # one sentence pair, both languages: overlapping and bound
+    words = [w if label != 5 else w.replace("t", "u") for w, label in zip(words, labels.tolist())]  # ... but concept 5
+    plain = colap(labels, langs, 0.3)
+    controlled = controlled_colap(labels, langs, sentences, words, translations, 0.3, 0.5)
+    expected = []
+    for c in plain.overlapping:
+        en = {w for w, label, lang in zip(words, labels, langs) if label == c and lang == "en"}
+        de = {w for w, label, lang in zip(words, labels, langs) if label == c and lang == "de"}
+        translated = sum(1 for w in en if set(translations["en", "de"].get(w, [])) & de)
+        if c not in sentence_bound(labels, sentences) and translated >= 0.5 * len(en):
+            expected.append(c)
+    assert controlled.overlapping == expected and {3, 5}.isdisjoint(expected) and len(expected) == len(plain.overlapping) - 2
+    assert controlled.percentage == pytest.approx(100 * len(expected) / plain.n_concepts)
+    # without dictionaries nothing is an overlap of meaning
+    assert controlled_colap(labels, langs, sentences, words, {}, 0.3, 0.5).percentage == 0.0
+
+
+class SentenceVectors(FakeVectors):
+    """Layer 1 puts every word of a sentence, in either language, at that sentence pair's centre: the
+    concepts a random causal decoder makes in the limit, or a sentence-embedding model's last layer."""
+
+    def __init__(self, sentences: list[list[str]], seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        super().__init__(sentences, {w: 0 for s in sentences for w in s}, np.zeros((1, 16)), seed)
+        centres = np.random.default_rng(7).normal(scale=20, size=(len(sentences), 16))
+        self._layers[1] = (centres[self.sentence_ids] + 0.05 * rng.normal(size=(len(self.words), 16))).astype(np.float16)
+
+
+class SentenceRepresentations(PlantedRepresentations):
+    """30 parallel sentences of 12 words, every word type once: concepts of layer 1 are sentences."""
+
+    def __init__(self, cache: Cache) -> None:
+        super().__init__(cache)
+        en = [[f"e{k}_{i}" for i in range(12)] for k in range(30)]
+        sentences = {"en": en, "de": [["g" + w[1:] for w in s] for s in en]}
+        self.planted = SimpleNamespace(languages=["en", "de"], sentences=sentences, fingerprint="sentences-v1",
+                                       source="planted", word_tokenizer="gold", dropped_long=0)
+
+    def word_vectors(self, corpus, language, settings):
+        return SentenceVectors(corpus.sentences[language], seed=["en", "de"].index(language))
+
+
+def test_sentence_clusters_score_on_the_papers_calign_and_colap_and_zero_controlled(tmp_path) -> None:
+    import xlingbench.tasks.calign as calign_task
+    import xlingbench.tasks.colap as colap_task
+
+    inputs = SentenceRepresentations(Cache(tmp_path / "cache"))
+    muse = tmp_path / "en-de.txt"
+    muse.write_text("".join(f"e{k}_{i} g{k}_{i}\n" for k in range(30) for i in range(12)))
+    result = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), k=30, n_init=3, layers="1"))
+    assert result.metrics["calign_max"] > 50 and result.metrics["calign_controlled_max"] == 0.0
+    assert dict(result.step_metrics["one_sentence_concepts"])[1] > 90
+    assert any("calign_max=" in w and "sentence identity" in w for w in result.info["warnings"])
+    overlap = colap_task.run(inputs, colap_task.Params(k=30, n_init=3, layers="1"))
+    assert overlap.metrics["colap_max"] > 50 and overlap.metrics["colap_controlled_max"] == 0.0
+    assert any("colap_max=" in w for w in overlap.info["warnings"])
+
+
+def test_normalise_is_resolved_by_architecture_and_recorded(planted_task) -> None:
+    import xlingbench.tasks.colap as colap_task
+    from xlingbench.tasks.latent_concepts import AUTO_NORMALISE
+
+    inputs = planted_task[0](colap_task)
+    result = colap_task.run(inputs, colap_task.Params(k=30, n_init=2, layers="1", normalise="zscore"))
+    assert result.info["normalise"] == "zscore" and result.metrics["colap_controlled_max"] == 100.0
+    assert colap_task.run(inputs, colap_task.Params(k=30, n_init=2, layers="1")).info["normalise"] == AUTO_NORMALISE["encoder"]
+    assert {"top1_dim_variance", "top3_dim_variance"} <= set(result.step_metrics)

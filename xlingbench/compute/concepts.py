@@ -175,28 +175,86 @@ def _percent(part: int, whole: int) -> float:
     return 100.0 * part / whole if whole else math.nan
 
 
-def one_sentence_share(labels: Sequence[int] | np.ndarray, sentence_ids: Sequence[int] | np.ndarray) -> float:
-    """Percentage of concepts in which one sentence contributes more than half of the occurrences.
+def sentence_bound(labels: Sequence[int] | np.ndarray, sentence_ids: Sequence[int] | np.ndarray) -> set[int]:
+    """Ids of the concepts in which one sentence contributes more than half of the occurrences.
 
     Sentence ids of parallel text are shared across languages, so for a multilingual concept
-    this counts one sentence *pair*. A high value means the concepts are mostly the words of
-    single sentences (as a sentence-embedding model's last layer makes them), not latent
-    concepts shared across the corpus: read CALIGN/COLAP at such a layer with care.
+    this is one sentence *pair*. Such a concept is the words of a sentence that the model's
+    context put together (causal attention puts a sentence's context into each of its words;
+    a sentence-embedding model's last layer does the same), not a latent concept shared
+    across the corpus.
     """
     labels, sentences = np.asarray(labels), np.asarray(sentence_ids)
     if len(labels) != len(sentences):
         raise ValueError("labels and sentence_ids differ in length")
     if len(labels) == 0:
-        return math.nan
-    concept_idx = np.unique(labels, return_inverse=True)[1]
+        return set()
+    concept_ids, concept_idx = np.unique(labels, return_inverse=True)
     pair_idx = np.unique(np.stack([concept_idx, sentences]), axis=1, return_inverse=True)[1].ravel()
     pair_counts = np.bincount(pair_idx)
     pair_concept = np.zeros(len(pair_counts), dtype=np.int64)
     pair_concept[pair_idx] = concept_idx
-    largest = np.zeros(concept_idx.max() + 1, dtype=np.int64)
+    largest = np.zeros(len(concept_ids), dtype=np.int64)
     np.maximum.at(largest, pair_concept, pair_counts)
-    sizes = np.bincount(concept_idx)
-    return _percent(int((largest * 2 > sizes).sum()), len(sizes))
+    return {int(c) for c in concept_ids[largest * 2 > np.bincount(concept_idx)]}
+
+
+def one_sentence_share(labels: Sequence[int] | np.ndarray, sentence_ids: Sequence[int] | np.ndarray) -> float:
+    """Percentage of concepts that are :func:`sentence_bound` (the per-layer diagnostic). A high
+    value means the layer's concepts are mostly single sentences: the paper's CALIGN/COLAP count
+    them, the controlled numbers (:func:`controlled_calign`, :func:`controlled_colap`) do not."""
+    n_concepts = len(np.unique(np.asarray(labels)))
+    return _percent(len(sentence_bound(labels, sentence_ids)), n_concepts)
+
+
+def controlled_calign(
+    src_concepts: dict[int, set[str]], tgt_concepts: dict[int, set[str]], src_bound: set[int], tgt_bound: set[int],
+    translations: dict[str, list[str]], theta_a: float = 0.8, min_types: int = 5, size_ratio: float = 0.6,
+) -> CalignResult:
+    """CALIGN with sentence-bound concepts left out of both sides, as a percentage of *all* source
+    concepts: a sentence-bound source concept never counts as aligned, and no source concept
+    counts as aligned through a sentence-bound target concept (its translation's sentence)."""
+    kept_src = {cid: words for cid, words in src_concepts.items() if cid not in src_bound}
+    kept_tgt = {cid: words for cid, words in tgt_concepts.items() if cid not in tgt_bound}
+    result = calign(kept_src, kept_tgt, translations, theta_a, min_types, size_ratio)
+    return CalignResult(_percent(result.n_aligned, len(src_concepts)), result.n_aligned, len(src_concepts), result.alignments)
+
+
+def controlled_colap(
+    concept_labels: Sequence[int] | np.ndarray, languages_of_occurrences: Sequence[str] | np.ndarray,
+    sentence_ids: Sequence[int] | np.ndarray, words: Sequence[str], translations: dict[tuple[str, str], dict[str, list[str]]],
+    theta_o: float = 0.3, theta_t: float = 0.5,
+) -> ColapResult:
+    """COLAP counting only overlaps of meaning, as a percentage of all concepts: an overlapping
+    concept counts when it is not sentence-bound (one sentence pair's words overlap by
+    construction) and, for some two of its languages a, b that each hold >= ``theta_o``, at least
+    ``theta_t`` of its a word types have a translation (``translations[a, b]``, T(w)) among its b
+    word types. Why the second condition: clusters that ignore language (random vectors) mix
+    languages evenly and overlap everywhere; only shared concepts hold words with their translations."""
+    _check_fraction("theta_t", theta_t, allow_zero=False)
+    result = colap(concept_labels, languages_of_occurrences, theta_o)
+    bound = sentence_bound(concept_labels, sentence_ids)
+    labels, langs = np.asarray(concept_labels).tolist(), np.asarray(languages_of_occurrences, dtype=str).tolist()
+    types: dict[int, dict[str, set[str]]] = {}
+    for label, lang, word in zip(labels, langs, words):
+        types.setdefault(label, {}).setdefault(lang, set()).add(word)
+    kept = [cid for cid in result.overlapping if cid not in bound and
+            _translated_overlap(types[cid], [lang for lang, share in result.shares[cid].items() if share >= theta_o],
+                                translations, theta_t)]
+    return ColapResult(_percent(len(kept), result.n_concepts), len(kept), result.n_concepts, kept,
+                       {cid: result.shares[cid] for cid in kept})
+
+
+def _translated_overlap(
+    types: dict[str, set[str]], languages: list[str], translations: dict[tuple[str, str], dict[str, list[str]]], theta_t: float,
+) -> bool:
+    """Whether, for some dictionary pair (a, b) of ``languages``, >= theta_t of the a types have a translation among the b types."""
+    for (a, b), table in translations.items():
+        if a in languages and b in languages:
+            hits = sum(1 for w in types[a] if any(t in types[b] for t in table.get(w, ())))
+            if hits >= theta_t * len(types[a]):
+                return True
+    return False
 
 
 # --- per-layer series ---------------------------------------------------------------------------

@@ -191,19 +191,21 @@ class Representations:
 
     def concepts(
         self, blocks: Sequence[tuple["WordVectors", np.ndarray]], *, layer: int, k: int, seed: int, n_init: int,
-        identity: Mapping[str, Any],
+        identity: Mapping[str, Any], normalise: str = "none",
     ) -> np.ndarray:
         """K-means labels of the chosen rows of one layer (blocks of (vectors, rows) stacked in
-        order). ``identity`` says which vectors these are (corpus, languages, settings); the key
-        adds the rows, k, seed and layer."""
+        order), the stacked rows first normalised by ``normalise`` (xlingbench.compute.normalise).
+        ``identity`` says which vectors these are (corpus, languages, settings); the key adds the
+        rows, k, seed, layer and any normalisation."""
         from xlingbench.compute.kmeans import kmeans
+        from xlingbench.compute.normalise import normalise as prepare
 
         digest = hashlib.sha256(b"".join(np.ascontiguousarray(rows, dtype=np.int64).tobytes() + b"|" for _, rows in blocks))
         parts = {**identity, "rows": digest.hexdigest()[:24], "layer": layer, "k": k, "seed": seed, "n_init": n_init,
-                 "algorithm": "kmeans++/lloyd"}
+                 "algorithm": "kmeans++/lloyd", **({"normalise": normalise} if normalise != "none" else {})}
 
         def compute() -> dict[str, np.ndarray]:
-            x = np.concatenate([np.asarray(vectors.layer(layer)[rows]) for vectors, rows in blocks])
+            x = prepare(np.concatenate([np.asarray(vectors.layer(layer)[rows]) for vectors, rows in blocks]), normalise)
             return {"labels": kmeans(x, k, seed=seed, n_init=n_init, device=self.device).labels}
 
         with self.timed("cluster"):

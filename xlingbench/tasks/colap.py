@@ -2,10 +2,15 @@
 mixed together, hold at least two languages in substantial shares, per layer (Mousi et al.
 2024; docs/tasks.md, task 5).
 
-Headline: ``colap_max``, the peak of the per-layer curve, for the same reason as CALIGN's (the
-paper quotes per-layer curves by their high points and discusses where overlap falls off in the
-last layers); ``colap_last``, ``colap_mean`` and ``colap_max_layer`` are logged beside it and
-the curve itself is the step metric ``colap``.
+Two numbers per layer, as for CALIGN (tasks/calign.py): ``colap``, the paper's (raw vectors,
+every concept), and ``colap_controlled``, the headline the leaderboard ranks by: vectors fit for
+clustering (``normalise``), and an overlapping concept counts only when it is an overlap of
+meaning: not bound to one sentence pair (a sentence and its translation overlap by
+construction) and holding words with their translations (``theta_t`` of one language's types
+have a translation, induced from the corpus, among another's). Clusters that ignore language
+overlap everywhere, so the paper's COLAP is high even for random weights. Each curve's peak is
+its headline (``colap_max``, ``colap_controlled_max``), with ``_last``, ``_mean`` and
+``_max_layer`` beside it.
 """
 from __future__ import annotations
 
@@ -14,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from xlingbench.compute.concepts import ColapResult, cap_occurrences, colap, layer_summary, one_sentence_share
+from xlingbench.compute.concepts import (
+    ColapResult,
+    cap_occurrences,
+    colap,
+    controlled_colap,
+    layer_summary,
+    one_sentence_share,
+)
 from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
 from xlingbench.tasks.latent_concepts import (
@@ -25,15 +37,24 @@ from xlingbench.tasks.latent_concepts import (
     corpus_info,
     diagnostic_chart,
     extraction_metrics,
+    identity_warning,
     layer_chart,
     layers_of,
+    normalisation,
     shrink_k,
+    variance_chart,
+    variance_metrics,
     vectors_identity,
 )
 
 if TYPE_CHECKING:
+    from xlingbench.inputs.parallel_data import ParallelCorpus
     from xlingbench.inputs.representations import Representations
 
+#: the headline: COLAP on vectors fit for clustering, sentence-bound concepts not counted (docs/tasks.md)
+CONTROLLED = "colap_controlled"
+#: T(w) per word for the controlled headline: the 10 best, as CALIGN's top_n
+TRANSLATIONS = 10
 #: overlapping concepts shown per layer in the ``overlapping_concepts`` table
 SAMPLE_CONCEPTS = 5
 #: word types shown per language of a concept in that table
@@ -45,12 +66,14 @@ class Params(ConceptParams):
     """COLAP parameters: the shared ones plus the overlap threshold."""
 
     theta_o: float = 0.3
+    theta_t: float = 0.5  # controlled headline: share of a language's types with a translation in the concept
 
     def validate(self) -> None:
-        """COLAP's threshold on top of the shared ranges."""
+        """COLAP's thresholds on top of the shared ranges."""
         super().validate()
-        if not 0 < self.theta_o <= 1:
-            raise ValueError(f"theta_o={self.theta_o} must be a fraction in (0, 1], e.g. 0.3, not 30")
+        for name in ("theta_o", "theta_t"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be a fraction in (0, 1], e.g. 0.3, not 30")
 
 
 def run(inputs: "Representations", params: Params) -> TaskResult:
@@ -64,34 +87,57 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     occurrence_langs = np.concatenate([np.full(len(rows[lang]), lang) for lang in languages])
     n_types = len(set(zip(occurrence_langs.tolist(), words)))
     k, warning = shrink_k(n_types, params.k)
-    series, diagnostic, per_layer, samples = [], [], [], []
+    method = normalisation(params, inputs.source.arch)
+    translations = _translations(inputs, corpus, languages)
+    curves: dict[str, list[tuple[int, float]]] = {}
+    per_layer, samples = [], []
     sentence_ids = np.concatenate([vectors[lang].sentence_ids[rows[lang]] for lang in languages])
     layers = layers_of(params, vectors[languages[0]].num_layers)
     for layer in progress(layers, desc=f"colap {'+'.join(languages)}: concepts per layer", total=len(layers), unit="layer"):
-        labels = inputs.concepts([(vectors[lang], rows[lang]) for lang in languages], layer=layer, k=k,
-                                 seed=params.seed, n_init=params.n_init, identity=vectors_identity(corpus, params, languages))
-        result = colap(labels, occurrence_langs, params.theta_o)
-        # parallel sentences share an id: a concept made of one sentence pair counts here
-        dominated = one_sentence_share(labels, sentence_ids)
-        series.append((layer, result.percentage))
-        diagnostic.append((layer, dominated))
-        per_layer.append({"layer": layer, "colap": result.percentage, "n_overlapping": result.n_overlapping,
-                          "n_concepts": result.n_concepts, "k": k, ONE_SENTENCE: dominated})
-        samples += _sample_rows(layer, result, labels, words, occurrence_langs, params.seed)
+        def labels_of(normalise: str) -> np.ndarray:
+            return inputs.concepts([(vectors[lang], rows[lang]) for lang in languages], layer=layer, k=k, seed=params.seed,
+                                   n_init=params.n_init, identity=vectors_identity(corpus, params, languages), normalise=normalise)
+
+        raw = labels_of("none")
+        result = colap(raw, occurrence_langs, params.theta_o)
+        normalised = raw if method == "none" else labels_of(method)
+        control = controlled_colap(normalised, occurrence_langs, sentence_ids, words, translations, params.theta_o, params.theta_t)
+        # parallel sentences share an id: a concept made of one sentence pair is sentence-bound
+        row = {"colap": result.percentage, CONTROLLED: control.percentage,
+               ONE_SENTENCE: one_sentence_share(raw, sentence_ids),
+               f"{ONE_SENTENCE}_controlled": one_sentence_share(normalised, sentence_ids),
+               **variance_metrics(np.concatenate([vectors[lang].layer(layer)[rows[lang]] for lang in languages]))}
+        for name, value in row.items():
+            curves.setdefault(name, []).append((layer, value))
+        per_layer.append({"layer": layer, **row, "n_overlapping": result.n_overlapping, "n_concepts": result.n_concepts, "k": k})
+        samples += _sample_rows(layer, result, raw, words, occurrence_langs, params.seed)
+    warnings = [warning] if warning else []
+    warnings += identity_warning("colap_max", curves["colap"], curves[ONE_SENTENCE])
+    warnings += identity_warning(f"{CONTROLLED}_max", curves[CONTROLLED], curves[f"{ONE_SENTENCE}_controlled"])
     return TaskResult(
         task="colap",
         params=asdict(params),
-        metrics={**layer_summary("colap", series), **extraction_metrics(vectors, {"+".join(languages): k})},
-        step_metrics={"colap": series, ONE_SENTENCE: diagnostic},
+        metrics={**layer_summary("colap", curves["colap"]), **layer_summary(CONTROLLED, curves[CONTROLLED]),
+                 **extraction_metrics(vectors, {"+".join(languages): k})},
+        step_metrics=curves,
         tables={"per_layer": per_layer, "overlapping_concepts": samples},
         info={
-            "inputs": {"corpus": corpus.fingerprint},
+            "inputs": {"corpus": corpus.fingerprint}, "dictionaries": "induced by fast_align per language pair, 10 best translations",
             "languages": languages, "corpus": corpus_info(corpus), "occurrence_cap": "word type per language",
-            "k_requested": params.k, "k": k, "warnings": [warning] if warning else [],
+            "k_requested": params.k, "k": k, "warnings": warnings, "normalise": method,
             "occurrences": {lang: len(rows[lang]) for lang in languages}, "types": n_types,
             "vectors": {lang: vectors[lang].info for lang in languages},
         },
     )
+
+
+def _translations(inputs: "Representations", corpus: "ParallelCorpus", languages: list[str]) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """T(w) for every pair of the run's languages (first before second), induced from the corpus
+    by the deterministic fast_align as CALIGN's (cached, shared with it)."""
+    from xlingbench.compute.alignment import best_translations
+
+    return {(a, b): best_translations(inputs.induced_dictionary(corpus, a, b).table, TRANSLATIONS)
+            for i, a in enumerate(languages) for b in languages[i + 1:]}
 
 
 def _sample_rows(
@@ -118,11 +164,11 @@ TASK = Task(
         name="colap",
         description="Percentage of latent concepts (K-means over the word vectors of several languages mixed) in which at least two languages each make up at least 30% of the occurrences, per layer.",
         reference=REFERENCE,
-        main_score="colap_max",
-        units=dict.fromkeys(("colap_max", "colap_last", "colap_mean"), "percent"),
-        version="2",
+        main_score=f"{CONTROLLED}_max",
+        units=dict.fromkeys((f"{name}_{stat}" for name in ("colap", CONTROLLED) for stat in ("max", "last", "mean")), "percent"),
+        version="3",
         options=OPTIONS,
-        charts=(layer_chart("colap"), diagnostic_chart()),
+        charts=(layer_chart(CONTROLLED), layer_chart("colap"), diagnostic_chart(), variance_chart()),
     ),
     params=Params,
     run=run,

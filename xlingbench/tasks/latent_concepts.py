@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Sequence
 
 from xlingbench.compute.concepts import parse_layers
+from xlingbench.compute.normalise import top_dimension_shares
 from xlingbench.core.errors import UserError
 from xlingbench.core.task import Chart
 from xlingbench.inputs.representations import VECTOR_DTYPE, ExtractionSettings
@@ -41,6 +42,7 @@ class ConceptParams:
     n_init: int = 10  # K-means starts, the best inertia kept (scikit-learn's default, as published)
     max_length: int = 512  # subwords a window holds; capped at what the model reads (its positions, its tokenizer)
     batch_size: int = 16
+    normalise: Literal["auto", "none", "zscore", "rogue"] = "auto"  # vectors for the controlled headline; auto: by architecture
 
     def validate(self) -> None:
         """Ranges every value must be in before a model loads."""
@@ -108,6 +110,12 @@ def diagnostic_chart() -> Chart:
                  title="Concepts made mostly of one sentence, by layer", xlabel="layer", ylabel="concepts (%)")
 
 
+def variance_chart() -> Chart:
+    """The per-layer share of the variance held by the top dimension (rogue dimensions show as a peak)."""
+    return Chart(name="top1_dim_variance_by_layer", kind="line", metric="top1_dim_variance",
+                 title="Variance held by the top dimension, by layer", xlabel="layer", ylabel="variance (%)")
+
+
 def extraction_metrics(vectors: dict[str, Any], k_used: dict[str, int]) -> dict[str, float]:
     """What the run logs about its inputs per language: the K used, words lost to length limits."""
     metrics = {f"k_used/{lang}": float(k) for lang, k in k_used.items()}
@@ -115,3 +123,36 @@ def extraction_metrics(vectors: dict[str, Any], k_used: dict[str, int]) -> dict[
         metrics[f"words_lost/{lang}"] = float(found.info.get("words_lost", 0))
         metrics[f"words_without_subwords/{lang}"] = float(found.info.get("words_without_subwords", 0))
     return metrics
+
+
+#: the normalisation ``normalise=auto`` takes, by the model's architecture (docs/tasks.md, "Vectors fit for
+#: clustering", has the figures it was chosen from)
+AUTO_NORMALISE = {"encoder": "none", "decoder": "zscore", "encoder-decoder": "none"}
+
+
+def normalisation(params: ConceptParams, arch: str) -> str:
+    """The normalisation of the controlled headline's vectors: the parameter, ``auto`` resolved by ``arch``."""
+    return AUTO_NORMALISE.get(arch, "none") if params.normalise == "auto" else params.normalise
+
+
+#: the per-layer share of the variance held by the top dimensions (step metrics), for these counts of dimensions
+TOP_DIMENSIONS = (1, 3)
+#: above this share of one-sentence concepts at a headline's peak layer, the run warns
+DOMINATED = 50.0
+
+
+def variance_metrics(x: Any) -> dict[str, float]:
+    """How much of a layer's variance its top dimensions hold (step metrics ``top<n>_dim_variance``)."""
+    return {f"top{n}_dim_variance": share for n, share in top_dimension_shares(x, TOP_DIMENSIONS).items()}
+
+
+def identity_warning(name: str, series: list[tuple[int, float]], dominated: list[tuple[int, float]]) -> list[str]:
+    """One line when the peak layer of ``series`` (metric ``name``) is dominated by sentence identity."""
+    if not series:
+        return []
+    layer, value = max(series, key=lambda lv: lv[1])
+    share = dict(dominated)[layer]
+    if not share > DOMINATED:
+        return []
+    return [f"{name}={value:.2f} peaks at layer {layer}, where {share:.0f}% of the concepts are one sentence's words: "
+            "there it measures sentence identity, not shared concepts (the controlled headline leaves them out)."]
