@@ -28,7 +28,7 @@ from xlingbench.cli.policy import CRASH_CACHE, EXIT_INTERNAL_ERROR, EXIT_USER_ER
 from xlingbench.cli.watch import register as register_watch
 from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
-from xlingbench.tasks.registry import load_task, task_names
+from xlingbench.tasks.registry import default_task_names, load_task, task_names
 
 if TYPE_CHECKING:
     from xlingbench.core.task import Outcome, Task
@@ -49,7 +49,7 @@ app = typer.Typer(cls=AppGroup, no_args_is_help=True, add_completion=False, rich
 def run(
     ctx: typer.Context,
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: all.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: the five tasks of tasks 1-5 (and any plugin task); concept_patching runs when named.")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
     checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model, or every checkpoint folder of a local training run folder (checkpoint-<step>, step_<step>, ...).")] = False,
     name: Annotated[Optional[str], typer.Option("--name", help="The model name of a local training run folder run with --checkpoints. Default: the folder's name.")] = None,
@@ -96,7 +96,7 @@ def run(
         CRASH_CACHE["dir"] = cache_dir
     sinks = sink or list(DEFAULT_SINKS)
     options = {"labels": labels, "dictionary": dictionary, "data": data, "languages": languages, "seed": seed}
-    request = RunRequest(models=model, tasks=task or task_names(), revisions=revision or [], checkpoints=checkpoints, name=name,
+    request = RunRequest(models=model, tasks=task or default_task_names(), revisions=revision or [], checkpoints=checkpoints, name=name,
                          options=options, overrides=set_ or [], device=device, dtype=dtype, cache_dir=cache_dir, sinks=sinks,
                          sink_settings=SinkSettings(tracking_uri, experiment, results_dir, cache_dir),
                          grid=GridSettings(executor, ray_address, workers, rerun), record=record)

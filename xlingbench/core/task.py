@@ -54,6 +54,9 @@ class TaskMetadata:
     #: the model architectures (``ModelRevision.arch``: encoder, decoder, encoder-decoder) the task
     #: runs on; empty: every one. A run leaves the task out on other models, saying so in one line.
     archs: tuple[str, ...] = ()
+    #: whether a run that names no task runs this one; False for a task too costly to run unasked
+    #: (concept patching: tens of CPU minutes on a small decoder), which runs when named (-t)
+    default: bool = True
     #: metric -> unit where it is not a 0-1 fraction: "percent" (0-100); regression gating's
     #: default tolerance follows it (0.01 for a fraction, 1 point for a percentage)
     units: dict[str, str] = field(default_factory=dict)

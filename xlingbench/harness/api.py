@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 
 from xlingbench.core.task import Outcome
 from xlingbench.sinks import Sink, SinkSettings, open_sinks
-from xlingbench.tasks.registry import task_names
+from xlingbench.tasks.registry import default_task_names
 
 
 def evaluate(
@@ -31,7 +31,8 @@ def evaluate(
     sink_settings: SinkSettings | None = None,
     resume: bool = False,
 ) -> list[Outcome]:
-    """Run ``tasks`` (default: all) on ``models`` and return every outcome.
+    """Run ``tasks`` (default: every task that runs unasked, see ``TaskMetadata.default``) on ``models``
+    and return every outcome.
 
     ``params`` gives typed values per task (``{"calign": {"k": 300, "languages": ["en", "fr"]}}``);
     ``options`` the run-wide ones (``{"seed": 7}``). ``sinks`` are sink names (``"mlflow"``,
@@ -56,7 +57,7 @@ def evaluate(
     named = [s for s in sinks if isinstance(s, str)]
     opened: dict[str, Sink] = open_sinks(named, settings) if named else {}
     opened.update({type(s).__name__: s for s in sinks if not isinstance(s, str)})
-    request = RunRequest(models=list(models), tasks=list(tasks or task_names()), revisions=list(revisions),
+    request = RunRequest(models=list(models), tasks=list(tasks or default_task_names()), revisions=list(revisions),
                          options=dict(options or {}), params={k: dict(v) for k, v in (params or {}).items()},
                          device=device, dtype=dtype, cache_dir=cache, sinks=named, sink_settings=settings,
                          grid=GridSettings(rerun=not resume))

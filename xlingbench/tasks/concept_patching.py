@@ -262,6 +262,7 @@ TASK = Task(
         version="1",
         options=("seed",),
         archs=("decoder",),
+        default=False,
         charts=tuple(Chart(name=f"success_{n}_by_state", kind="line", metric=f"success/{n}",
                            title=f"Concept patching success, {n} latents" if n != "unpatched" else "Unpatched baseline",
                            xlabel="first patched state", ylabel="P(source concept)") for n in (*SETTINGS, "unpatched")),

@@ -22,6 +22,12 @@ def task_names() -> list[str]:
     return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
+def default_task_names() -> list[str]:
+    """The tasks a run that names none runs: every registered task that does not opt out
+    (``TaskMetadata.default``), in :func:`task_names` order. Imports the task modules."""
+    return [name for name in task_names() if load_task(name).metadata.default]
+
+
 def load_task(name: str) -> Task:
     """Import and return the task registered as ``name``."""
     found = [ep for ep in entry_points(group=TASK_GROUP) if ep.name == name]
