@@ -49,7 +49,7 @@ app = typer.Typer(cls=AppGroup, no_args_is_help=True, add_completion=False, rich
 def run(
     ctx: typer.Context,
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
-    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: the five tasks of tasks 1-5 (and any plugin task); concept_patching runs when named.")] = None,
+    task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: tasks 1-5 and any plugin task (concept_patching runs only when named).")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
     checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model, or every checkpoint folder of a local training run folder (checkpoint-<step>, step_<step>, ...).")] = False,
     name: Annotated[Optional[str], typer.Option("--name", help="The model name of a local training run folder run with --checkpoints. Default: the folder's name.")] = None,
