@@ -152,7 +152,7 @@ def test_bar_charts_leave_out_interval_bounds() -> None:
 
 
 def test_run_links_point_at_the_ui_without_credentials() -> None:
-    assert run_url("http://u:secret@mlflow:5000/", "3", "abc") == "http://mlflow:5000/#/experiments/3/runs/abc"
+    assert run_url("http://u:secret@mlflow:5000/", "3", "abc") == "http://mlflow:5000/#/experiments/3/runs/abc?workflowType=machine_learning"
     assert run_url("sqlite:///x.db", "3", "abc") == ""
     assert public_uri("https://mlflow.example") == "https://mlflow.example"
 

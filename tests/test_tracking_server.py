@@ -88,7 +88,7 @@ def test_leaderboard_from_a_tracking_server(planted: str, tmp_path: Path) -> Non
     board = collect(planted)
     assert {row.model for row in board.rows} == {"xlm-roberta-xl", "mt5-xl"}
     row = board.rows[0]
-    assert row.url == f"{planted}/#/experiments/{row.experiment_id}/runs/{row.run_id}"
+    assert row.url == f"{planted}/#/experiments/{row.experiment_id}/runs/{row.run_id}?workflowType=machine_learning"
     index = write_site(board, tmp_path / "site").read_text()
     assert f'href="{planted}/#/experiments/' in index
     detail = next((tmp_path / "site" / "models").glob("mt5-xl-*.html")).read_text()

@@ -50,9 +50,7 @@ def leaderboard(
 ) -> None:
     """Build the leaderboard of every model and task logged to MLflow.
 
-    Example: xlingbench leaderboard --tracking-uri http://mlflow:5000 --out site/
-    Example: xlingbench leaderboard -f markdown -o - >> "$GITHUB_STEP_SUMMARY"
-    Example: xlingbench leaderboard --results-dir results/ --out site/
+    Example: xlingbench leaderboard --tracking-uri http://mlflow:5000 --out site/ Example: xlingbench leaderboard -f markdown -o - >> "$GITHUB_STEP_SUMMARY" Example: xlingbench leaderboard --results-dir results/ --out site/
     """
     from xlingbench.leaderboard.collect import board_of
     from xlingbench.leaderboard.render import render_markdown, write_site
@@ -86,18 +84,14 @@ def compare(
     baseline: Annotated[str, typer.Argument(help="The reference. " + RUN_HELP, show_default=False)],
     candidate: Annotated[str, typer.Argument(help="The run to judge. Same forms as BASELINE.", show_default=False)],
     tracking_uri: TrackingUri = None,
-    tolerance: Annotated[list[str], typer.Option("--tolerance", "-t", help="METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed): the largest acceptable drop of that metric, absolute. Gates the metric even if it is not a headline; overrides a logged interval. Repeatable.")] = [],  # noqa: B006
-    timings: Annotated[bool, typer.Option("--timings", help="Also list the phase timings (time_*_s).")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the comparison as one JSON document instead of a table.")] = False,
+    tolerance: Annotated[list[str], typer.Option("--tolerance", help="METRIC=NUMBER or TASK:METRIC=NUMBER (globs allowed): the largest acceptable drop of that metric, absolute. Gates the metric even if it is not a headline; overrides a logged interval. Repeatable.")] = [],  # noqa: B006
+    timings: Annotated[bool, typer.Option("--timings", metavar="", help="Also list the phase timings (time_*_s).")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print the comparison as one JSON document instead of a table.")] = False,
     results_dir: ResultsDir = None,
 ) -> None:
     """Compare every metric of two runs; exit 1 if a gated metric regressed.
 
-    Gated: each task's headline metric, and metrics named by --tolerance. A metric regresses
-    when it moves the bad way by more than its tolerance (default by the metric's unit: 1 point
-    for a percentage such as calign_max, 0.01 for a fraction such as accuracy), or, when the baseline
-    logged an interval (<metric>_ci_low/_ci_high) and no --tolerance names it, when the
-    candidate falls outside that interval on the bad side. A missing task or metric regresses.
+    Gated: each task's headline metric, and metrics named by --tolerance. A metric regresses when it moves the bad way by more than its tolerance (default by the metric's unit: 1 point for a percentage such as calign_max, 0.01 for a fraction such as accuracy), or, when the baseline logged an interval (<metric>_ci_low/_ci_high) and no --tolerance names it, when the candidate falls outside that interval on the bad side. A missing task or metric regresses.
 
     Example: xlingbench compare @baseline.json @candidate.json --tolerance 'accuracy/*=0.02'
     """
@@ -111,14 +105,13 @@ def check(
     expect: Annotated[Path, typer.Option("--expect", help="JSON (or .toml) file of expected values: {TASK: {METRIC: NUMBER or {value, tolerance, low, high, higher_is_better}}}.", show_default=False)],
     run: Annotated[str, typer.Option("--run", help=RUN_HELP, show_default=False)],
     tracking_uri: TrackingUri = None,
-    write_expect: Annotated[bool, typer.Option("--write-expect", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else their unit's tolerance: 1 point for a percentage, 0.01 for a fraction).")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print the check as one JSON document instead of a table.")] = False,
+    write_expect: Annotated[bool, typer.Option("--write-expect", metavar="", help="Instead of checking, write --expect from the run's headline metrics (with their interval, else their unit's tolerance: 1 point for a percentage, 0.01 for a fraction).")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print the check as one JSON document instead of a table.")] = False,
     results_dir: ResultsDir = None,
 ) -> None:
     """Check a run against a committed file of expected values; exit 1 on a regression.
 
-    Same rule as compare, with the file's values as the baseline; an entry's own tolerance
-    beats its interval (low/high), which beats the metric's default tolerance (by its unit).
+    Same rule as compare, with the file's values as the baseline; an entry's own tolerance beats its interval (low/high), which beats the metric's default tolerance (by its unit).
 
     Example: xlingbench run --json > run.json && xlingbench check --expect expected.json --run @run.json
     """

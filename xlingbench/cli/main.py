@@ -51,7 +51,7 @@ def run(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Registry name (see `xlingbench models`), Hub id or local folder. Repeatable.")] = [OFFLINE_MODEL],  # noqa: B006
     task: Annotated[Optional[list[str]], typer.Option("--task", "-t", help="Task name (see `xlingbench tasks`). Repeatable. Default: tasks 1-5 and any plugin task (concept_patching runs only when named).")] = None,
     revision: Annotated[Optional[list[str]], typer.Option("--revision", "-r", help="Revision to run, REV or REV@STEP (a training checkpoint). Repeatable. Default: the registry's pin.")] = None,
-    checkpoints: Annotated[bool, typer.Option("--checkpoints", help="Run every training checkpoint the registry lists for the model, or every checkpoint folder of a local training run folder (checkpoint-<step>, step_<step>, ...).")] = False,
+    checkpoints: Annotated[bool, typer.Option("--checkpoints", metavar="", help="Run every training checkpoint the registry lists for the model, or every checkpoint folder of a local training run folder (checkpoint-<step>, step_<step>, ...).")] = False,
     name: Annotated[Optional[str], typer.Option("--name", help="The model name of a local training run folder run with --checkpoints. Default: the folder's name.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Token labelling scheme for tasks 1-2: paper (default) or script.")] = None,
     dictionary: Annotated[Optional[str], typer.Option(help="Bilingual dictionaries of task 3: 'cldr' (offline default), 'muse' (download), or MUSE-format files/folders, comma-separated. (CALIGN's is --set calign.dictionary=induced|FILE.)")] = None,
@@ -66,11 +66,11 @@ def run(
     sink: Annotated[Optional[list[str]], typer.Option("--sink", help="Where results go: mlflow (default), json, or an installed plugin sink. Repeatable.")] = None,
     results_dir: Annotated[Path, typer.Option(help="Folder of the json sink: <dir>/<model>/<revision>/<task>.json.")] = Path("results"),
     cache_dir: Annotated[Optional[Path], typer.Option(envvar="XLINGBENCH_CACHE", show_default="$XDG_CACHE_HOME/xlingbench or ~/.cache/xlingbench", help="Where embeddings, neighbours and word vectors are cached.")] = None,
-    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document of the results (with MLflow run ids) on stdout; the human output goes to stderr.")] = False,
-    executor: Annotated[str, typer.Option(help="local: one model revision after another in this process; ray: each model revision is a task on a Ray cluster (pip install 'xlingbench[ray]').")] = "local",
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print one JSON document of the results (with MLflow run ids) on stdout; the human output goes to stderr.")] = False,
+    executor: Annotated[str, typer.Option(help="local: one model revision after another in this process; ray: each model revision is a task on a Ray cluster (pip install 'xlingbench\\[ray]').")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="The Ray cluster to use with --executor ray (auto, HOST:PORT, ray://HOST:10001). Default: start a local one.")] = None,
     workers: Annotated[int | None, typer.Option(help="Model revisions running at once with --executor ray. Default: the cluster's CPUs (GPUs with --device cuda).")] = None,
-    rerun: Annotated[bool, typer.Option("--rerun", help="Run and log again the task runs whose results every sink already holds (by default they are skipped, so a rerun resumes).")] = False,
+    rerun: Annotated[bool, typer.Option("--rerun", metavar="", help="Run and log again the task runs whose results every sink already holds (by default they are skipped, so a rerun resumes).")] = False,
     config: Annotated[Optional[Path], typer.Option("--config", help="A TOML run file of these options (models, tasks, revisions, set, sinks ...); an option given on the command line wins. Its name and digest are recorded with the run.", show_default=False)] = None,
 ) -> None:
     """Run tasks on models and log every result to MLflow.
@@ -222,9 +222,9 @@ def _result_table(title: str) -> Table:
 @app.command()
 def models(
     checkpoints: Annotated[Optional[str], typer.Option("--checkpoints", help="List the training checkpoints of this model.")] = None,
-    json_: Annotated[bool, typer.Option("--json", help="Print the registry (every field, checkpoints included) as one JSON document.")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print the registry (every field, checkpoints included) as one JSON document.")] = False,
 ) -> None:
-    """List the models the xlingbench knows (the registry file xlingbench/models.toml)."""
+    """List the models xlingbench knows (its registry, xlingbench/inputs/models.toml)."""
     specs = [resolve_model(checkpoints)] if checkpoints else list(load_models().values())
     if json_:
         typer.echo(json.dumps({"models": [dataclasses.asdict(spec) for spec in specs]}, indent=1))
@@ -257,8 +257,8 @@ def _checkpoint_table(spec: "ModelSpec") -> Table:
 
 @app.command()
 def tasks(
-    params: Annotated[bool, typer.Option("--params", help="Also list each task's parameters and defaults.")] = False,
-    json_: Annotated[bool, typer.Option("--json", help="Print every task (metadata, options, charts, typed parameters and defaults) as one JSON document.")] = False,
+    params: Annotated[bool, typer.Option("--params", metavar="", help="Also list each task's parameters and defaults.")] = False,
+    json_: Annotated[bool, typer.Option("--json", metavar="", help="Print every task (metadata, options, charts, typed parameters and defaults) as one JSON document.")] = False,
 ) -> None:
     """List the registered tasks with what each measures."""
     from xlingbench.core.params import describe
@@ -297,7 +297,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", metavar="", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """How does a multilingual model organise languages? Run the five xlingbench tasks, log them to MLflow, build a leaderboard."""
 

@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xlingbench.core.errors import UserError
-from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, TAG, WARNINGS_TAG, check_server, public_uri, resolve_tracking_uri
+from xlingbench.sinks.mlflow_sink import (DEFAULT_EXPERIMENT, MODEL_TRAINING_VIEW, TAG, WARNINGS_TAG, check_server, public_uri,
+                                         resolve_tracking_uri)
 from xlingbench.sinks.sqlite_store import sqlite_path
 from xlingbench.sinks.store import Histories, ResultStore, TaskRow
 
@@ -108,7 +109,7 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """The run's page in the MLflow UI when the store is a server; empty otherwise (no UI to link to)."""
     if not tracking_uri.startswith(("http://", "https://")):
         return ""
-    return f"{public_uri(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{public_uri(tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}{MODEL_TRAINING_VIEW}"
 
 
 @contextmanager
