@@ -123,7 +123,8 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
         started = time.time()
         with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task
             result = run_task(task, inputs, checked.params[task.metadata.name])
-        model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype)
+        model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype,
+                                        getattr(source, "quantisation", None))
         yield Outcome(model, task.metadata, result, started, time.time(), fingerprint(task, result, model))
 
 
@@ -149,6 +150,8 @@ def fingerprint(task: Task, result: TaskResult, model: ModelRevision) -> str:
     parts = {"task": task.metadata.name, "version": task.metadata.version, "params": result.params,
              "inputs": result.info.get("inputs", {}), "dtype": model.provenance.get("dtype"),
              "unidata_version": unicodedata.unidata_version}
+    if model.provenance.get("quantisation"):  # a quantised file (GGUF) is another configuration than its float weights
+        parts["quantisation"] = model.provenance["quantisation"]
     canonical = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -238,11 +241,13 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def model_revision(unit: Unit, revision: str, arch: str, device: str, dtype: str) -> ModelRevision:
-    """The record every sink keeps of one model revision."""
+def model_revision(unit: Unit, revision: str, arch: str, device: str, dtype: str,
+                   quantisation: dict[str, str] | None = None) -> ModelRevision:
+    """The record every sink keeps of one model revision (with a quantised file's types, when it is one)."""
     spec = unit.spec
+    record = provenance(device, dtype) | ({"quantisation": quantisation} if quantisation else {})
     return ModelRevision(name=spec.name, model_id=spec.hub_id, revision=revision, step=unit.step, family=spec.family,
-                         arch=arch, size=spec.size, licence=spec.licence, provenance=provenance(device, dtype))
+                         arch=arch, size=spec.size, licence=spec.licence, provenance=record)
 
 
 def provenance(device: str, dtype: str) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class ModelSpec:
     description: str = ""
     source: str = "hub"
     pinned: bool = True
+    #: the checkpoint file of a file source (``gguf``): ``package:<module>/<name>`` or a path
+    file: str = ""
     checkpoints: tuple[Checkpoint, ...] = field(default=())
 
     def step_of(self, revision: str) -> int | None:
@@ -64,9 +66,11 @@ def resolve_model(name: str) -> ModelSpec:
     if name in models:
         return models[name]
     path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", arch="decoder", source="gguf")
     if path.is_dir():
         return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", source="local")
     if "/" in name and not name.startswith((".", "/", "~")):
         return ModelSpec(name=name, hub_id=name, pinned=False)
     raise UserError(f"unknown model '{name}'{did_you_mean(name, models)}.",
-                    "Run `xlingbench models` for the registry, or pass a Hub id (owner/name) or a local directory.")
+                    "Run `xlingbench models` for the registry, or pass a Hub id (owner/name), a local directory or a .gguf file.")

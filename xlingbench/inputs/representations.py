@@ -52,6 +52,8 @@ class Representations:
 
         self.source = source
         self.cache = cache
+        if hasattr(source, "use_cache"):  # a source that converts files (GGUF) keeps them in this cache
+            source.use_cache(cache.root)
         self.device = device
         self.requested_dtype = check_dtype(dtype)
         #: seconds spent per phase ("load", "extract", "align", "cluster"), read by the runner after each task
