@@ -422,3 +422,32 @@ def test_english_is_extracted_once_for_en_de_en_fr_and_colap(tiny_dirs: dict[str
     assert pair["en"].sentence_ids.tolist() == [0, 0, 0, 1, 1, 1, 2]
     keep = [i for i, s in enumerate(other["en"].sentence_ids.tolist()) if s != 1]
     np.testing.assert_array_equal(pair["en"].layer(2), other["en"].layer(2)[keep])
+
+
+def test_a_layer_beyond_float16_is_widened_to_float32_and_keeps_its_values(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 22: hidden states beyond 65,504 (float16's largest) are never stored as inf; the
+    layer that holds them is rewritten as float32 when the first such batch comes, rows already
+    written kept."""
+    def planted(reps: Representations) -> Representations:
+        model = reps.model
+        seen: dict[str, bool] = {}
+        model.register_forward_pre_hook(lambda m, a, k: seen.update(x=bool((k["input_ids"] == IDS["x"]).any())), with_kwargs=True)
+
+        def scale(module: torch.nn.Module, args: Any, output: Any) -> Any:
+            if not seen.get("x"):
+                return output
+            return (output[0] * 1e6, *output[1:]) if isinstance(output, tuple) else output * 1e6
+
+        model.encoder.layer[1].register_forward_hook(scale)  # hidden_states[2], only for the sentence with "xylophone"
+        return reps
+
+    half = extract_word_vectors(planted(representations(tiny_dirs, "encoder", tmp_path / "a")), SENTENCES, language="xx", batch_size=1)
+    full = extract_word_vectors(planted(representations(tiny_dirs, "encoder", tmp_path / "b")), SENTENCES, language="xx",
+                                batch_size=1, dtype="float32")
+    assert half.info["widened_layers"] == [2] and full.info["widened_layers"] == []
+    assert [half.layer(l).dtype for l in range(3)] == [np.float16, np.float16, np.float32]
+    assert half.info["nonfinite_values"] == 0 and np.isfinite(stacked(half)).all()
+    assert float(np.abs(half.layer(2)).max()) > 65504
+    big = np.asarray(half.sentence_ids) == 3
+    np.testing.assert_array_equal(np.asarray(half.layer(2))[big], np.asarray(full.layer(2))[big])  # written as float32
+    np.testing.assert_allclose(np.asarray(half.layer(2))[~big], np.asarray(full.layer(2))[~big], rtol=2e-3, atol=2e-3)  # copied float16 rows

@@ -26,6 +26,13 @@ embeddings (``max_position_embeddings``, less the positions a RoBERTa-style embe
 below its padding index: XLM-R's 514 give 512). So the default 512 works on a model with fewer
 positions instead of failing inside the network; ``info["max_length_read"]`` records the cap.
 
+Overflow: vectors are stored as float16 by default, whose largest value is 65,504; some models'
+hidden states go beyond it (Gemma's residual stream reaches hundreds of thousands), and a cast
+would write infinities. So every batch is checked before it is written: a layer whose values
+do not fit float16 is widened to float32 on disk (its file rewritten, rows already written
+copied exactly) and stays float32; ``info["widened_layers"]`` names those layers. float32, not
+bfloat16: numpy has no bfloat16, and a memory-mapped layer must be a numpy array.
+
 Disk: the layer arrays are allocated on disk when the extraction starts (``posix_fallocate``), so
 a disk without room for them is one line naming the cache directory, before any batch runs,
 and never a bus error halfway through writing a memory-mapped file.
@@ -73,7 +80,7 @@ KIND = "word_vectors"
 AGGREGATIONS = ("last", "first", "mean")
 SIDES = ("encoder", "decoder")
 DTYPES = ("float16", "float32")
-_FORMAT = 2  # bump when the entry layout or the reading rules change, so old entries are not reused
+_FORMAT = 3  # bump when the entry layout or the reading rules change, so old entries are not reused
 _MARKER = "progress.json"
 _INFO = "info.json"
 _CONTEXT = {
@@ -414,7 +421,8 @@ def _compute(
     pad = reader.tokenizer.pad_token_id if reader.tokenizer.pad_token_id is not None else 0
     with torch.inference_mode():
         for shard_end, batch in progress(batches, desc=f"word vectors {key['language']}", total=total, unit="batch"):
-            marker["nonfinite"] += _write_batch(forward, device, batch, store, offsets, aggregation, pad)
+            marker["nonfinite"] += _write_batch(forward, device, batch, store, offsets, aggregation, pad,
+                                                widen=lambda layer: _widen(partial, store, layer))
             if shard_end is not None:
                 for array_ in store:
                     array_.flush()
@@ -492,9 +500,11 @@ def _batches(
 
 
 def _write_batch(
-    forward: Forward, device: str, batch: list[_Window], store: list[np.ndarray], offsets: np.ndarray, aggregation: str, pad: int
+    forward: Forward, device: str, batch: list[_Window], store: list[np.ndarray], offsets: np.ndarray, aggregation: str, pad: int,
+    widen: Callable[[int], None] = lambda layer: None,
 ) -> int:
-    """One forward pass; each word's vector at every layer into its row. Returns #non-finite."""
+    """One forward pass; each word's vector at every layer into its row (a layer whose values do
+    not fit its storage dtype is first ``widen``-ed). Returns #non-finite values written."""
     import torch
 
     if not batch:
@@ -511,11 +521,41 @@ def _write_batch(
     owner_t = torch.tensor(owner, device=picked.device)
     sums = torch.zeros(picked.shape[0], len(rows), picked.shape[2], device=picked.device).index_add_(1, owner_t, picked)
     counts = torch.bincount(owner_t, minlength=len(rows)).to(sums.dtype)
-    vectors = (sums / counts[None, :, None]).cpu().numpy().astype(store[0].dtype)
+    vectors = (sums / counts[None, :, None]).cpu().numpy()
     row_index = np.asarray(rows)
-    for layer, array_ in enumerate(store):
-        array_[row_index] = vectors[layer]
-    return int(np.count_nonzero(~np.isfinite(vectors)))
+    nonfinite = 0
+    for layer in range(len(store)):
+        if not fits(vectors[layer], store[layer].dtype):
+            widen(layer)
+        stored = vectors[layer].astype(store[layer].dtype)
+        store[layer][row_index] = stored
+        nonfinite += int(np.count_nonzero(~np.isfinite(stored)))
+    return nonfinite
+
+
+def fits(values: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether the finite ``values`` stay finite in ``dtype`` (float16 ends at 65,504)."""
+    finite = values[np.isfinite(values)]
+    return finite.size == 0 or float(np.abs(finite).max()) <= float(np.finfo(dtype).max)
+
+
+def _widen(partial: Path, store: list[np.ndarray], layer: int) -> None:
+    """Rewrite layer ``layer`` of ``partial`` as float32 (rows copied exactly), replacing the file atomically."""
+    old = store[layer]
+    if old.dtype == np.float32:
+        return
+    old.flush()
+    path = partial / _layer_file(layer)
+    staging = path.with_suffix(".float32.npy")
+    with disk_space(partial):
+        require_space(partial, old.shape[0] * old.shape[1] * 4)
+        wide = np.lib.format.open_memmap(staging, mode="w+", dtype=np.float32, shape=old.shape)
+        for start in range(0, old.shape[0], 1 << 16):
+            wide[start : start + (1 << 16)] = old[start : start + (1 << 16)]
+        wide.flush()
+        del wide
+    staging.replace(path)  # the float16 map stays valid until it is dropped (POSIX keeps the old file)
+    store[layer] = np.load(path, mmap_mode="r+")
 
 
 def _selection(batch: list[_Window], offsets: np.ndarray, aggregation: str) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -543,6 +583,7 @@ def _finish(partial: Path, key: dict[str, Any], plan: dict[str, Any], marker: di
         "sentences": plan["sentences"], "words": plan["rows"], "layers": marker["layers"], "hidden_size": marker["hidden"],
         "words_lost": plan["words_lost"], "words_without_subwords": plan["words_without_subwords"],
         "windowed_sentences": plan["windowed_sentences"], "nonfinite_values": marker["nonfinite"],
+        "widened_layers": [l for l in range(marker["layers"]) if _stored_dtype(partial, l) != key["dtype"]],
     }
     _write_json(partial / _INFO, info)
     (partial / _MARKER).unlink()
@@ -556,6 +597,11 @@ def _open(entry: Path, sentences: list[list[str]]) -> WordVectors:
     info = json.loads((entry / _INFO).read_text())
     words = [sentences[s][p] for s, p in zip(sentence_ids.tolist(), word_positions.tolist())]
     return WordVectors(words, sentence_ids, word_positions, info["layers"], entry, info)
+
+
+def _stored_dtype(folder: Path, layer: int) -> str:
+    """The dtype layer ``layer`` is stored in (float32 when it was widened)."""
+    return str(np.load(folder / _layer_file(layer), mmap_mode="r").dtype)
 
 
 def _layer_file(layer: int) -> str:
