@@ -19,7 +19,11 @@ Sources (``load_parallel(spec, languages)``):
   and a ``text`` column, e.g. FLORES+ (:data:`FLORES_PLUS`; configs such as ``eng_Latn``,
   splits ``dev`` / ``devtest``). Pin the revision to a commit hash so that runs are comparable.
 
-Pre-tokenised text (``.tok``) is split on whitespace as it is. Raw text is split into words by
+Pre-tokenised text (``.tok``) is split on whitespace as it is. When a language has both
+``.tok`` and ``.txt`` files of the same name, the model reads the raw ``.txt`` sentence and the gold
+``.tok`` words are located in it by character alignment (:mod:`xlingbench.inputs.gold_words`);
+a word that cannot be located is left out and counted in the corpus's ``word_tokenizer``
+record, which also says which reading was used. Raw text is split into words by
 ICU's dictionary-based word breaker (``icu4py``): unlike blingfire's ``text_to_words`` or
 sacremoses, it segments Chinese, Japanese, Thai, Khmer, Lao and Burmese, which have no spaces
 between words. Lines where any language has ``max_words`` or more words are dropped (the
@@ -48,6 +52,7 @@ from pathlib import Path
 from typing import Callable
 
 from xlingbench.core.errors import UserError
+from xlingbench.inputs.gold_words import locate_words
 from xlingbench.inputs.text_files import read_text
 
 #: FLORES+ (CC BY-SA 4.0): the online data set of the papers' kind; append ``@<commit>`` to use it
@@ -267,10 +272,24 @@ def _read_local(path: Path, languages: list[str]) -> tuple[dict[str, Lines], str
     kinds: dict[str, str] = {}
     for lang, file in files.items():
         tok = file.suffix == ".tok"
+        raw = file.with_suffix(".txt")
+        if tok and raw.is_file():
+            lines[lang], kinds[lang] = _read_gold(raw, file)
+            continue
         kinds[lang] = "whitespace (.tok)" if tok else icu_tokenizer_name()
         lines[lang] = read_lines(_text_lines(file), pretokenised if tok else icu_segmenter(lang))
     _check_lengths({lang: (str(files[lang]), len(lines[lang])) for lang in languages})
     return lines, _describe_tokenizers(kinds)
+
+
+def _read_gold(raw: Path, tokenised: Path) -> tuple[Lines, str]:
+    """The raw sentences of ``raw`` with the gold words of ``tokenised`` located in them, and how they were read."""
+    texts, words = _text_lines(raw), _text_lines(tokenised)
+    _check_lengths({"raw": (str(raw), len(texts)), "gold": (str(tokenised), len(words))})
+    located = [locate_words(strip_leading_format(text), strip_leading_format(line).split()) for text, line in zip(texts, words)]
+    lost = sum(line.lost for line in located)
+    kind = f"gold words (.tok) located in the raw text (.txt), {lost} not located"
+    return Lines([line.text for line in located], [line.words for line in located], [line.spans for line in located]), kind
 
 
 def _language_file(path: Path, lang: str) -> Path:
