@@ -17,7 +17,7 @@ from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import resolve_model
 from xlingbench.inputs.representations import Representations
 from xlingbench.inputs.sources import open_source, read_rows_as_float32
-from xlingbench.inputs.word_vectors import KIND, extract_word_vectors
+from xlingbench.inputs.word_vectors import KIND
 from tests.tiny_models import FakeSource, encoder_model, save_model, save_model_in, sentencepiece_tokenizer
 
 PIECES = ["\u2581water", "\u2581Wasser", "\u2581eau", "\u2581fire", "\u2581Feuer", "\u2581feu", "\u2581the", "\u2581a"]
@@ -38,7 +38,7 @@ def _inputs(folder, cache_dir, dtype: str) -> Representations:
 
 
 def _vectors(inputs: Representations):
-    return extract_word_vectors(inputs, SENTENCES, language="xx", batch_size=4)
+    return inputs.extract_vectors(SENTENCES, language="xx", batch_size=4)
 
 
 def test_bf16_extraction_equals_float32_extraction_within_bf16_precision(tmp_path, planted):
