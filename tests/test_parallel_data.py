@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.parallel_data import clean_message, corpus_summary, fingerprint, load_parallel
+from xlingbench.inputs.gettext_data import clean_message
+from xlingbench.inputs.parallel_data import corpus_summary, fingerprint, load_parallel
 
 PUD = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud"
 needs_django = pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="django (offline extra) not installed")

@@ -51,7 +51,7 @@ from xlingbench.core.progress import progress
 from xlingbench.inputs.cache import allocate, disk_space, require_space, write_atomic
 from xlingbench.inputs.gold_words import Span
 from xlingbench.inputs.hidden_states import CONTEXT, Forward, effective_side, forward_fn, probe
-from xlingbench.inputs.parallel_data import spaced
+from xlingbench.inputs.segmentation import spaced
 from xlingbench.inputs.word_reading import Reader, Window, model_positions
 
 KIND = "word_vectors"
