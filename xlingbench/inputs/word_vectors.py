@@ -207,7 +207,7 @@ def _compute(
                     array_.flush()
                 marker["done"] = shard_end
                 _write_json(partial / _MARKER, marker)
-    del store
+    store.clear()  # release the memory maps before the folder is finished
     _finish(partial, key, plan, marker, aggregation)
 
 
