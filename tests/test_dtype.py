@@ -16,7 +16,8 @@ from xlingbench.harness.runner import RunRequest, plan, provenance
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import resolve_model
 from xlingbench.inputs.representations import Representations
-from xlingbench.inputs.sources import open_source, read_rows_as_float32
+from xlingbench.inputs.safetensors_read import read_rows_as_float32
+from xlingbench.inputs.sources import open_source
 from xlingbench.inputs.word_vectors import KIND
 from tests.tiny_models import FakeSource, encoder_model, save_model, save_model_in, sentencepiece_tokenizer
 
@@ -116,7 +117,7 @@ def test_reading_widens_into_one_float32_array(tmp_path, monkeypatch):
 
     from safetensors.torch import save_file
 
-    monkeypatch.setattr("xlingbench.inputs.sources.READ_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr("xlingbench.inputs.safetensors_read.READ_BLOCK_BYTES", 1 << 16)
     stored = torch.randn(4096, 256).to(torch.bfloat16)
     save_file({"w": stored}, str(tmp_path / "t.safetensors"))
     tracemalloc.start()
