@@ -9,6 +9,7 @@ for time (two folds, a few hundred sentences). The full-size figures are in the 
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +28,10 @@ GEMMA_SHA = "a5fd3b62230a"
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache for the module: the GGUF conversion is paid once."""
-    return tmp_path_factory.mktemp("decoder-cache")
+    """One cache for the module: the GGUF conversion is paid once. ``XLINGBENCH_DECODER_TEST_CACHE``
+    names a cache to reuse instead (a conversion is keyed by the file's sha256, so sharing is safe)."""
+    reused = os.environ.get("XLINGBENCH_DECODER_TEST_CACHE")
+    return Path(reused) if reused else tmp_path_factory.mktemp("decoder-cache")
 
 
 def _runs(uri: str) -> dict[str, object]:
