@@ -130,3 +130,10 @@ def test_conversion_runs_once_and_an_interrupted_one_leaves_no_done_marker(tmp_p
     assert calls == ["tokenizer", "tokenizer"]
     assert json.loads((source.folder / "tokenizer.done").read_text())["sha256"] == source.sha256
     assert source.folder.parent == tmp_path / "cache" / "gguf" and not [p for p in source.folder.iterdir() if p.name.startswith(".")]
+
+
+def test_a_file_transformers_cannot_convert_is_one_line(tmp_path: Path, embedding: np.ndarray) -> None:
+    source = gguf_source.GgufSource(resolve_model(str(write_gguf(tmp_path / "m.gguf", embedding))), tmp_path / "cache")
+    with pytest.raises(UserError, match="m.gguf"):
+        source.load_model()
+    assert not (source.folder / "weights.done").exists() and not (source.folder / "tokenizer.done").exists()

@@ -33,9 +33,10 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -209,19 +210,14 @@ def _plain(config: Any) -> Any:
     return config
 
 
-class _gguf_errors:
-    """A missing package or an unsupported architecture as one line naming the fix."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, err: Any, trace: Any) -> None:
-        if isinstance(err, ImportError):
-            raise UserError(f"loading {self.path.name} needs a package that is not installed ({err}).", INSTALL_FIX) from None
-        if isinstance(err, (ValueError, KeyError, NotImplementedError)):
-            reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-            raise UserError(f"transformers cannot load {self.path} ({type(err).__name__}: {reason}).",
-                            "Use a GGUF file of an architecture transformers supports (pip install -U transformers gguf).") from None
+@contextmanager
+def _gguf_errors(path: Path) -> Iterator[None]:
+    """A missing package or an architecture transformers cannot read as one line naming the fix."""
+    try:
+        yield
+    except ImportError as err:
+        raise UserError(f"loading {path.name} needs a package that is not installed ({err}).", INSTALL_FIX) from None
+    except (ValueError, KeyError, NotImplementedError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"transformers cannot load {path} ({type(err).__name__}: {reason}).",
+                        "Use a GGUF file of an architecture transformers supports (pip install -U transformers gguf).") from None
