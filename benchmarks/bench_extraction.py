@@ -20,7 +20,6 @@ import pytest
 
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.representations import Representations
-from xlingbench.inputs.word_vectors import extract_word_vectors
 
 PUD_EN = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud" / "pud.en.tok"
 SENTENCES = 200
@@ -69,7 +68,7 @@ def peak_memory(source: Any, root: Path, sentences: list[list[str]]) -> tuple[fl
     reps = fresh(source, root)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
-    extract_word_vectors(reps, sentences, language="en")
+    reps.extract_vectors(sentences, language="en")
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     rss_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before  # KiB on Linux
@@ -87,7 +86,7 @@ def test_extraction_throughput_and_memory(benchmark: Any, e5_source: Any, senten
 
     def extract(reps: Representations) -> Any:
         start = time.perf_counter()
-        result = extract_word_vectors(reps, sentences, language="en")
+        result = reps.extract_vectors(sentences, language="en")
         durations.append(time.perf_counter() - start)
         return result
 

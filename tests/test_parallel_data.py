@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.parallel_data import clean_message, corpus_summary, fingerprint, load_parallel
+from xlingbench.inputs.gettext_data import clean_message
+from xlingbench.inputs.parallel_data import corpus_summary, fingerprint, load_parallel
 
 PUD = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud"
 needs_django = pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="django (offline extra) not installed")
@@ -42,7 +43,6 @@ def test_raw_text_is_word_tokenised_with_icu_including_chinese_and_thai(tmp_path
 
 def test_prefix_selects_files_and_tok_is_preferred_over_txt(tmp_path: Path) -> None:
     write(tmp_path / "a.en.tok", "x y\n")
-    write(tmp_path / "a.en.txt", "raw, text\n")
     write(tmp_path / "a.de.txt", "roh, Text\n")
     write(tmp_path / "b.en.tok", "other file\n")
     corpus = load_parallel(str(tmp_path / "a"), ["en", "de"])
@@ -164,8 +164,9 @@ def test_pud_prefix_loads_gold_tokenisation() -> None:
     corpus = load_parallel(str(PUD / "pud"), ["en", "de", "ja"])
     summary = corpus_summary(corpus)
     assert summary["lines"] == 1000 and corpus.dropped_long == 0
-    assert corpus.word_tokenizer == "whitespace (.tok)"
+    assert corpus.word_tokenizer == "gold words (.tok) located in the raw text (.txt), 0 not located"
     assert summary["words/en"] == len((PUD / "pud.en.tok").read_text(encoding="utf-8").split())
+    assert corpus.texts["ja"][0] == (PUD / "pud.ja.txt").read_text(encoding="utf-8-sig").split("\n")[0]  # read as written
 
 
 def test_texts_and_word_spans_are_kept_for_raw_and_pretokenised_lines(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ def test_registry_lists_the_required_models_with_full_metadata():
         assert spec.family and spec.size and spec.licence and spec.description, spec.name
         # pinned: a commit hash, or one of the model's own checkpoint branches (frozen after training)
         pinned = re.fullmatch(r"[0-9a-f]{40}", spec.revision) or spec.step_of(spec.revision) is not None
+        pinned = pinned or (spec.source == "gguf" and re.fullmatch(r"[0-9a-f]{64}", spec.revision))  # a GGUF file's sha256
         assert not spec.pinned or pinned, spec.name
 
 

@@ -25,7 +25,7 @@ from xlingbench.core.errors import UserError
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.parallel_data import load_parallel
 from xlingbench.inputs.representations import Representations
-from xlingbench.inputs.word_vectors import KIND, WordVectors, extract_word_vectors
+from xlingbench.inputs.word_vectors import KIND, WordVectors
 
 VOCAB = (
     ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "</s>", "<s>", "the", "cat", "sat", "on", "mat"]
@@ -142,9 +142,7 @@ CASES = [("encoder", "encoder"), ("encoder-decoder", "encoder"), ("encoder-decod
 @pytest.mark.parametrize(("arch", "side"), CASES)
 def test_vectors_equal_direct_hidden_states(tiny_dirs: dict[str, Path], tmp_path: Path, arch: str, side: str, aggregation: str) -> None:
     reps = representations(tiny_dirs, arch, tmp_path)
-    vectors = extract_word_vectors(
-        reps, SENTENCES, language="xx", aggregation=aggregation, side=side, batch_size=2, dtype="float32"
-    )
+    vectors = reps.extract_vectors(SENTENCES, language="xx", aggregation=aggregation, side=side, batch_size=2, dtype="float32")
     assert vectors.num_layers == 3  # embedding output + 2 layers
     assert vectors.words == [w for s in SENTENCES for w in s]
     assert vectors.sentence_ids.tolist() == [i for i, s in enumerate(SENTENCES) for _ in s]
@@ -162,16 +160,16 @@ def test_vectors_equal_direct_hidden_states(tiny_dirs: dict[str, Path], tmp_path
 def test_aggregations_really_differ_and_context_is_recorded(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     """Guards the test above: with multi-subword words, last/first/mean are different vectors."""
     reps = representations(tiny_dirs, "encoder-decoder", tmp_path)
-    runs = {a: stacked(extract_word_vectors(reps, SENTENCES, language="xx", aggregation=a, side="decoder")) for a in ("last", "first", "mean")}
+    runs = {a: stacked(reps.extract_vectors(SENTENCES, language="xx", aggregation=a, side="decoder")) for a in ("last", "first", "mean")}
     assert not np.allclose(runs["last"], runs["first"]) and not np.allclose(runs["last"], runs["mean"])
-    info = extract_word_vectors(reps, SENTENCES, language="xx", side="decoder").info
+    info = reps.extract_vectors(SENTENCES, language="xx", side="decoder").info
     assert info["side"] == "decoder" and "seen tokens before i only" in info["context"]
 
 
 def test_float16_storage_is_the_default(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     reps = representations(tiny_dirs, "encoder", tmp_path)
-    half = extract_word_vectors(reps, SENTENCES, language="xx")
-    full = extract_word_vectors(reps, SENTENCES, language="xx", dtype="float32")
+    half = reps.extract_vectors(SENTENCES, language="xx")
+    full = reps.extract_vectors(SENTENCES, language="xx", dtype="float32")
     assert half.layer(2).dtype == np.float16 and isinstance(half.layer(2), np.memmap)
     np.testing.assert_allclose(stacked(half), stacked(full), rtol=2e-3, atol=2e-3)
     assert half.directory != full.directory
@@ -193,15 +191,15 @@ def count_calls(model: torch.nn.Module, fail_at: int | None = None) -> list[int]
 def test_second_call_is_a_cache_hit_without_model(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     reps = representations(tiny_dirs, "encoder", tmp_path)
     calls = count_calls(reps.model)
-    first = extract_word_vectors(reps, SENTENCES, language="xx", batch_size=2)
+    first = reps.extract_vectors(SENTENCES, language="xx", batch_size=2)
     assert len(calls) == 1 + 3  # one probe, three batches
-    again = extract_word_vectors(reps, SENTENCES, language="xx", batch_size=2)
+    again = reps.extract_vectors(SENTENCES, language="xx", batch_size=2)
     assert len(calls) == 4
     np.testing.assert_array_equal(stacked(first), stacked(again))
     fresh = representations(tiny_dirs, "encoder", tmp_path)  # a new process: the model is never loaded
-    extract_word_vectors(fresh, SENTENCES, language="xx", batch_size=16)
+    fresh.extract_vectors(SENTENCES, language="xx", batch_size=16)
     assert "model" not in fresh.__dict__ and "tokenizer" not in fresh.__dict__
-    other = extract_word_vectors(reps, SENTENCES[:-1] + [["jumper", "cat"]], language="xx", batch_size=2)
+    other = reps.extract_vectors(SENTENCES[:-1] + [["jumper", "cat"]], language="xx", batch_size=2)
     assert len(calls) == 8 and other.directory != first.directory  # another text: recomputed
 
 
@@ -210,7 +208,7 @@ def test_interrupted_run_resumes_and_equals_an_uninterrupted_one(tiny_dirs: dict
     crashed = representations(tiny_dirs, "encoder", tmp_path / "a")
     count_calls(crashed.model, fail_at=4)  # probe, shard 1 (two batches), then the crash in shard 2
     with pytest.raises(KeyboardInterrupt):
-        extract_word_vectors(crashed, SENTENCES, **options)
+        crashed.extract_vectors(SENTENCES, **options)
     [partial] = [p for p in (tmp_path / "a" / KIND).iterdir() if p.suffix != ".lock"]  # only the partial directory, no entry
     assert partial.name.endswith(".partial")
     assert json.loads((partial / "progress.json").read_text())["done"] == 2
@@ -218,11 +216,11 @@ def test_interrupted_run_resumes_and_equals_an_uninterrupted_one(tiny_dirs: dict
 
     resumed = representations(tiny_dirs, "encoder", tmp_path / "a")
     calls = count_calls(resumed.model)
-    result = extract_word_vectors(resumed, SENTENCES, **options)
+    result = resumed.extract_vectors(SENTENCES, **options)
     assert len(calls) == 3  # sentences 3-5 only: no probe, shard 1 not redone
     assert result.directory == entry and not partial.exists()
 
-    clean = extract_word_vectors(representations(tiny_dirs, "encoder", tmp_path / "b"), SENTENCES, **options)
+    clean = representations(tiny_dirs, "encoder", tmp_path / "b").extract_vectors(SENTENCES, **options)
     np.testing.assert_array_equal(stacked(result), stacked(clean))
     assert result.words == clean.words and result.info == clean.info
 
@@ -231,7 +229,7 @@ def test_an_exception_leaves_no_entry_behind(tiny_dirs: dict[str, Path], tmp_pat
     reps = representations(tiny_dirs, "encoder", tmp_path)
     count_calls(reps.model, fail_at=2)  # the first batch after the probe
     with pytest.raises(KeyboardInterrupt):
-        extract_word_vectors(reps, SENTENCES, language="xx")
+        reps.extract_vectors(SENTENCES, language="xx")
     complete = [p for p in (tmp_path / KIND).iterdir() if (p / "meta.json").exists()]
     assert complete == []
     assert all(p.name.endswith((".partial", ".lock")) for p in (tmp_path / KIND).iterdir())
@@ -255,32 +253,32 @@ def test_a_model_without_hidden_states_is_a_user_error(tiny_dirs: dict[str, Path
     source.load_model = module  # type: ignore[method-assign]
     reps = Representations(source, Cache(tmp_path))
     with pytest.raises(UserError, match="hidden states"):
-        extract_word_vectors(reps, SENTENCES, language="xx")
+        reps.extract_vectors(SENTENCES, language="xx")
 
 
 def test_bad_options_are_user_errors(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     reps = representations(tiny_dirs, "encoder", tmp_path)
     with pytest.raises(UserError, match="no decoder side"):
-        extract_word_vectors(reps, SENTENCES, language="xx", side="decoder")
+        reps.extract_vectors(SENTENCES, language="xx", side="decoder")
     with pytest.raises(UserError, match="Unknown word aggregation"):
-        extract_word_vectors(reps, SENTENCES, language="xx", aggregation="max")
+        reps.extract_vectors(SENTENCES, language="xx", aggregation="max")
     with pytest.raises(UserError, match="No sentences"):
-        extract_word_vectors(reps, [], language="xx")
+        reps.extract_vectors([], language="xx")
 
 
 def test_bad_sizes_are_user_errors_before_anything_loads(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     reps = representations(tiny_dirs, "encoder", tmp_path)
     for option in ({"batch_size": -1}, {"batch_size": 0}, {"max_length": 0}, {"max_length": -5}, {"shard_size": 0}):
         with pytest.raises(UserError, match=next(iter(option))):
-            extract_word_vectors(reps, SENTENCES, language="xx", **option)
+            reps.extract_vectors(SENTENCES, language="xx", **option)
     assert "model" not in reps.__dict__ and "tokenizer" not in reps.__dict__
     assert not (tmp_path / KIND).exists()
     with pytest.raises(UserError, match="special tokens"):  # [CLS] and [SEP] leave no room
-        extract_word_vectors(reps, SENTENCES, language="xx", max_length=2)
+        reps.extract_vectors(SENTENCES, language="xx", max_length=2)
 
 
 def test_batch_size_does_not_change_the_vectors(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
-    runs = [stacked(extract_word_vectors(representations(tiny_dirs, "decoder", tmp_path / str(b)), SENTENCES, language="xx",
+    runs = [stacked(representations(tiny_dirs, "decoder", tmp_path / str(b)).extract_vectors(SENTENCES, language="xx",
                                          batch_size=b, dtype="float32")) for b in (1, 3, 16)]
     for other in runs[1:]:
         np.testing.assert_allclose(other, runs[0], rtol=1e-5, atol=1e-5)
@@ -322,7 +320,7 @@ def input_ids_seen(model: torch.nn.Module) -> list[list[int]]:
 def test_chinese_is_read_whole_and_mapped_by_offsets(xlmr: TinySource, tmp_path: Path, aggregation: str) -> None:
     reps = Representations(xlmr, Cache(tmp_path), device="cpu")
     seen = input_ids_seen(reps.model)
-    vectors = extract_word_vectors(reps, ZH_WORDS, texts=ZH_TEXTS, spans=ZH_SPANS, language="zh", aggregation=aggregation, dtype="float32")
+    vectors = reps.extract_vectors(ZH_WORDS, texts=ZH_TEXTS, spans=ZH_SPANS, language="zh", aggregation=aggregation, dtype="float32")
     whole = [reps.tokenizer(text)["input_ids"] for text in ZH_TEXTS]
     assert sorted(seen[1:]) == sorted(whole)  # after the probe: each sentence exactly as the tokenizer reads it
     word_by_word = reps.tokenizer(ZH_WORDS[0], is_split_into_words=True)["input_ids"]
@@ -343,9 +341,9 @@ def test_chinese_is_read_whole_and_mapped_by_offsets(xlmr: TinySource, tmp_path:
 def test_texts_and_spans_must_hold_the_words(xlmr: TinySource, tmp_path: Path) -> None:
     reps = Representations(xlmr, Cache(tmp_path), device="cpu")
     with pytest.raises(ValueError, match="does not hold word"):
-        extract_word_vectors(reps, [["我们", "喜欢"]], texts=["我们喜欢"], spans=[[(0, 2), (1, 4)]], language="zh")
+        reps.extract_vectors([["我们", "喜欢"]], texts=["我们喜欢"], spans=[[(0, 2), (1, 4)]], language="zh")
     with pytest.raises(ValueError, match="together"):
-        extract_word_vectors(reps, [["我们"]], texts=["我们"], language="zh")
+        reps.extract_vectors([["我们"]], texts=["我们"], language="zh")
 
 
 # --- sentences longer than max_length: windows ------------------------------------------------
@@ -361,7 +359,7 @@ def test_a_700_subword_sentence_loses_no_word_and_windows_equal_direct_passes(tm
     content = tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]
     n = len(content)
     assert n == 702
-    vectors = extract_word_vectors(reps, [words], language="xx", max_length=512, dtype="float32")
+    vectors = reps.extract_vectors([words], language="xx", max_length=512, dtype="float32")
     assert vectors.words == words and vectors.info["words_lost"] == 0 and vectors.info["windowed_sentences"] == 1
     # windows of 510 subwords every 255: [0, 510) and [255, 702); direct passes over each
     cls, sep = IDS["[CLS]"], IDS["[SEP]"]
@@ -387,7 +385,7 @@ def test_a_700_subword_sentence_loses_no_word_and_windows_equal_direct_passes(tm
 def test_a_word_in_no_window_whole_is_lost_and_counted(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
     reps = representations(tiny_dirs, "encoder", tmp_path)
     # max_length 8: windows of 6 subwords every 3; "xylophone" is 9 subwords, in no window whole
-    vectors = extract_word_vectors(reps, [["the", "xylophone", "cat", "sat", "on", "a", "mat"]], language="xx", max_length=8, dtype="float32")
+    vectors = reps.extract_vectors([["the", "xylophone", "cat", "sat", "on", "a", "mat"]], language="xx", max_length=8, dtype="float32")
     assert vectors.words == ["the", "cat", "sat", "on", "a", "mat"] and vectors.info["words_lost"] == 1
 
 
@@ -422,3 +420,32 @@ def test_english_is_extracted_once_for_en_de_en_fr_and_colap(tiny_dirs: dict[str
     assert pair["en"].sentence_ids.tolist() == [0, 0, 0, 1, 1, 1, 2]
     keep = [i for i, s in enumerate(other["en"].sentence_ids.tolist()) if s != 1]
     np.testing.assert_array_equal(pair["en"].layer(2), other["en"].layer(2)[keep])
+
+
+def test_a_layer_beyond_float16_is_widened_to_float32_and_keeps_its_values(tiny_dirs: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 22: hidden states beyond 65,504 (float16's largest) are never stored as inf; the
+    layer that holds them is rewritten as float32 when the first such batch comes, rows already
+    written kept."""
+    def planted(reps: Representations) -> Representations:
+        model = reps.model
+        seen: dict[str, bool] = {}
+        model.register_forward_pre_hook(lambda m, a, k: seen.update(x=bool((k["input_ids"] == IDS["x"]).any())), with_kwargs=True)
+
+        def scale(module: torch.nn.Module, args: Any, output: Any) -> Any:
+            if not seen.get("x"):
+                return output
+            return (output[0] * 1e6, *output[1:]) if isinstance(output, tuple) else output * 1e6
+
+        model.encoder.layer[1].register_forward_hook(scale)  # hidden_states[2], only for the sentence with "xylophone"
+        return reps
+
+    half = planted(representations(tiny_dirs, "encoder", tmp_path / "a")).extract_vectors(SENTENCES, language="xx", batch_size=1)
+    full = planted(representations(tiny_dirs, "encoder", tmp_path / "b")).extract_vectors(SENTENCES, language="xx",
+                                batch_size=1, dtype="float32")
+    assert half.info["widened_layers"] == [2] and full.info["widened_layers"] == []
+    assert [half.layer(l).dtype for l in range(3)] == [np.float16, np.float16, np.float32]
+    assert half.info["nonfinite_values"] == 0 and np.isfinite(stacked(half)).all()
+    assert float(np.abs(half.layer(2)).max()) > 65504
+    big = np.asarray(half.sentence_ids) == 3
+    np.testing.assert_array_equal(np.asarray(half.layer(2))[big], np.asarray(full.layer(2))[big])  # written as float32
+    np.testing.assert_allclose(np.asarray(half.layer(2))[~big], np.asarray(full.layer(2))[~big], rtol=2e-3, atol=2e-3)  # copied float16 rows

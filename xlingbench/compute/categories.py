@@ -22,6 +22,13 @@ Tasks 1 and 2 need a label per token. Two schemes (docs/tasks.md, "Token categor
   letter, Latin — in a SentencePiece vocabulary (XLM-R's token 244871) and in a byte-level one
   alike (there its UTF-8 bytes decode to it) — and is never removed as if it were a space.
 
+Tokens that are not text -- byte tokens (``<0x41>`` byte-fallback pieces, byte-level fragments of
+a character) and control tokens the tokenizer flags special beyond its ``all_special_ids``
+(``<unusedN>``) -- are left out of **both** schemes (``excluded_ids``, found by
+:mod:`xlingbench.inputs.vocab`): a byte belongs to no writing system, and scoring it as text made
+55% of a byte-level model's ``paper`` S class byte fragments. The published vocabularies (XLM-R,
+mT5) have no byte tokens, so the paper scheme's numbers on them are unchanged.
+
 ``paper`` depends on Python's own Unicode database (``unicodedata.unidata_version``), ``script``
 on fontTools' copy of ``Scripts.txt``; :func:`unicode_versions` reports both for the run record.
 """
@@ -89,14 +96,19 @@ def _most_common(items: Iterable[str]) -> str | None:
     return counts.most_common(1)[0][0] if counts else None
 
 
-def label_vocabulary(tokens: Sequence[str], scheme: str, special_ids: Iterable[int] = ()) -> np.ndarray:
-    """A label per token id (object array; None = unlabelled, left out of tasks 1 and 2)."""
+def label_vocabulary(tokens: Sequence[str], scheme: str, special_ids: Iterable[int] = (),
+                     excluded_ids: Iterable[int] = ()) -> np.ndarray:
+    """A label per token id (object array; None = unlabelled, left out of tasks 1 and 2).
+
+    ``excluded_ids`` (tokens that are not text) are unlabelled in both schemes; ``special_ids``
+    only in ``script`` (``paper`` labels special tokens, as published)."""
     check_scheme(scheme)
+    excluded = frozenset(excluded_ids)
     if scheme == "paper":  # special tokens are labelled like any other, as published
-        return np.array([paper_category(t) for t in tokens], dtype=object)
-    special = frozenset(special_ids)
+        return np.array([None if i in excluded else paper_category(t) for i, t in enumerate(tokens)], dtype=object)
+    skipped = excluded | frozenset(special_ids)
     return np.array(
-        [None if i in special else script_category(t) for i, t in enumerate(tokens)], dtype=object
+        [None if i in skipped else script_category(t) for i, t in enumerate(tokens)], dtype=object
     )
 
 

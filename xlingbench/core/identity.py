@@ -80,13 +80,16 @@ def task_key(model: str, revision: str, step: int | None, task: TaskMetadata, pa
 
 
 def fingerprint(task: TaskMetadata, params: Mapping[str, Any], inputs: Mapping[str, Any], dtype: str,
-                device: str, unidata_version: str) -> str:
+                device: str, unidata_version: str, quantisation: Mapping[str, str] | None = None) -> str:
     """The configuration fingerprint: everything that decides the number except the model and its
     revision (the task and its version, every parameter, the fingerprints of the data it read,
-    the resolved dtype, the Unicode version and, unless device-independent, the device kind).
-    Runs are comparable only when it is equal."""
+    the resolved dtype, the Unicode version and, unless device-independent, the device kind; a
+    quantised file's types, when the weights are one: a Q4 GGUF and its bf16 checkpoint are two
+    configurations). Runs are comparable only when it is equal."""
     parts = {"task": task.name, "version": task.version, "params": dict(params), "inputs": dict(inputs),
              "dtype": dtype, "unidata_version": unidata_version, **_device_part(task, device)}
+    if quantisation:
+        parts["quantisation"] = dict(quantisation)
     return digest(parts, FINGERPRINT_LENGTH)
 
 

@@ -42,7 +42,8 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
         params = checked.params[task.metadata.name]
         with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task
             result = run_task(task, inputs, params)
-        model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype, checked.record)
+        model = model or model_revision(unit, source.revision, source.arch, checked.device, inputs.dtype, checked.record,
+                                        getattr(source, "quantisation", None))
         key = identity.task_key(model.name, model.revision, model.step, task.metadata, dataclasses.asdict(params),
                                 inputs.dtype, checked.device)
         yield Outcome(model, task.metadata, result, started, time.time(), fingerprint(task, result, model), task_key=key)
@@ -65,17 +66,20 @@ def run_task(task: Task, inputs: Any, params: Any) -> TaskResult:
 
 def fingerprint(task: Task, result: TaskResult, model: ModelRevision) -> str:
     """The configuration fingerprint of a finished task run (:func:`xlingbench.core.identity.fingerprint`):
-    its parameters, the data it read (``result.info["inputs"]``), the resolved dtype and device kind."""
+    its parameters, the data it read (``result.info["inputs"]``), the resolved dtype and device kind,
+    and a quantised file's types."""
     return identity.fingerprint(task.metadata, result.params, result.info.get("inputs", {}), model.provenance["dtype"],
-                                model.provenance["device"], unicodedata.unidata_version)
+                                model.provenance["device"], unicodedata.unidata_version, model.provenance.get("quantisation"))
 
 
-def model_revision(unit: Unit, revision: str, arch: str, device: str, dtype: str,
-                   record: dict[str, str] | None = None) -> ModelRevision:
-    """The record every sink keeps of one model revision (``record``: added to its provenance)."""
+def model_revision(unit: Unit, revision: str, arch: str, device: str, dtype: str, record: dict[str, str] | None = None,
+                   quantisation: dict[str, str] | None = None) -> ModelRevision:
+    """The record every sink keeps of one model revision (``record``: added to its provenance; with a
+    quantised file's types when the weights are one)."""
     spec = unit.spec
+    found = {**provenance(device, dtype), **(record or {}), **({"quantisation": quantisation} if quantisation else {})}
     return ModelRevision(name=spec.name, model_id=spec.hub_id, revision=revision, step=unit.step, family=spec.family,
-                         arch=arch, size=spec.size, licence=spec.licence, provenance={**provenance(device, dtype), **(record or {})})
+                         arch=arch, size=spec.size, licence=spec.licence, provenance=found)
 
 
 def provenance(device: str, dtype: str) -> dict[str, Any]:

@@ -2,16 +2,8 @@
 
 Sources (``load_parallel(spec, languages)``):
 
-- ``"gettext"`` (the offline default): the gettext catalogs that Django ships
-  (``django/conf/locale/<lang>/LC_MESSAGES/*.po`` and the ``django/contrib/*`` apps' catalogs).
-  The same English interface messages were translated by people into ~100 languages, and the
-  catalogs install from PyPI with ``pip install django`` (part of the ``offline`` extra).
-  Source: the Django project, https://www.djangoproject.com/, licence BSD-3-Clause.
-  One aligned "sentence" is one message translated (not fuzzy, not empty) in every requested
-  language; the English side is the msgid. Plural entries give their singular form, chosen by
-  each catalog's own ``Plural-Forms`` rule at n=1. Printf/format placeholders (``%(name)s``,
-  ``%s``, ``{0}``) and HTML tags are removed. A message that occurs in several catalogs is
-  kept once.
+- ``"gettext"`` (the offline default): Django's gettext catalogs, the same interface messages
+  translated by people into ~100 languages (:mod:`xlingbench.inputs.gettext_data`).
 - a path: a directory holding one file per language (``<name>.<lang>.tok`` / ``.txt`` or
   ``<lang>.tok`` / ``.txt``), a prefix such as ``data/pud/pud`` (files ``pud.<lang>.tok``), or a
   ``.tsv`` file whose header row names the languages (``.tok.tsv``: pre-tokenised).
@@ -19,7 +11,11 @@ Sources (``load_parallel(spec, languages)``):
   and a ``text`` column, e.g. FLORES+ (:data:`FLORES_PLUS`; configs such as ``eng_Latn``,
   splits ``dev`` / ``devtest``). Pin the revision to a commit hash so that runs are comparable.
 
-Pre-tokenised text (``.tok``) is split on whitespace as it is. Raw text is split into words by
+Pre-tokenised text (``.tok``) is split on whitespace as it is. When a language has both
+``.tok`` and ``.txt`` files of the same name, the model reads the raw ``.txt`` sentence and the gold
+``.tok`` words are located in it by character alignment (:mod:`xlingbench.inputs.gold_words`);
+a word that cannot be located is left out and counted in the corpus's ``word_tokenizer``
+record, which also says which reading was used. Raw text is split into words by
 ICU's dictionary-based word breaker (``icu4py``): unlike blingfire's ``text_to_words`` or
 sacremoses, it segments Chinese, Japanese, Thai, Khmer, Lao and Burmese, which have no spaces
 between words. Lines where any language has ``max_words`` or more words are dropped (the
@@ -35,19 +31,15 @@ yet a word breaker or whitespace split would make a "word" of them, or glue them
 """
 from __future__ import annotations
 
-import contextlib
-import gettext
 import hashlib
-import html
-import io
-import re
-import unicodedata
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 from xlingbench.core.errors import UserError
+from xlingbench.inputs.gettext_data import read_gettext
+from xlingbench.inputs.gold_words import Span, locate_words
+from xlingbench.inputs.segmentation import (Lines, icu_segmenter, icu_tokenizer_name, pretokenised, read_lines, spaced_lines,
+                                            strip_leading_format)
 from xlingbench.inputs.text_files import read_text
 
 #: FLORES+ (CC BY-SA 4.0): the online data set of the papers' kind; append ``@<commit>`` to use it
@@ -59,29 +51,6 @@ _FLORES_CONFIGS = {
     "tr": "tur_Latn", "pt": "por_Latn", "it": "ita_Latn", "id": "ind_Latn", "th": "tha_Thai",
     "fi": "fin_Latn", "cs": "ces_Latn",
 }
-#: language codes whose Django locale directory has another name
-_DJANGO_LOCALES = {"zh": "zh_Hans"}
-_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z%]|\{[^{}]*\}")
-_HTML_TAG = re.compile(r"<[^<>]*>")
-
-Span = tuple[int, int]
-#: a line's text -> (the text the model reads, each word's [start, end) in it)
-Segment = Callable[[str], tuple[str, list[Span]]]
-
-
-@dataclass
-class Lines:
-    """One language's lines: the text the model reads, its words, each word's [start, end) in it."""
-
-    texts: list[str]
-    words: list[list[str]]
-    spans: list[list[Span]]
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def select(self, rows: list[int]) -> "Lines":
-        return Lines([self.texts[i] for i in rows], [self.words[i] for i in rows], [self.spans[i] for i in rows])
 
 
 @dataclass
@@ -106,7 +75,7 @@ class ParallelCorpus:
 
     def __post_init__(self) -> None:
         if not self.lines:
-            self.lines = {lang: _spaced_lines(words) for lang, words in self.sentences.items()}
+            self.lines = {lang: spaced_lines(words) for lang, words in self.sentences.items()}
             self.kept = list(range(len(self)))
         if any(len(words) != len(self.kept) for words in self.sentences.values()):
             raise ValueError("ParallelCorpus: sentences and kept differ in length (use head() to cut a corpus)")
@@ -141,7 +110,7 @@ def load_parallel(spec: str, languages: list[str], max_words: int = 300) -> Para
             "Name two or more languages, e.g. --set calign.languages=en,de.",
         )
     if spec == "gettext":
-        lines, tokenizer = _read_gettext(languages)
+        lines, tokenizer = read_gettext(languages)
     elif spec.startswith("hf:"):
         lines, tokenizer = _read_hub(spec, languages)
     else:
@@ -179,82 +148,6 @@ def fingerprint(sentences: dict[str, list[list[str]]], texts: dict[str, list[str
     return digest.hexdigest()
 
 
-# ---------------------------------------------------------------- word tokenisation
-
-
-def spaced(words: list[str]) -> tuple[str, list[Span]]:
-    """The text of pre-tokenised words (joined by single spaces) and each word's span in it."""
-    spans, start = [], 0
-    for word in words:
-        spans.append((start, start + len(word)))
-        start += len(word) + 1
-    return " ".join(words), spans
-
-
-def pretokenised(text: str) -> tuple[str, list[Span]]:
-    """A ``.tok`` line: words are separated by whitespace (runs of it count as one space)."""
-    return spaced(text.split())
-
-
-def icu_segmenter(language: str) -> Segment:
-    """ICU's word breaker for ``language``: splits raw text of any script into word spans."""
-    try:
-        from icu4py.breakers import WordBreaker
-    except ImportError as exc:
-        raise UserError(
-            "Raw text needs the ICU word breaker (package icu4py), which is not installed.",
-            "pip install icu4py, or give pre-tokenised .tok files.",
-        ) from exc
-    locale = language.replace("-", "_")
-
-    def segment(text: str) -> tuple[str, list[Span]]:
-        # The breaker's pieces tile the text; their lengths give Python offsets (its own
-        # segments() counts UTF-16 units, which differ beyond the Basic Multilingual Plane).
-        spans, start = [], 0
-        for piece in WordBreaker(text, locale):
-            if not piece.isspace():
-                spans.append((start, start + len(piece)))
-            start += len(piece)
-        return text, spans
-
-    return segment
-
-
-def read_lines(raw: list[str], segment: Segment) -> Lines:
-    """Lines of one language: leading format characters removed, then segmented into words."""
-    texts, words, spans = [], [], []
-    for line in raw:
-        text, line_spans = segment(strip_leading_format(line))
-        texts.append(text)
-        spans.append(line_spans)
-        words.append([text[a:b] for a, b in line_spans])
-    return Lines(texts, words, spans)
-
-
-def strip_leading_format(line: str) -> str:
-    """``line`` without the format characters (Unicode Cf: byte-order mark, direction marks) it starts with."""
-    start = 0
-    while start < len(line) and unicodedata.category(line[start]) == "Cf":
-        start += 1
-    return line[start:]
-
-
-def _spaced_lines(sentences: list[list[str]]) -> Lines:
-    """Lines of words given without their text: read as pre-tokenised text."""
-    pairs = [spaced(words) for words in sentences]
-    return Lines([text for text, _ in pairs], sentences, [spans for _, spans in pairs])
-
-
-@lru_cache(maxsize=1)
-def icu_tokenizer_name() -> str:
-    """What raw text was split with, for the record (package and ICU data versions)."""
-    from importlib.metadata import version
-
-    import icu4py
-
-    return f"icu4py {version('icu4py')} WordBreaker (ICU {icu4py.icu_version})"
-
-
 # ---------------------------------------------------------------- local files
 
 
@@ -267,10 +160,24 @@ def _read_local(path: Path, languages: list[str]) -> tuple[dict[str, Lines], str
     kinds: dict[str, str] = {}
     for lang, file in files.items():
         tok = file.suffix == ".tok"
+        raw = file.with_suffix(".txt")
+        if tok and raw.is_file():
+            lines[lang], kinds[lang] = _read_gold(raw, file)
+            continue
         kinds[lang] = "whitespace (.tok)" if tok else icu_tokenizer_name()
         lines[lang] = read_lines(_text_lines(file), pretokenised if tok else icu_segmenter(lang))
     _check_lengths({lang: (str(files[lang]), len(lines[lang])) for lang in languages})
     return lines, _describe_tokenizers(kinds)
+
+
+def _read_gold(raw: Path, tokenised: Path) -> tuple[Lines, str]:
+    """The raw sentences of ``raw`` with the gold words of ``tokenised`` located in them, and how they were read."""
+    texts, words = _text_lines(raw), _text_lines(tokenised)
+    _check_lengths({"raw": (str(raw), len(texts)), "gold": (str(tokenised), len(words))})
+    located = [locate_words(strip_leading_format(text), strip_leading_format(line).split()) for text, line in zip(texts, words)]
+    lost = sum(line.lost for line in located)
+    kind = f"gold words (.tok) located in the raw text (.txt), {lost} not located"
+    return Lines([line.text for line in located], [line.words for line in located], [line.spans for line in located]), kind
 
 
 def _language_file(path: Path, lang: str) -> Path:
@@ -367,88 +274,6 @@ def _read_hub(spec: str, languages: list[str]) -> tuple[dict[str, Lines], str]:
         lines[lang] = read_lines(list(rows["text"]), icu_segmenter(lang))
     _check_lengths({lang: (f"{dataset_id} {lang}", len(lines[lang])) for lang in languages})
     return lines, icu_tokenizer_name()
-
-
-# ---------------------------------------------------------------- Django gettext catalogs
-
-
-def _read_gettext(languages: list[str]) -> tuple[dict[str, Lines], str]:
-    """Messages translated into every language in Django's catalogs, aligned by msgid."""
-    root = _django_root()
-    locales = {lang: _django_locale(root, lang) for lang in languages}
-    texts: dict[str, list[str]] = {lang: [] for lang in languages}
-    seen: set[tuple[str | None, str]] = set()
-    for catalog in sorted(root.glob("**/locale/en/LC_MESSAGES/*.po")):
-        found = {lang: _translations(catalog, loc) for lang, loc in locales.items() if loc != "en"}
-        for key, english in _translations(catalog, "en").items():
-            if key in seen or not all(key in messages for messages in found.values()):
-                continue
-            seen.add(key)
-            for lang in languages:
-                texts[lang].append(english if locales[lang] == "en" else found[lang][key])
-    if not texts[languages[0]]:
-        raise UserError(f"Django's catalogs have no message translated into all of {languages}.", "Ask for fewer or more common languages.")
-    lines = {lang: read_lines(texts[lang], icu_segmenter(locales[lang])) for lang in languages}
-    import django
-
-    return lines, f"{icu_tokenizer_name()}; source django {django.__version__} gettext catalogs"
-
-
-def _django_root() -> Path:
-    try:
-        import django
-    except ImportError as exc:
-        raise UserError(
-            "The offline parallel data ('gettext') comes from Django's translation catalogs, and django is not installed.",
-            "pip install 'xlingbench[offline]' (or pip install django), or give parallel data files.",
-        ) from exc
-    return Path(django.__file__).parent
-
-
-def _django_locale(root: Path, lang: str) -> str:
-    """Django's locale directory name for ``lang`` (``zh`` -> ``zh_Hans``, ``pt-BR`` -> ``pt_BR``)."""
-    name = _DJANGO_LOCALES.get(lang, lang.replace("-", "_"))
-    if not (root / "conf" / "locale" / name).is_dir():
-        known = sorted(p.name for p in (root / "conf" / "locale").iterdir() if p.is_dir() and not p.name.startswith("_"))
-        raise UserError(f"Django has no translations for language {lang!r}.", f"Use one of: {', '.join(known)}.")
-    return name
-
-
-def _translations(english_catalog: Path, locale: str) -> dict[tuple[str | None, str], str]:
-    """(context, msgid) -> cleaned translation of the catalog beside ``english_catalog`` in ``locale``.
-
-    For ``en`` the cleaned msgid itself. Fuzzy, untranslated and empty-after-cleaning entries
-    are left out; plural entries give the form the catalog's rule picks for n=1.
-    """
-    from babel.messages.pofile import read_po
-
-    file = english_catalog.parents[2] / locale / "LC_MESSAGES" / english_catalog.name
-    if not file.is_file():
-        return {}
-    # Some catalogs carry more plural forms than their header declares; Babel drops the extra
-    # ones (which we never use) and prints a warning per entry to stdout: keep the run's output clean.
-    with file.open("rb") as handle, contextlib.redirect_stdout(io.StringIO()):
-        catalog = read_po(handle, ignore_obsolete=True)
-    singular = gettext.c2py(catalog.plural_expr)(1)
-    out: dict[tuple[str | None, str], str] = {}
-    for message in catalog:
-        if not message.id or message.fuzzy:
-            continue
-        msgid = message.id[0] if isinstance(message.id, tuple) else message.id
-        if locale == "en":
-            text = msgid
-        else:
-            text = message.string[singular] if isinstance(message.string, tuple) else message.string
-        cleaned = clean_message(text or "")
-        if cleaned:
-            out[(message.context, msgid)] = cleaned
-    return out
-
-
-def clean_message(text: str) -> str:
-    """A UI message as plain words: no format placeholders, HTML tags or entities."""
-    text = html.unescape(_PLACEHOLDER.sub(" ", _HTML_TAG.sub(" ", text)))
-    return " ".join(text.split())
 
 
 def corpus_summary(corpus: ParallelCorpus) -> dict[str, int]:

@@ -42,6 +42,8 @@ class ModelSpec:
     description: str = ""
     source: str = "hub"
     pinned: bool = True
+    #: the checkpoint file of a file source (``gguf``): ``package:<module>/<name>`` or a path
+    file: str = ""
     checkpoints: tuple[Checkpoint, ...] = field(default=())
 
     def step_of(self, revision: str) -> int | None:
@@ -67,15 +69,17 @@ def resolve_model(name: str) -> ModelSpec:
     if name in models:
         return models[name]
     path = Path(name).expanduser()
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", arch="decoder", source="gguf")
     if path.is_dir():
         return ModelSpec(name=name, hub_id=str(path.resolve()), revision="local", source="local")
     if name.startswith((".", "/", "~")) or path.is_file() or path.is_symlink():
         raise UserError(f"model path {name} is {_path_problem(path)}.",
-                        "Give a model folder (config.json, tokenizer and model.safetensors), a registry name or a Hub id (owner/name).")
+                        "Give a model folder (config.json, tokenizer and model.safetensors), a .gguf file, a registry name or a Hub id (owner/name).")
     if "/" in name:
         return ModelSpec(name=name, hub_id=name, pinned=False)
     raise UserError(f"unknown model '{name}'{did_you_mean(name, models)}.",
-                    "Run `xlingbench models` for the registry, or pass a Hub id (owner/name) or a local directory.")
+                    "Run `xlingbench models` for the registry, or pass a Hub id (owner/name), a local directory or a .gguf file.")
 
 
 def _path_problem(path: Path) -> str:

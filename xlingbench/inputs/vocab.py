@@ -4,10 +4,22 @@ Why: the three tokenizer families store word boundaries differently (SentencePie
 byte-level BPE ``Ġword`` over a byte-to-character map, WordPiece ``word`` / ``##piece``). The
 tasks compare strings across models and label them by script, so every vocabulary is brought
 to the SentencePiece convention: text as real Unicode, a word start written as ``▁``.
+
+Tokens that are not text are set apart (``Vocabulary.excluded_ids``; docs/tasks.md, "Token
+categories"), so that no script or character class is claimed for them:
+
+- byte tokens: the 256 byte-fallback pieces ``<0x00>``..``<0xFF>`` of a ``▁`` vocabulary with
+  byte fallback (Gemma, Llama-2, Mistral), and byte-level BPE tokens whose bytes are not whole
+  UTF-8 characters (``è®``: a fragment of a character, decoded only as U+FFFD);
+- control tokens the tokenizer flags special (``added_tokens[].special``) without listing them
+  in ``all_special_ids``: Gemma's 6,242 ``<unusedN>``, Llama-3's ``<|reserved_special_token_N|>``.
+
+``special_ids`` stays what the tokenizer calls special (``all_special_ids``), as published.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
@@ -18,6 +30,8 @@ from xlingbench.compute.surface import WORD_START
 from xlingbench.core.errors import UserError
 
 Style = Literal["sentencepiece", "byte_bpe", "wordpiece"]
+#: a byte-fallback piece of a ``▁`` vocabulary: one raw byte, written in hex
+BYTE_FALLBACK = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
 @dataclass
@@ -29,6 +43,8 @@ class Vocabulary:
     embeddings: np.ndarray
     special_ids: frozenset[int]
     style: Style
+    #: ids of tokens that are not text (byte tokens, control tokens beyond ``special_ids``): unlabelled
+    excluded_ids: frozenset[int] = frozenset()
     _unit: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -52,8 +68,41 @@ def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocab
     style = tokenizer_style(tokenizer)
     special = frozenset(int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < n_tokens)
     tokens = [t if i in special else normalise_token(t, style) for i, t in enumerate(raw)]
+    excluded = (byte_token_ids(raw, style, _byte_fallback(tokenizer)) | control_token_ids(tokenizer, n_tokens)) - special
     embeddings = np.ascontiguousarray(matrix[:n_tokens], dtype=np.float32)
-    return Vocabulary(model_id, tokens, embeddings, special, style)
+    return Vocabulary(model_id, tokens, embeddings, special, style, frozenset(excluded))
+
+
+def byte_token_ids(raw: list[str], style: Style, byte_fallback: bool) -> set[int]:
+    """Ids of stored tokens that are bytes, not text: byte-fallback pieces (when the model has
+    byte fallback) and byte-level tokens whose bytes are not whole UTF-8 characters."""
+    if style == "byte_bpe":
+        return {i for i, token in enumerate(raw) if not _whole_characters(token)}
+    if style == "sentencepiece" and byte_fallback:
+        return {i for i, token in enumerate(raw) if BYTE_FALLBACK.fullmatch(token)}
+    return set()
+
+
+def control_token_ids(tokenizer: Any, n_tokens: int) -> set[int]:
+    """Ids the tokenizer flags special among its added tokens (``added_tokens[].special``)."""
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    return {int(i) for i, token in added.items() if getattr(token, "special", False) and 0 <= int(i) < n_tokens}
+
+
+def _whole_characters(token: str) -> bool:
+    """Whether a byte-level token's bytes decode as UTF-8 (whole characters only)."""
+    table = _byte_decoder()
+    try:
+        bytes(table.get(ch, ord(" ")) for ch in token).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _byte_fallback(tokenizer: Any) -> bool:
+    """Whether the tokenizer's model spells unknown characters as ``<0xNN>`` byte pieces."""
+    model = getattr(getattr(tokenizer, "backend_tokenizer", None), "model", None)
+    return bool(getattr(model, "byte_fallback", False))
 
 
 def check_rows(n_tokens: int, matrix: np.ndarray, model_id: str) -> None:
@@ -82,12 +131,20 @@ def tokenizer_style(tokenizer: Any) -> Style:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # slow tokenizers here are SentencePiece-based
         return "sentencepiece"
-    spec = json.loads(backend.to_str())
-    if spec.get("model", {}).get("type") == "WordPiece":
+    if type(backend.model).__name__ == "WordPiece":
         return "wordpiece"
-    if "ByteLevel" in json.dumps([spec.get("pre_tokenizer"), spec.get("decoder")]):
+    if any("ByteLevel" in _component_json(part) for part in (backend.pre_tokenizer, backend.decoder)):
         return "byte_bpe"
     return "sentencepiece"
+
+
+def _component_json(component: Any) -> str:
+    """One tokenizer component (pre-tokenizer, decoder) as its JSON, without serialising the
+    whole tokenizer (a 262k vocabulary is a 17 MB ``to_str()``)."""
+    if component is None:
+        return ""
+    state = component.__getstate__()
+    return state.decode("utf-8") if isinstance(state, bytes) else json.dumps(state)
 
 
 def normalise_token(token: str, style: Style) -> str:

@@ -88,7 +88,7 @@ def run(inputs, params: Params) -> TaskResult:
         raise UserError(f"neighbours={params.neighbours}: {inputs.model_id} has only {len(inputs.tokenizer)} tokens.",
                         "Set neighbour_script_count.neighbours below the vocabulary size.")
     vocab = inputs.vocabulary
-    labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
+    labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids, vocab.excluded_ids)
     candidates = np.flatnonzero([label is not None for label in labels])
     queries = sample_queries(candidates, params.sample, params.seed)
     digest = hashlib.sha256(queries.tobytes()).hexdigest()[:16]

@@ -91,7 +91,7 @@ def restrict_to(vocab_tokens: list[str], wanted: list[str], source: str) -> np.n
 def run(inputs, params: Params) -> TaskResult:
     """Adapter: labels and unit rows from ``inputs`` -> :func:`separability` -> TaskResult."""
     vocab = inputs.vocabulary
-    labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids)
+    labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids, vocab.excluded_ids)
     listed = read_token_list(params.tokens) if params.tokens else None
     ids = restrict_to(vocab.tokens, listed, params.tokens) if listed else np.arange(len(vocab))
     found = separability(  # the rows of the matrix, in its own dtype: the probe normalises the rows it samples
