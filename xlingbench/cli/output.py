@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.text import Text
 
+from xlingbench.core.task import short_revision
+
 if TYPE_CHECKING:
     from xlingbench.core.task import Outcome
 
@@ -39,6 +41,7 @@ def done_line(outcome: "Outcome") -> Text:
 
 
 def revision_text(outcome: "Outcome") -> str:
-    """``revision[:12]``, with ``@step`` for a training checkpoint (the form --revision takes)."""
+    """The revision as :func:`~xlingbench.core.task.short_revision` writes it, with ``@step`` for a
+    training checkpoint (the form --revision takes)."""
     step = outcome.model.step
-    return outcome.model.revision[:12] + ("" if step is None else f"@{step}")
+    return short_revision(outcome.model.revision) + ("" if step is None else f"@{step}")

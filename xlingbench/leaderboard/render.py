@@ -18,6 +18,7 @@ from html import escape
 from pathlib import Path
 
 from xlingbench.core.outputs import replace_outputs
+from xlingbench.core.task import short_revision
 from xlingbench.leaderboard.collect import Leaderboard, TaskRow, metric_histories, public_uri
 from xlingbench.leaderboard.view import Column, Line, View, build_view
 from xlingbench.sinks.charts import draw, line_chart
@@ -95,7 +96,7 @@ def render_markdown(board: Leaderboard) -> str:
     header = ["Model", "Family", "Size", "Revision", "Step"] + [f"{c.task} ({head(c)})" for c in view.columns]
     out = ["| " + " | ".join(md(h) for h in header) + " |", "|" + "---|" * len(header)]
     for m in view.lines:
-        cells = [md(m.model), md(m.family), md(m.size), md(m.revision[:12]), "" if m.step is None else str(m.step)]
+        cells = [md(m.model), md(m.family), md(m.size), md(short_revision(m.revision)), "" if m.step is None else str(m.step)]
         cells += [md_score(m.tasks.get(c.task), c.published.get(m.model)) for c in view.columns]
         out.append("| " + " | ".join(cells) + " |")
     if not view.lines:
@@ -103,12 +104,12 @@ def render_markdown(board: Leaderboard) -> str:
     if view.others:
         out += ["", "**Other configurations** (not comparable with the table above)", "",
                 "| Task | Configuration | Model | Revision | Step | Headline |", "|---|---|---|---|---|---|"]
-        out += [f"| {md(r.task)} | {md(short(r.config))} | {md(r.model)} | {md(r.revision[:12])} | "
+        out += [f"| {md(r.task)} | {md(short(r.config))} | {md(r.model)} | {md(short_revision(r.revision))} | "
                 f"{'' if r.step is None else r.step} | {md_score(r, None)} |" for r in view.others]
     warned = [r for r in view.runs if r.warnings]
     if warned:
         out += ["", "**Warnings** (⚠)", ""]
-        out += [f"- {md(r.model)}@{md(r.revision[:12])} {md(r.task)}: {md('; '.join(r.warnings))}" for r in warned]
+        out += [f"- {md(r.model)}@{md(short_revision(r.revision))} {md(r.task)}: {md('; '.join(r.warnings))}" for r in warned]
     return "\n".join(out) + "\n"
 
 
@@ -207,7 +208,7 @@ def board_row(view: View, m: Line) -> str:
         f'<td><a href="models/{slug(m.model)}.html">{escape(m.model)}</a></td>',
         f"<td>{escape(m.family)}</td>",
         f'<td data-sort="{escape(size_key(m.size))}">{escape(m.size)}</td>',
-        f'<td title="{escape(m.revision)}"><code>{escape(m.revision[:12])}</code></td>',
+        f'<td title="{escape(m.revision)}"><code>{escape(short_revision(m.revision))}</code></td>',
         f'<td class="num" data-sort="{step}">{step}</td>',
     ]
     cells += [score_cell(m.tasks.get(c.task), c.published.get(m.model), len(view.others_of(m, c.task))) for c in view.columns]
@@ -237,7 +238,7 @@ def other_configurations(view: View) -> str:
         return ""
     rows = "".join(
         f'<tr><td>{escape(r.task)}</td><td title="{escape(r.config)}"><code>{escape(short(r.config))}</code></td>'
-        f'<td><a href="models/{slug(r.model)}.html">{escape(r.model)}</a></td><td><code>{escape(r.revision[:12])}</code></td>'
+        f'<td><a href="models/{slug(r.model)}.html">{escape(r.model)}</a></td><td><code>{escape(short_revision(r.revision))}</code></td>'
         f'<td class="num">{"" if r.step is None else r.step}</td>{score_cell(r, None, 0)}</tr>'
         for r in view.others
     )
@@ -277,7 +278,7 @@ def line_metrics(view: View) -> list[tuple[str, str]]:
 def run_charts(row: TaskRow, column: Column, histories: Histories) -> list[str]:
     """The task's declared charts over one run, from its metrics and step-metric histories."""
     steps = {chart.metric: histories.get((row.run_id, chart.metric), []) for chart in column.charts if chart.kind == "line"}
-    label = f"{row.model}@{row.revision[:12]}"
+    label = f"{row.model}@{short_revision(row.revision)}"
     return [svg for chart in column.charts if (svg := draw(chart, {label: (row.metrics, steps)})) is not None]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from xlingbench.core.errors import UserError
-from xlingbench.core.task import TaskResult
+from xlingbench.core.task import TaskResult, short_revision
 
 _INVALID = re.compile(r"[^\w\-. /:]")
 #: ``(run id, metric) -> [(step, value), ...]``: the per-layer curves a detail page draws
@@ -117,7 +117,7 @@ def refs_of(path: Path, sink: str) -> list[str]:
 
 def one_revision(rows: list[TaskRow], where: str) -> dict[str, TaskRow]:
     """``task -> row`` of ``rows``, the newest run of a task winning; a UserError when they span model revisions."""
-    revisions = sorted({f"{row.model}@{row.revision[:12]}" for row in rows})
+    revisions = sorted({f"{row.model}@{short_revision(row.revision)}" for row in rows})
     if len(revisions) > 1:
         raise UserError(f"{where} holds runs of {len(revisions)} model revisions ({', '.join(revisions)}).",
                         "Gate one model revision at a time: run one --model and --revision per `xlingbench run --json`.")
