@@ -64,3 +64,16 @@ def test_a_result_path_never_leaves_its_folder(tmp_path: Path, model: str) -> No
     path = Path(plant(results, model, 0.5))
     assert path.resolve().is_relative_to(results.resolve()) and json.loads(path.read_text())["model"]["name"] == model
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep"] and sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["results"]
+
+
+def test_a_run_where_every_model_fails_leaves_no_store(tmp_path: Path) -> None:
+    """A model folder that cannot load fails its revision (exit 2, one line); nothing was logged, so
+    the SQLite store the run would have created is not left behind empty."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "bert"}', encoding="utf-8")
+    store = tmp_path / "mlflow.db"
+    code, output = invoke("run", "-m", str(broken), "-t", "script_separability", "--tracking-uri", f"sqlite:///{store}",
+                          "--cache-dir", str(tmp_path / "cache"))
+    assert code == 2 and "failed" in output and "Traceback" not in output, output
+    assert not store.exists() and not Path(f"{store}.lock").exists()

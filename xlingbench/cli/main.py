@@ -28,6 +28,7 @@ from xlingbench.cli.policy import CRASH_CACHE, EXIT_INTERNAL_ERROR, EXIT_USER_ER
 from xlingbench.cli.watch import register as register_watch
 from xlingbench.inputs.registry import load_models, resolve_model
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
+from xlingbench.sinks.sqlite_store import remove_if_unused, sqlite_path
 from xlingbench.tasks.registry import default_task_names, load_task, task_names
 
 if TYPE_CHECKING:
@@ -118,7 +119,10 @@ def run(
         if table.row_count == per_revision:
             out.print(tables.pop(key))
 
+    new_store = _new_sqlite_store(tracking_uri) if "mlflow" in sinks else None
     result = run_all(request, report)
+    if new_store is not None and not (result.outcomes or result.skipped):
+        remove_if_unused(new_store)
     for table in tables.values():  # revisions some of whose task runs were skipped or failed
         out.print(table)
     if json_:
@@ -144,6 +148,12 @@ def run(
 RUN_OPTIONS = ("model", "task", "revision", "checkpoints", "name", "labels", "dictionary", "data", "languages", "seed", "set_",
                "device", "dtype", "tracking_uri", "experiment", "sink", "results_dir", "cache_dir", "executor",
                "ray_address", "workers", "rerun")
+
+
+def _new_sqlite_store(tracking_uri: str | None) -> Path | None:
+    """The SQLite store file this run is about to create (None: a server, or a file that exists)."""
+    path = sqlite_path(resolve_tracking_uri(tracking_uri))
+    return path if path is not None and not path.exists() else None
 
 
 def _report_failures(failed: list[Failure]) -> int:

@@ -40,6 +40,22 @@ def prepare_store(uri: str) -> None:
     _refuse(path, _problem(path))
 
 
+def remove_if_unused(path: Path) -> bool:
+    """Remove a store this run created and logged nothing to (every model failed): a run that
+    logged nothing leaves nothing behind, not an empty ``mlflow.db``. True when it was removed."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S) as db:
+            runs = db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    except sqlite3.Error:
+        return False
+    if runs:
+        return False
+    with FileLock(f"{path}.lock"):
+        path.unlink(missing_ok=True)
+    Path(f"{path}.lock").unlink(missing_ok=True)
+    return True
+
+
 def sqlite_path(uri: str) -> Path | None:
     """The database file of an ``sqlite:///PATH`` URI, as SQLAlchemy (hence MLflow) reads it; else None."""
     if not uri.startswith("sqlite:"):
