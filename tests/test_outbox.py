@@ -61,3 +61,23 @@ def test_a_store_that_fails_when_asked_what_it_holds_holds_nothing_and_keeps_the
     sink = with_outbox("flaky", Asked(down=False), SinkSettings(cache_dir=tmp_path))
     assert sink.finished({"k1"}) == {} and sink.offline == "server gone"
     assert sink.write(outcome("k1")) is None and len(pending(sink.folder)) == 1 and sink.sink.took == []
+
+
+def test_a_full_disk_is_named_whatever_wraps_it() -> None:
+    """SQLAlchemy reports SQLite's full disk as an autoflush error; the outbox line names the disk."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from xlingbench.sinks.outbox import failure_text
+
+    wrapped = OperationalError("INSERT INTO metrics ...", {}, sqlite3.OperationalError("database or disk is full"))
+    try:
+        try:
+            raise wrapped
+        except OperationalError as inner:
+            raise RuntimeError("(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush block)") from inner
+    except RuntimeError as err:
+        assert failure_text(err) == "the disk is full (database or disk is full)"
+    assert failure_text(ConnectionError("connection refused\nretries exhausted")) == "connection refused"
+    assert failure_text(OSError(28, "No space left on device")).startswith("the disk is full (")

