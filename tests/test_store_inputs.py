@@ -77,3 +77,29 @@ def test_a_run_where_every_model_fails_leaves_no_store(tmp_path: Path) -> None:
                           "--cache-dir", str(tmp_path / "cache"))
     assert code == 2 and "failed" in output and "Traceback" not in output, output
     assert not store.exists() and not Path(f"{store}.lock").exists()
+
+
+def test_a_web_page_answering_as_the_tracking_server_is_a_user_error(tmp_path: Path) -> None:
+    """A server that answers 200 with an HTML page is named as not MLflow (exit 2), not an internal error."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server protocol)
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html><body>Welcome</body></html>")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        code, output = invoke("leaderboard", "--tracking-uri", f"http://127.0.0.1:{server.server_port}",
+                              "--format", "markdown", "--out", "-")
+    finally:
+        server.shutdown()
+    assert code == 2 and "answers, but not as an MLflow tracking server" in output and "Traceback" not in output, output
+    assert len(output.strip().splitlines()) == 1

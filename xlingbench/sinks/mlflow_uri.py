@@ -74,10 +74,14 @@ def check_server(uri: str) -> None:
         return
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=HEALTH_TIMEOUT_S) as reply:
-            if reply.status == 200:
-                return
+            status, body = reply.status, reply.read(64)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise UserError(f"the MLflow tracking server at {public_uri(uri)} did not answer ({err}).",
                         "Start it (README: 'A shared tracking server'), pass the right --tracking-uri, "
                         "or drop --tracking-uri to use the local SQLite store.") from err
+    if status == 200 and body.strip() == b"OK":  # what every MLflow server's /health answers
+        return
+    if status == 200:  # a web page, a proxy's login: something answers, but not MLflow
+        raise UserError(f"{public_uri(uri)} answers, but not as an MLflow tracking server (its /health said "
+                        f"{body[:40]!r}, not 'OK').", "Pass the address of the MLflow server itself as --tracking-uri.")
     raise UserError(f"the MLflow tracking server at {public_uri(uri)} is not healthy.", "Check the server's log.")
