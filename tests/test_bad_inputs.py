@@ -403,18 +403,18 @@ def test_crlf_bom_and_blank_tail_parallel_files_are_the_same_corpus(tmp_path: Pa
     assert all(c.sentences == corpora["lf"].sentences and len(c.sentences["en"]) == 30 for c in corpora.values())
 
 
-def test_a_tok_and_a_txt_of_one_language_read_the_tok(tmp_path: Path) -> None:
-    """Both ``data.en.tok`` and ``data.en.txt`` (different content) in one folder: the pre-tokenised
-    ``.tok`` is read, as documented (xlingbench.inputs.parallel_data), and the corpus says so."""
+def test_a_tok_and_a_txt_of_different_content_say_which_was_read(tmp_path: Path) -> None:
+    """Both ``data.en.tok`` and ``data.en.txt`` in one folder: the model reads the raw ``.txt`` and
+    the ``.tok`` gold words are located in it (xlingbench.inputs.gold_words). When the two files
+    do not hold the same text, no word is located and the corpus says so, word count included,
+    rather than reading one file silently."""
     from xlingbench.inputs.parallel_data import load_parallel
 
-    for name, files in {"both": {"en.tok": LINES, "en.txt": RAW, "de.tok": LINES}, "tok": {"en.tok": LINES, "de.tok": LINES}}.items():
-        for suffix, text in files.items():
-            (tmp_path / name).mkdir(exist_ok=True)
-            (tmp_path / name / f"data.{suffix}").write_text(text, encoding="utf-8")
-    both, tok = (load_parallel(str(tmp_path / name), ["en", "de"]) for name in ("both", "tok"))
-    assert both.fingerprint == tok.fingerprint and both.sentences == tok.sentences
-    assert both.word_tokenizer == "whitespace (.tok)"
+    for suffix, text in {"en.tok": LINES, "en.txt": RAW, "de.tok": LINES}.items():
+        (tmp_path / f"data.{suffix}").write_text(text, encoding="utf-8")
+    corpus = load_parallel(str(tmp_path), ["en", "de"])
+    words = sum(len(line.split()) for line in LINES.splitlines())
+    assert corpus.word_tokenizer == f"en: gold words (.tok) located in the raw text (.txt), {words} not located; de: whitespace (.tok)"
 
 
 def test_an_absurd_k_is_shrunk_with_a_line(tmp_path, tiny):

@@ -147,4 +147,5 @@ def test_bad_ks_is_a_user_error(ks: str) -> None:
 
 def test_ks_always_hold_the_headline_k() -> None:
     assert task.hit_ks(build("t3", task.Params, {"ks": "50,1"}).ks) == [1, 10, 50]
-    assert task.hit_ks(build("t3", task.Params, {"ks": ""}).ks) == [10]
+    with pytest.raises(UserError, match="ks= must list positive integers"):  # an empty list is a mistake (issue 18)
+        build("t3", task.Params, {"ks": ""})
