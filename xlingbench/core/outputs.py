@@ -101,7 +101,13 @@ def replace_outputs(folder: Path, command: str, files: dict[Path, str]) -> None:
 
     Everything is checked before the first file is written: a link inside the folder or a second
     writer holding the folder is one line and leaves the folder as it was."""
-    check_folder(folder, command)
+    try:
+        check_folder(folder, command)
+    except UserError:
+        if (folder / LOCK).exists():  # a writer mid-way (no marker yet) is named as such, not as a stranger's folder
+            with writing(folder, command):
+                pass
+        raise
     _create(folder)
     with writing(folder, command):
         written = claim_folder(folder, command)
