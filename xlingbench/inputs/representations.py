@@ -43,6 +43,7 @@ class ExtractionSettings:
     side: str = "encoder"
     max_length: int = 512
     batch_size: int = 16
+    layers: str = "all"  # the layers extracted and stored: "all" or a comma list, 0 = embedding output
 
 
 class Representations:
@@ -179,7 +180,7 @@ class Representations:
         return corpus.head(limit) if 0 < limit < len(corpus) else corpus
 
     def word_vectors(self, corpus: "ParallelCorpus", language: str, settings: ExtractionSettings) -> "WordVectors":
-        """Word vectors (float16, every layer) of the aligned sentences of ``language``: row i of
+        """Word vectors (float16, the layers ``settings.layers`` names) of the aligned sentences of ``language``: row i of
         sentence id k is a word of ``corpus.sentences[language][k]``. Extracted over all the
         language's lines, which depend on that language alone, so its vectors are computed once
         and shared by every pair and task that reads them; the aligned sentences are then selected."""
@@ -187,14 +188,16 @@ class Representations:
         return self.extract_vectors(
             lines.words, texts=lines.texts, spans=lines.spans, language=language, aggregation=settings.aggregation,
             side=settings.side, batch_size=settings.batch_size, max_length=settings.max_length, dtype=VECTOR_DTYPE,
+            layers=settings.layers,
         ).select(corpus.kept)
 
     def extract_vectors(
         self, sentences: list[list[str]], *, language: str, texts: list[str] | None = None, spans: list[list[tuple[int, int]]] | None = None,
         aggregation: str = "last", side: str = "encoder", batch_size: int = 16, max_length: int = 512, dtype: str = "float16",
-        shard_size: int = 256,
+        shard_size: int = 256, layers: str = "all",
     ) -> "WordVectors":
-        """Word vectors of ``sentences`` (lists of words) at every layer, from the cache when there
+        """Word vectors of ``sentences`` (lists of words) at ``layers`` ("all" or e.g. "0,6,12"),
+        from the cache when there, or from a stored entry holding more layers
         (:mod:`xlingbench.inputs.word_vectors`). ``texts[i]`` is what the model reads for sentence i
         and ``spans[i][j]`` the [start, end) of word j in it; without them, the words joined by
         single spaces. Computed under the entry's lock (a second process waits, then reads),
@@ -203,10 +206,13 @@ class Representations:
 
         texts, spans, side = vectors.check_request(
             sentences, texts, spans, arch=self.source.arch, language=language, aggregation=aggregation, side=side, dtype=dtype,
-            batch_size=batch_size, max_length=max_length, shard_size=shard_size)
+            layers=layers, batch_size=batch_size, max_length=max_length, shard_size=shard_size)
         key = self.key(**vectors.key_parts(texts, spans, language=language, aggregation=aggregation, side=side, dtype=dtype,
-                                           max_length=max_length))
+                                           max_length=max_length, layers=layers))
         with self.cache.lock(vectors.KIND, key) as entry:
+            superset = None if self.cache.is_complete(vectors.KIND, key) else vectors.stored_superset(self.cache, key)
+            if superset is not None:
+                return vectors.open_entry(superset, sentences)
             if not self.cache.is_complete(vectors.KIND, key):
                 model, tokenizer = self.model, self.tokenizer
                 with self.timed("extract"):

@@ -61,7 +61,7 @@ class ConceptParams:
 
     def extraction(self) -> ExtractionSettings:
         """The settings word vectors are extracted with."""
-        return ExtractionSettings(self.aggregation, self.side, self.max_length, self.batch_size)
+        return ExtractionSettings(self.aggregation, self.side, self.max_length, self.batch_size, self.layers)
 
 
 def layers_of(params: ConceptParams, num_layers: int) -> list[int]:
