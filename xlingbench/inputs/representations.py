@@ -44,6 +44,7 @@ class ExtractionSettings:
     max_length: int = 512
     batch_size: int = 16
     layers: str = "all"  # the layers extracted and stored: "all" or a comma list, 0 = embedding output
+    last_layer: str = "normed"  # the last layer after the model's final norm, or "prenorm": its input
 
 
 class Representations:
@@ -188,27 +189,28 @@ class Representations:
         return self.extract_vectors(
             lines.words, texts=lines.texts, spans=lines.spans, language=language, aggregation=settings.aggregation,
             side=settings.side, batch_size=settings.batch_size, max_length=settings.max_length, dtype=VECTOR_DTYPE,
-            layers=settings.layers,
+            layers=settings.layers, last_layer=settings.last_layer,
         ).select(corpus.kept)
 
     def extract_vectors(
         self, sentences: list[list[str]], *, language: str, texts: list[str] | None = None, spans: list[list[tuple[int, int]]] | None = None,
         aggregation: str = "last", side: str = "encoder", batch_size: int = 16, max_length: int = 512, dtype: str = "float16",
-        shard_size: int = 256, layers: str = "all",
+        shard_size: int = 256, layers: str = "all", last_layer: str = "normed",
     ) -> "WordVectors":
         """Word vectors of ``sentences`` (lists of words) at ``layers`` ("all" or e.g. "0,6,12"),
         from the cache when there, or from a stored entry holding more layers
         (:mod:`xlingbench.inputs.word_vectors`). ``texts[i]`` is what the model reads for sentence i
         and ``spans[i][j]`` the [start, end) of word j in it; without them, the words joined by
-        single spaces. Computed under the entry's lock (a second process waits, then reads),
+        single spaces. ``last_layer="prenorm"`` takes the last layer before the model's final norm
+        (:mod:`xlingbench.inputs.hidden_states`). Computed under the entry's lock (a second process waits, then reads),
         loading timed as "load" and the rest as "extract", published whole."""
         from xlingbench.inputs import word_vectors as vectors
 
         texts, spans, side = vectors.check_request(
             sentences, texts, spans, arch=self.source.arch, language=language, aggregation=aggregation, side=side, dtype=dtype,
-            layers=layers, batch_size=batch_size, max_length=max_length, shard_size=shard_size)
+            layers=layers, last_layer=last_layer, batch_size=batch_size, max_length=max_length, shard_size=shard_size)
         key = self.key(**vectors.key_parts(texts, spans, language=language, aggregation=aggregation, side=side, dtype=dtype,
-                                           max_length=max_length, layers=layers))
+                                           max_length=max_length, layers=layers, last_layer=last_layer))
         with self.cache.lock(vectors.KIND, key) as entry:
             superset = None if self.cache.is_complete(vectors.KIND, key) else vectors.stored_superset(self.cache, key)
             if superset is not None:

@@ -56,7 +56,7 @@ from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
 from xlingbench.inputs.cache import Cache, allocate, disk_space, require_space, write_atomic
 from xlingbench.inputs.gold_words import Span
-from xlingbench.inputs.hidden_states import CONTEXT, Forward, effective_side, forward_fn, probe
+from xlingbench.inputs.hidden_states import CONTEXT, Forward, check_last_layer, effective_side, forward_fn, probe
 from xlingbench.inputs.segmentation import spaced
 from xlingbench.inputs.word_reading import Reader, Window, model_positions
 
@@ -118,25 +118,28 @@ class WordVectors:
 
 def check_request(
     sentences: list[list[str]], texts: list[str] | None, spans: list[list[Span]] | None, *, arch: str, language: str,
-    aggregation: str, side: str, dtype: str, layers: str = "all", **sizes: int,
+    aggregation: str, side: str, dtype: str, layers: str = "all", last_layer: str = "normed", **sizes: int,
 ) -> tuple[list[str], list[list[Span]], str]:
     """The texts and word spans to read and the states taken ("encoder", "decoder", "causal"),
     every option checked before anything is loaded (see :func:`key_parts` for what they mean)."""
     _check_options(sentences, aggregation, dtype, language, **sizes)
     layer_set(layers)
+    check_last_layer(last_layer)
     texts, spans = _texts_and_spans(sentences, texts, spans)
     return texts, spans, effective_side(arch, side)
 
 
 def key_parts(texts: list[str], spans: list[list[Span]], *, language: str, aggregation: str, side: str, dtype: str,
-              max_length: int, layers: str = "all") -> dict[str, Any]:
+              max_length: int, layers: str = "all", last_layer: str = "normed") -> dict[str, Any]:
     """What decides the vectors, besides the model (the caller adds model, revision and dtype).
 
     ``texts[i]`` is what the model reads for sentence i and ``spans[i][j]`` the [start, end) of
     its word j: they are hashed, so the key changes with the text read. ``layers`` is kept in
-    one spelling ("all", or the sorted layers "0,6,12") so equal sets share an entry."""
+    one spelling ("all", or the sorted layers "0,6,12") so equal sets share an entry; ``last_layer``
+    is in the key only when it is not the default, so default keys stay what they were."""
     return {"layers": layer_set(layers), "aggregation": aggregation, "side": side, "dtype": dtype, "max_length": max_length,
-            "language": language, "text_sha256": _text_hash(texts, spans), "format": _FORMAT}
+            "language": language, "text_sha256": _text_hash(texts, spans), "format": _FORMAT,
+            **({"last_layer": last_layer} if last_layer != "normed" else {})}
 
 
 def layer_set(layers: str) -> str:
@@ -190,7 +193,7 @@ def extract_into(
     what an interrupted run left there; ``shard_size`` sentences are finished between two
     progress markers. The caller holds the entry's lock and publishes the folder."""
     side = key["side"]
-    forward = forward_fn(model, tokenizer, side, encoder_decoder, device)
+    forward = forward_fn(model, tokenizer, side, encoder_decoder, device, key.get("last_layer", "normed"))
     reader = Reader(tokenizer, min(key["max_length"], model_positions(model)), causal=side != "encoder")
     _compute(forward, device, reader, texts, spans, key, partial, key["aggregation"], key["dtype"], batch_size, shard_size)
 
@@ -420,6 +423,7 @@ def _finish(partial: Path, key: dict[str, Any], plan: dict[str, Any], marker: di
         "side": key["side"], "aggregation": aggregation, "dtype": key["dtype"], "max_length": key["max_length"],
         "max_length_read": plan["max_length_read"],
         "language": key["language"], "text_sha256": key["text_sha256"], "context": CONTEXT[key["side"]],
+        "last_layer": key.get("last_layer", "normed"),
         "sentences": plan["sentences"], "words": plan["rows"], "layers": marker["layers"], "stored_layers": marker["stored"],
         "hidden_size": marker["hidden"],
         "words_lost": plan["words_lost"], "words_without_subwords": plan["words_without_subwords"],
