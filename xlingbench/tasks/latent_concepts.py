@@ -16,6 +16,7 @@ from xlingbench.compute.normalise import top_dimension_shares
 from xlingbench.core.errors import UserError
 from xlingbench.core.task import Chart
 from xlingbench.inputs.representations import VECTOR_DTYPE, ExtractionSettings
+from xlingbench.inputs.word_vectors import token_metrics
 
 if TYPE_CHECKING:
     from xlingbench.inputs.parallel_data import ParallelCorpus
@@ -119,11 +120,13 @@ def variance_chart() -> Chart:
 
 
 def extraction_metrics(vectors: dict[str, Any], k_used: dict[str, int]) -> dict[str, float]:
-    """What the run logs about its inputs per language: the K used, words lost to length limits."""
+    """What the run logs about its inputs per language: the K used, words lost to length limits,
+    subwords per word read and the growth the spaced reading would bring (:func:`token_metrics`)."""
     metrics = {f"k_used/{lang}": float(k) for lang, k in k_used.items()}
     for lang, found in vectors.items():
         metrics[f"words_lost/{lang}"] = float(found.info.get("words_lost", 0))
         metrics[f"words_without_subwords/{lang}"] = float(found.info.get("words_without_subwords", 0))
+        metrics.update(token_metrics(lang, found.info))
     return metrics
 
 
