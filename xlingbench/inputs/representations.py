@@ -158,8 +158,9 @@ class Representations:
 
         digest = hashlib.sha256(np.ascontiguousarray(query_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
         parts = {"k": k, "exclude_self": True, "queries_sha256": digest, "queries": len(query_ids), "order": "float64 score, then id"}
-        unit = self.vocabulary.unit_embeddings
-        return self._cached("neighbours", parts, lambda: {"ids": top_k_neighbours(unit, query_ids, k, device=self.device)[0]})["ids"]
+        matrix = self.vocabulary.embeddings  # normalised as needed: no unit copy of the whole vocabulary
+        return self._cached("neighbours", parts, lambda: {"ids": top_k_neighbours(matrix, query_ids, k, device=self.device,
+                                                                                   normalise=True)[0]})["ids"]
 
     def dictionaries(self, spec: str, targets: Sequence[str] = ()) -> list["Dictionary"]:
         """Bilingual en-X dictionaries ("cldr", "muse" downloaded into the cache, or files)."""
