@@ -38,6 +38,13 @@ bfloat16), labels planted like the tokenizers' (Latin half, ten other scripts sh
 RSS over the matrix as a multiple of the matrix (goal: at most 3x). ``XLINGBENCH_BENCH_MATRICES``
 picks them (comma-separated names).
 
+``test_neighbour_memory_in_model_dtype``: tasks 2-3's similarity work on the same random matrices,
+held as the model holds it (``model``: its own dtype) or as ``Vocabulary`` holds it (``float32``):
+task 2's exact top-50 for ``XLINGBENCH_BENCH_QUERIES`` queries and task 3's ranks of 1-3 targets a
+query, both with ``normalise=True`` (rows normalised a block at a time, no unit copy of the whole
+vocabulary). Peak RSS over the matrix as a multiple of the matrix in the model's dtype, and the
+total with the matrix as held (goal: at most 3x in all).
+
 ``ns_per_element`` = seconds / (scored rows x d): flat across shapes means linear in V x d; the
 summary at the end lists it per phase and shape (extraction: microseconds per word).
 ``XLINGBENCH_BENCH_SHAPES`` picks shapes (comma-separated names). Run:
@@ -60,7 +67,7 @@ from benchmarks.bench_extraction import fresh
 from benchmarks.bench_loading import PEAK_BUDGET, _status_kib, measure
 from tests.tiny_models import shaped_checkpoint
 from xlingbench.compute.categories import label_vocabulary, paper_category
-from xlingbench.compute.neighbours import top_k_neighbours
+from xlingbench.compute.neighbours import best_target_ranks, top_k_neighbours
 from xlingbench.compute.separability import separability
 from xlingbench.compute.surface import WORD_START
 from xlingbench.inputs.dictionaries import load_dictionaries
@@ -328,3 +335,34 @@ def test_probe_memory_in_model_dtype(benchmark, name):
     print(f"\nprobe        {name:13s} {rows:>7,} x {width:<5} {dtype:8s} {seconds:7.1f} s  peak {peak / size:4.2f}x of {size >> 20} MB")
     assert abs(found.accuracy - 0.5) < 0.03  # random rows: every probe scores chance
     assert peak <= PROBE_BUDGET * size
+
+
+@pytest.mark.parametrize("held", ["model", "float32"])
+@pytest.mark.parametrize("name", os.environ.get("XLINGBENCH_BENCH_MATRICES", ",".join(MATRICES)).split(","))
+def test_neighbour_memory_in_model_dtype(benchmark, name, held):
+    """Tasks 2-3's neighbours and ranks over a whole random matrix: every row is normalised a block at a
+    time as the similarities need it, so the peak over the matrix is the query chunks' buffers."""
+    import torch
+
+    rows, width, dtype = MATRICES[name]
+    matrix = torch.randn(rows, width, generator=torch.Generator().manual_seed(150)).to(getattr(torch, dtype))
+    model_size = matrix.element_size() * matrix.numel()
+    if held == "float32":
+        matrix = matrix.float().numpy()
+    rng = np.random.default_rng(150)
+    queries = np.sort(rng.choice(rows, QUERIES, replace=False))
+    groups = [[rng.choice(rows, rng.integers(1, 4), replace=False)] for _ in queries]
+
+    def tasks_2_and_3() -> tuple[np.ndarray, list[np.ndarray]]:
+        return (top_k_neighbours(matrix, queries, NEIGHBOURS, normalise=True)[0],
+                best_target_ranks(matrix, queries, groups, normalise=True))
+
+    (ids, ranks), seconds, peak = benchmark.pedantic(measure, args=(tasks_2_and_3,), rounds=1, iterations=1)
+    held_size = matrix.nbytes if isinstance(matrix, np.ndarray) else model_size
+    total = (held_size + peak) / model_size
+    benchmark.extra_info.update(matrix=name, held=held, V=rows, d=width, dtype=dtype, seconds=round(seconds, 1),
+                                peak_x_matrix=round(peak / model_size, 3), total_x_matrix=round(total, 3))
+    print(f"\nneighbours   {name:13s} {rows:>7,} x {width:<5} {dtype:8s} held {held:8s} {seconds:7.1f} s  "
+          f"peak {peak / model_size:4.2f}x, with the matrix {total:4.2f}x of {model_size >> 20} MB")
+    assert ids.shape == (QUERIES, NEIGHBOURS) and len(ranks) == QUERIES
+    assert total <= PROBE_BUDGET

@@ -7,7 +7,11 @@ into one reused ``chunk_size x V`` buffer (512 x 250k float32 = 0.5 GB), whateve
 of queries; reusing it spares the page faults of a fresh allocation per chunk.
 
 Inputs are L2-normalised rows (``Vocabulary.unit_embeddings``), so cosine similarity is a dot
-product, computed with torch on ``device``.
+product, computed with torch on ``device``; or, with ``normalise=True``, the raw matrix in any
+dtype (a bfloat16 tensor too), whose rows are normalised a block of ``rows.CHUNK`` rows at a time
+as they are needed (:func:`xlingbench.compute.rows.unit_rows`: bit-identical to the unit matrix's
+rows), so no unit copy of the whole vocabulary is ever made: at an 8B model's shape that copy was
+2 GB beside the 2 GB float32 matrix. The cost is one more pass over the matrix per chunk of queries.
 
 Top-k is screen, then prove. A screening matmul (float32, or float16/bfloat16 where
 ``precision`` asks: the default on CUDA) picks the ``k + margin`` best candidates of each row;
@@ -32,10 +36,11 @@ chunk at once, one comparison pass per group of targets.
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
+from xlingbench.compute.rows import CHUNK, float32_rows, unit_rows
 from xlingbench.core.progress import progress
 
 if TYPE_CHECKING:
@@ -46,7 +51,9 @@ GROUP = 64  # columns per group maximum: small enough that n groups hold few spa
 #: screening precision -> candidates kept beyond k; a coarser screen needs a wider net
 MARGINS = {"float32": 8, "float16": 32, "bfloat16": 128}
 COUNT_TILE = 256  # columns compared at once when counting ranks: 512 x 256 float32 = 0.5 MB, within a core's L2
-BUDGET = 2**17  # candidates rescored at once: 0.2 GB float32 + 0.4 GB float64 at width 384
+#: candidate values rescored at once (candidates x width): 0.2 GB float32 + 0.4 GB float64, at any
+#: width (2**17 candidates at e5's 384; a count of candidates alone made 6.4 GB at an 8B model's 4096)
+BUDGET = 2**17 * 384
 
 
 def top_k_neighbours(
@@ -60,6 +67,7 @@ def top_k_neighbours(
     chunk_size: int = DEFAULT_CHUNK,
     precision: str = "auto",
     margin: int | None = None,
+    normalise: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most similar rows of ``unit`` for each query id: (ids, similarities), each Q x k.
 
@@ -85,12 +93,11 @@ def top_k_neighbours(
     n = min(len(unit), k + (MARGINS[precision] if margin is None else margin))
     ids_out = np.empty((len(query_ids), k), dtype=np.int64)
     sims_out = np.empty((len(query_ids), k), dtype=np.float32)
-    matrix = _on_device(unit, device)
-    screen_matrix = matrix.to(_dtype(precision))
+    matrix = _rows(unit, device, normalise)
     bound = screening_error(precision, unit.shape[1])
-    for start, screen, excluded in _similarity_chunks(screen_matrix, query_ids, exclude_self, exclude, chunk_size):
+    for start, screen, excluded in _similarity_chunks(matrix, query_ids, exclude_self, exclude, chunk_size, _dtype(precision)):
         _mask(screen, excluded)
-        rows = matrix[_tensor(query_ids[start : start + len(screen)], matrix.device)]
+        rows = matrix.gather(_tensor(query_ids[start : start + len(screen)], matrix.device))
         ids, vals = _proven_top_k(matrix, rows, screen, k, n, bound)
         ids_out[start : start + len(ids)] = ids.cpu().numpy()
         sims_out[start : start + len(ids)] = vals.cpu().numpy()
@@ -106,6 +113,7 @@ def best_target_ranks(
     exclude: Sequence[np.ndarray] | None = None,
     device: str = "cpu",
     chunk_size: int = DEFAULT_CHUNK,
+    normalise: bool = False,
 ) -> list[np.ndarray]:
     """For each query and each of its (non-empty) groups of target ids, the rank of the group's
     best target (0 = nearest): one array per query, one rank per group.
@@ -131,11 +139,11 @@ def best_target_ranks(
     import torch
 
     order = np.argsort([-len(groups) for groups in target_groups], kind="stable")  # most groups first
-    matrix = _on_device(unit, device)
+    matrix = _rows(unit, device, normalise)
     ranks: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(query_ids)
     above = torch.empty((min(chunk_size, len(query_ids)), min(COUNT_TILE, len(unit))), device=matrix.device)
     chunks = _similarity_chunks(matrix, query_ids[order], exclude_self,
-                                None if exclude is None else [exclude[i] for i in order], chunk_size)
+                                None if exclude is None else [exclude[i] for i in order], chunk_size, torch.float32)
     for start, sims, excluded in chunks:
         positions = order[start : start + len(sims)]
         best = _best_scores(sims, [target_groups[i] for i in positions])  # before masking
@@ -191,6 +199,81 @@ def _dtype(precision: str) -> "torch.dtype":
     return getattr(torch, precision)
 
 
+class _Held:
+    """Unit rows held whole, as one float32 tensor on the device (the caller's unit matrix)."""
+
+    def __init__(self, matrix: "torch.Tensor") -> None:
+        self.matrix, self.device, self.shape = matrix, matrix.device, matrix.shape
+        self._half: "torch.Tensor | None" = None
+
+    def __len__(self) -> int:
+        return len(self.matrix)
+
+    def gather(self, ids: "torch.Tensor") -> "torch.Tensor":
+        """Unit rows ``ids`` (any shape of ids; float32)."""
+        return self.matrix[ids]
+
+    def similarities(self, queries: "torch.Tensor", out: "torch.Tensor") -> None:
+        """``out`` = ``queries`` x every row, in ``out``'s dtype."""
+        import torch
+
+        matrix = self.matrix if out.dtype == self.matrix.dtype else self._screen(out.dtype)
+        torch.mm(queries.to(out.dtype), matrix.T, out=out)
+
+    def _screen(self, dtype: "torch.dtype") -> "torch.Tensor":
+        """The matrix in a half-precision screening dtype, converted once."""
+        if self._half is None or self._half.dtype != dtype:
+            self._half = self.matrix.to(dtype)
+        return self._half
+
+
+class _Normalised:
+    """Unit rows of a raw matrix (numpy, or a torch tensor of any float dtype, on the CPU),
+    normalised a block at a time when they are needed: never a unit copy of the whole matrix."""
+
+    def __init__(self, raw: Any, device: str) -> None:
+        import torch
+
+        self.raw, self.device, self.shape = raw, torch.device(device), tuple(raw.shape)
+        for start in range(0, len(raw), CHUNK):  # a block at a time: the finiteness check copies nothing whole
+            block = float32_rows(raw, np.arange(start, min(start + CHUNK, len(raw))))
+            if not np.isfinite(block).all():
+                raise ValueError("the matrix holds NaN or infinite values; similarities would be meaningless")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def gather(self, ids: "torch.Tensor") -> "torch.Tensor":
+        import torch
+
+        flat = unit_rows(self.raw, ids.flatten().cpu().numpy())
+        return torch.from_numpy(flat).to(self.device).view(*ids.shape, self.shape[1])
+
+    def similarities(self, queries: "torch.Tensor", out: "torch.Tensor") -> None:
+        import torch
+
+        queries = queries.to(out.dtype)
+        for start in range(0, len(self), CHUNK):
+            block = torch.from_numpy(unit_rows(self.raw, np.arange(start, min(start + CHUNK, len(self))))).to(self.device)
+            out[:, start : start + len(block)] = queries @ block.to(out.dtype).T
+
+
+def _rows(unit: Any, device: str, normalise: bool) -> "_Held | _Normalised":
+    """The rows similarities are taken over: ``unit`` held on ``device``; or, for a raw matrix,
+    normalised as needed on the CPU, and normalised block by block into one device tensor on an
+    accelerator (whose memory holds that copy, not the host's)."""
+    import torch
+
+    if not normalise:
+        return _Held(_on_device(unit, device))
+    if torch.device(device).type == "cpu":
+        return _Normalised(unit, device)
+    held = torch.empty(tuple(unit.shape), dtype=torch.float32, device=device)
+    for start in range(0, len(unit), CHUNK):
+        held[start : start + CHUNK] = torch.from_numpy(unit_rows(unit, np.arange(start, min(start + CHUNK, len(unit)))))
+    return _Held(_finite(held))
+
+
 def _on_device(unit: np.ndarray, device: str) -> "torch.Tensor":
     """``unit`` as a float32 tensor on ``device``; ValueError if it holds NaN or infinities.
 
@@ -198,7 +281,13 @@ def _on_device(unit: np.ndarray, device: str) -> "torch.Tensor":
     """
     import torch
 
-    matrix = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32)).to(device)
+    return _finite(torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32)).to(device))
+
+
+def _finite(matrix: "torch.Tensor") -> "torch.Tensor":
+    """``matrix``, or a ValueError if it holds NaN or infinities (one min/max pass: NaN propagates)."""
+    import torch
+
     if matrix.numel() and not all(torch.isfinite(v) for v in torch.aminmax(matrix)):
         raise ValueError("unit holds NaN or infinite values; similarities would be meaningless")
     return matrix
@@ -210,22 +299,22 @@ def _tensor(values: np.ndarray, device: "torch.device") -> "torch.Tensor":
     return torch.as_tensor(values, device=device)
 
 
-def _similarity_chunks(matrix: "torch.Tensor", query_ids: np.ndarray, exclude_self: bool,
-                       exclude: Sequence[np.ndarray] | None,
-                       chunk_size: int) -> Iterator[tuple[int, "torch.Tensor", tuple]]:
-    """Yield (start, chunk x V similarities in ``matrix``'s dtype, excluded cells for ``_mask``).
+def _similarity_chunks(matrix: "_Held | _Normalised", query_ids: np.ndarray, exclude_self: bool,
+                       exclude: Sequence[np.ndarray] | None, chunk_size: int,
+                       dtype: "torch.dtype") -> Iterator[tuple[int, "torch.Tensor", tuple]]:
+    """Yield (start, chunk x V similarities in ``dtype``, excluded cells for ``_mask``).
 
     The yielded block is a view of one buffer reused by the next chunk: consume it first.
     """
     import torch
 
-    buffer = torch.empty((min(chunk_size, len(query_ids)), len(matrix)), dtype=matrix.dtype, device=matrix.device)
+    buffer = torch.empty((min(chunk_size, len(query_ids)), len(matrix)), dtype=dtype, device=matrix.device)
     starts = range(0, len(query_ids), chunk_size)
     for start in progress(starts, desc="neighbours", total=len(starts), unit="chunk"):
         rows = query_ids[start : start + chunk_size]
         sims = buffer[: len(rows)]
         with _float32_accumulation():
-            torch.mm(matrix[_tensor(rows, matrix.device)], matrix.T, out=sims)
+            matrix.similarities(matrix.gather(_tensor(rows, matrix.device)), sims)
         extra = None if exclude is None else exclude[start : start + chunk_size]
         yield start, sims, _excluded_cells(rows, exclude_self, extra)
 
@@ -260,13 +349,13 @@ def _float32_accumulation() -> Iterator[None]:
         flags.allow_fp16_reduced_precision_reduction, flags.allow_bf16_reduced_precision_reduction = saved
 
 
-def _proven_top_k(matrix: "torch.Tensor", rows: "torch.Tensor", screen: "torch.Tensor", k: int, n: int,
+def _proven_top_k(matrix: "_Held | _Normalised", rows: "torch.Tensor", screen: "torch.Tensor", k: int, n: int,
                   bound: float) -> tuple["torch.Tensor", "torch.Tensor"]:
     """Top ``k`` of each screened row, exact: ``n`` candidates rescored, unproven rows widened.
 
     A widened row takes every column whose bound reaches its k-th exact score (at least twice
     ``n``), and is proven again; at ``n = V`` nothing is left out and the proof is trivial.
-    Rows go in batches of at most ``BUDGET`` candidates, which bounds the float64 copies.
+    Rows go in batches of at most ``BUDGET`` candidate values, which bounds the float64 copies.
     """
     import torch
 
@@ -275,7 +364,7 @@ def _proven_top_k(matrix: "torch.Tensor", rows: "torch.Tensor", screen: "torch.T
     pending = torch.arange(len(rows), device=screen.device)
     while len(pending):
         unproven = []
-        for part in pending.split(max(1, BUDGET // n)):
+        for part in pending.split(max(1, BUDGET // (n * matrix.shape[1]))):
             at = _as_slice(part)
             ids[at], vals[at], failed = _rescored_top_k(matrix, rows[at], screen[at], k, n, bound)
             unproven.append(part[failed])
@@ -294,7 +383,7 @@ def _as_slice(part: "torch.Tensor") -> "slice | torch.Tensor":
     return slice(first, last + 1) if last + 1 - first == len(part) else part
 
 
-def _rescored_top_k(matrix: "torch.Tensor", rows: "torch.Tensor", screen: "torch.Tensor", k: int, n: int,
+def _rescored_top_k(matrix: "_Held | _Normalised", rows: "torch.Tensor", screen: "torch.Tensor", k: int, n: int,
                     bound: float) -> tuple["torch.Tensor", "torch.Tensor", "torch.Tensor"]:
     """(ids, float64 scores) of the exact top ``k`` among ``n`` best-screened columns, and the
     positions of rows where a column left out might still belong in the top ``k``."""
@@ -330,11 +419,11 @@ def _top_candidates(screen: "torch.Tensor", n: int) -> "torch.Tensor":
     return columns.gather(1, torch.topk(screen.gather(1, columns), n, dim=1, sorted=False).indices)
 
 
-def _exact(matrix: "torch.Tensor", rows: "torch.Tensor", columns: "torch.Tensor") -> "torch.Tensor":
+def _exact(matrix: "_Held | _Normalised", rows: "torch.Tensor", columns: "torch.Tensor") -> "torch.Tensor":
     """float64 dot products of each query row with its own candidate rows (R x C)."""
     import torch
 
-    return torch.bmm(matrix[columns].double(), rows.double()[:, :, None])[:, :, 0]
+    return torch.bmm(matrix.gather(columns).double(), rows.double()[:, :, None])[:, :, 0]
 
 
 def _ordered(columns: "torch.Tensor", scores: "torch.Tensor", k: int) -> tuple["torch.Tensor", "torch.Tensor"]:

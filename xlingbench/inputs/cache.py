@@ -133,6 +133,21 @@ class Cache:
         """Whether a complete entry for ``parts`` exists."""
         return (self.entry_dir(kind, parts) / _META).is_file()
 
+    def entries(self, kind: str) -> Iterator[tuple[Path, dict[str, Any]]]:
+        """Every complete entry of ``kind`` with the key parts it was published under, in name order.
+
+        Why: an entry that holds more than a key asks for (word vectors of more layers) can answer
+        it, and only the parts recorded at publication say which entries those are. An entry whose
+        ``meta.json`` cannot be read is skipped, never trusted.
+        """
+        for meta in sorted((self.root / kind).glob(f"*/{_META}")):
+            try:
+                parts = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(parts, dict):
+                yield meta.parent, parts
+
     def load(self, kind: str, parts: Mapping[str, Any], mmap: bool = False) -> dict[str, np.ndarray] | None:
         """The arrays of a complete entry, or None when there is none."""
         if not self.is_complete(kind, parts):

@@ -6,6 +6,13 @@ right behind the decoder start token, with an empty encoder input, so the state 
 seen the tokens before i only. Decoder-only models give their causal states (position i has seen
 tokens up to i). Each kind is a :data:`Forward`: (input_ids, attention_mask) -> hidden states of
 layers 0..L (0 = embedding output).
+
+The last layer: transformers gives the last hidden state after the model's final norm (Llama,
+Gemma, Qwen, Mistral ``model.norm``; GPT-2 ``ln_f``; T5 ``final_layer_norm``) and every other
+state before any norm, so the last layer is on another scale than the rest. ``last_layer="prenorm"``
+takes the input of that final norm instead (the last block's output, the residual stream), read
+with a forward pre-hook on the module :func:`final_norm` finds; a model without one (BERT-type
+encoders, whose blocks each end in their own LayerNorm) is refused in one line.
 """
 from __future__ import annotations
 
@@ -24,6 +31,12 @@ CONTEXT = {
 }
 
 Forward = Callable[["torch.Tensor", "torch.Tensor"], Sequence["torch.Tensor"]]
+#: which last layer is taken: after the final norm (as transformers returns it), or its input
+LAST_LAYERS = ("normed", "prenorm")
+#: names of a model's final norm, by architecture (Llama/Gemma/Qwen/Mistral, GPT-2/BLOOM, T5/OPT, Phi, Mamba)
+_FINAL_NORMS = ("norm", "ln_f", "final_layer_norm", "final_layernorm", "norm_f")
+#: where that norm sits below the module called: itself, or its base model
+_HOLDERS = ("", "model", "transformer", "decoder", "gpt_neox", "backbone")
 
 
 def effective_side(arch: str, side: str) -> str:
@@ -40,8 +53,66 @@ def effective_side(arch: str, side: str) -> str:
 # ---------------------------------------------------------------- model calls
 
 
-def forward_fn(model: Any, tokenizer: Any, side: str, encoder_decoder: bool, device: str) -> Forward:
-    """A function (input_ids, attention_mask) -> hidden states of layers 0..L for ``side``."""
+def forward_fn(model: Any, tokenizer: Any, side: str, encoder_decoder: bool, device: str, last_layer: str = "normed") -> Forward:
+    """A function (input_ids, attention_mask) -> hidden states of layers 0..L for ``side``, the
+    last one after the final norm or, with ``last_layer="prenorm"``, before it."""
+    forward = _states_fn(model, tokenizer, side, encoder_decoder, device)
+    if last_layer == "normed":
+        return forward
+    if side == "decoder":
+        return _before_final_norm(forward, final_norm(model.get_decoder(), model))
+    return _before_final_norm(forward, final_norm(model.get_encoder() if encoder_decoder else model, model))
+
+
+def check_last_layer(last_layer: str) -> None:
+    """``last_layer`` is one of :data:`LAST_LAYERS` (checked before anything loads)."""
+    if last_layer not in LAST_LAYERS:
+        raise UserError(f"Unknown last_layer {last_layer!r}.", f"Use one of {LAST_LAYERS}.")
+
+
+def final_norm(module: Any, model: Any) -> Any:
+    """The norm ``module`` applies after its last block (see :data:`_FINAL_NORMS`), or a UserError."""
+    import torch
+
+    for holder in _HOLDERS:
+        base = getattr(module, holder, None) if holder else module
+        for name in _FINAL_NORMS:
+            found = getattr(base, name, None) if isinstance(base, torch.nn.Module) else None
+            if isinstance(found, torch.nn.Module):
+                return found
+    raise UserError(
+        f"{type(model).__name__} has no final norm after its last layer, so it has no pre-norm last layer "
+        "(its last hidden state is its last block's output already).",
+        "Leave last_layer=normed for this model.",
+    )
+
+
+def _before_final_norm(forward: Forward, norm: Any) -> Forward:
+    """``forward`` with its last state replaced by the input of ``norm``, read by a pre-hook; the
+    first call checks that ``norm`` of that input is the last state (the right module was found)."""
+    checked: list[bool] = []
+
+    def prenorm(ids: "torch.Tensor", mask: "torch.Tensor") -> Sequence["torch.Tensor"]:
+        import torch
+
+        seen: list["torch.Tensor"] = []
+        handle = norm.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        try:
+            states = forward(ids, mask)
+        finally:
+            handle.remove()
+        if len(seen) != 1 or seen[0].shape != states[-1].shape or not (
+                checked or torch.allclose(norm(seen[0]).float(), states[-1].float(), rtol=1e-3, atol=1e-3)):
+            raise UserError(f"{type(norm).__name__} is not the norm that gives this model's last hidden state, "
+                            "so its pre-norm last layer cannot be read.", "Leave last_layer=normed for this model.")
+        checked.append(True)
+        return (*states[:-1], seen[0])
+
+    return prenorm
+
+
+def _states_fn(model: Any, tokenizer: Any, side: str, encoder_decoder: bool, device: str) -> Forward:
+    """The plain forward (every state as transformers returns it) for ``side``."""
     if side == "decoder":
         return _teacher_forced(model, tokenizer, device)
     module = model.get_encoder() if encoder_decoder else model

@@ -43,6 +43,8 @@ class ExtractionSettings:
     side: str = "encoder"
     max_length: int = 512
     batch_size: int = 16
+    layers: str = "all"  # the layers extracted and stored: "all" or a comma list, 0 = embedding output
+    last_layer: str = "normed"  # the last layer after the model's final norm, or "prenorm": its input
 
 
 class Representations:
@@ -156,8 +158,9 @@ class Representations:
 
         digest = hashlib.sha256(np.ascontiguousarray(query_ids, dtype=np.int64).tobytes()).hexdigest()[:16]
         parts = {"k": k, "exclude_self": True, "queries_sha256": digest, "queries": len(query_ids), "order": "float64 score, then id"}
-        unit = self.vocabulary.unit_embeddings
-        return self._cached("neighbours", parts, lambda: {"ids": top_k_neighbours(unit, query_ids, k, device=self.device)[0]})["ids"]
+        matrix = self.vocabulary.embeddings  # normalised as needed: no unit copy of the whole vocabulary
+        return self._cached("neighbours", parts, lambda: {"ids": top_k_neighbours(matrix, query_ids, k, device=self.device,
+                                                                                   normalise=True)[0]})["ids"]
 
     def dictionaries(self, spec: str, targets: Sequence[str] = ()) -> list["Dictionary"]:
         """Bilingual en-X dictionaries ("cldr", "muse" downloaded into the cache, or files)."""
@@ -179,7 +182,7 @@ class Representations:
         return corpus.head(limit) if 0 < limit < len(corpus) else corpus
 
     def word_vectors(self, corpus: "ParallelCorpus", language: str, settings: ExtractionSettings) -> "WordVectors":
-        """Word vectors (float16, every layer) of the aligned sentences of ``language``: row i of
+        """Word vectors (float16, the layers ``settings.layers`` names) of the aligned sentences of ``language``: row i of
         sentence id k is a word of ``corpus.sentences[language][k]``. Extracted over all the
         language's lines, which depend on that language alone, so its vectors are computed once
         and shared by every pair and task that reads them; the aligned sentences are then selected."""
@@ -187,26 +190,32 @@ class Representations:
         return self.extract_vectors(
             lines.words, texts=lines.texts, spans=lines.spans, language=language, aggregation=settings.aggregation,
             side=settings.side, batch_size=settings.batch_size, max_length=settings.max_length, dtype=VECTOR_DTYPE,
+            layers=settings.layers, last_layer=settings.last_layer,
         ).select(corpus.kept)
 
     def extract_vectors(
         self, sentences: list[list[str]], *, language: str, texts: list[str] | None = None, spans: list[list[tuple[int, int]]] | None = None,
         aggregation: str = "last", side: str = "encoder", batch_size: int = 16, max_length: int = 512, dtype: str = "float16",
-        shard_size: int = 256,
+        shard_size: int = 256, layers: str = "all", last_layer: str = "normed",
     ) -> "WordVectors":
-        """Word vectors of ``sentences`` (lists of words) at every layer, from the cache when there
+        """Word vectors of ``sentences`` (lists of words) at ``layers`` ("all" or e.g. "0,6,12"),
+        from the cache when there, or from a stored entry holding more layers
         (:mod:`xlingbench.inputs.word_vectors`). ``texts[i]`` is what the model reads for sentence i
         and ``spans[i][j]`` the [start, end) of word j in it; without them, the words joined by
-        single spaces. Computed under the entry's lock (a second process waits, then reads),
+        single spaces. ``last_layer="prenorm"`` takes the last layer before the model's final norm
+        (:mod:`xlingbench.inputs.hidden_states`). Computed under the entry's lock (a second process waits, then reads),
         loading timed as "load" and the rest as "extract", published whole."""
         from xlingbench.inputs import word_vectors as vectors
 
         texts, spans, side = vectors.check_request(
             sentences, texts, spans, arch=self.source.arch, language=language, aggregation=aggregation, side=side, dtype=dtype,
-            batch_size=batch_size, max_length=max_length, shard_size=shard_size)
+            layers=layers, last_layer=last_layer, batch_size=batch_size, max_length=max_length, shard_size=shard_size)
         key = self.key(**vectors.key_parts(texts, spans, language=language, aggregation=aggregation, side=side, dtype=dtype,
-                                           max_length=max_length))
+                                           max_length=max_length, layers=layers, last_layer=last_layer))
         with self.cache.lock(vectors.KIND, key) as entry:
+            superset = None if self.cache.is_complete(vectors.KIND, key) else vectors.stored_superset(self.cache, key)
+            if superset is not None:
+                return vectors.open_entry(superset, sentences)
             if not self.cache.is_complete(vectors.KIND, key):
                 model, tokenizer = self.model, self.tokenizer
                 with self.timed("extract"):

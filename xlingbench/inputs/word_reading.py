@@ -46,12 +46,14 @@ class Window:
 
 @dataclass(frozen=True)
 class Encoded:
-    """One sentence read: its windows, the positions of its words with a vector, the words lost."""
+    """One sentence read: its windows, the positions of its words with a vector, the words lost,
+    and how many subwords (special tokens aside) the sentence is read as."""
 
     windows: list[Window]
     positions: list[int]
     lost: int
     subwordless: int
+    tokens: int
 
 
 def model_positions(model: Any) -> int:
@@ -99,7 +101,12 @@ class Reader:
                 shift = len(prefix) - start
                 windows.append(Window(index, prefix + content[start : start + capacity] + suffix,
                                        [rank for rank, _ in members], [[t + shift for t in word_tokens[w]] for _, w in members]))
-        return Encoded(windows, positions, len(chosen) - len(positions), len(spans) - len(word_tokens))
+        return Encoded(windows, positions, len(chosen) - len(positions), len(spans) - len(word_tokens), len(content))
+
+    def count(self, text: str) -> int:
+        """How many subwords (special tokens aside) ``text`` is read as."""
+        encoding = self.tokenizer(text, return_special_tokens_mask=True)
+        return len(encoding["special_tokens_mask"]) - sum(encoding["special_tokens_mask"])
 
     def _best_window(self, tokens: list[int], starts: list[int], capacity: int, length: int) -> int | None:
         """The window holding all of ``tokens`` where they have the most context; None if none holds them."""

@@ -11,7 +11,10 @@ Reading: how sentences become model windows and which subword gives each word it
 :mod:`xlingbench.inputs.word_reading`; which hidden states are taken for each kind of model is
 :mod:`xlingbench.inputs.hidden_states`. ``info`` counts the words left without a subword
 (``words_without_subwords``) or in no window whole (``words_lost``) and records the cap
-(``max_length_read``).
+(``max_length_read``) and the subwords the text is read as: ``tokens`` (special tokens aside),
+and, when the text read is not the words joined by spaces (raw text with gold words located in
+it), ``spaced_tokens``: what the words joined by spaces would have been read as, so the growth
+that spacing brings (zh +37% on Gemma 3) is a number in every run that reads raw text.
 
 Overflow: vectors are stored as float16 by default, whose largest value is 65,504; some models'
 hidden states go beyond it (Gemma's residual stream reaches hundreds of thousands), and a cast
@@ -29,10 +32,15 @@ arrays are flushed and a progress marker is replaced atomically, so an interrupt
 at the last finished shard. The finished directory becomes the cache entry with one
 ``os.replace``: an entry is complete or absent, never half-written. The cache key holds the
 model revision and the dtype the model runs in (a bfloat16 model's states are widened to float32
-before words are averaged), layer set, aggregation, side, storage dtype, max_length, language and a hash of the
+before words are averaged), the layer set stored, aggregation, side, storage dtype, max_length, language and a hash of the
 texts and word spans given: nothing about other languages, so a language's vectors are computed
 once and shared by every pair it is in. ``batch_size`` and ``shard_size`` change only how the
 work is grouped (results agree to float rounding), so they are not in the key.
+
+Layers: only the layers asked for (``layers``, "all" or e.g. "0,6,12") are written, so memory
+and disk grow with those layers, not with the model's depth; the key holds the set, and a
+request for a subset of what a stored entry holds is answered by that entry
+(:func:`stored_superset`) without extracting again.
 """
 from __future__ import annotations
 
@@ -46,18 +54,19 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from xlingbench.compute.concepts import parse_layers
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
-from xlingbench.inputs.cache import allocate, disk_space, require_space, write_atomic
+from xlingbench.inputs.cache import Cache, allocate, disk_space, require_space, write_atomic
 from xlingbench.inputs.gold_words import Span
-from xlingbench.inputs.hidden_states import CONTEXT, Forward, effective_side, forward_fn, probe
+from xlingbench.inputs.hidden_states import CONTEXT, Forward, check_last_layer, effective_side, forward_fn, probe
 from xlingbench.inputs.segmentation import spaced
 from xlingbench.inputs.word_reading import Reader, Window, model_positions
 
 KIND = "word_vectors"
 AGGREGATIONS = ("last", "first", "mean")
 DTYPES = ("float16", "float32")
-_FORMAT = 3  # bump when the entry layout or the reading rules change, so old entries are not reused
+_FORMAT = 4  # bump when the entry layout or the reading rules change, so old entries are not reused
 _MARKER = "progress.json"
 _INFO = "info.json"
 
@@ -77,10 +86,17 @@ class WordVectors:
     info: dict[str, Any]
     rows: np.ndarray | None = None
 
+    @property
+    def stored_layers(self) -> list[int]:
+        """The layers this entry holds (all 0..num_layers-1 unless the extraction asked for fewer)."""
+        return list(self.info.get("stored_layers", range(self.num_layers)))
+
     def layer(self, layer: int) -> np.ndarray:
         """Vectors of layer ``layer`` (0 = embedding output), n_words x d (memory-mapped unless selected)."""
         if not 0 <= layer < self.num_layers:
             raise IndexError(f"layer {layer} is out of range 0..{self.num_layers - 1}")
+        if layer not in self.stored_layers:
+            raise IndexError(f"layer {layer} was not extracted (this entry holds layers {self.stored_layers})")
         stored = np.load(self.directory / _layer_file(layer), mmap_mode="r", allow_pickle=False)
         return stored if self.rows is None else stored[self.rows]
 
@@ -105,23 +121,71 @@ class WordVectors:
 
 def check_request(
     sentences: list[list[str]], texts: list[str] | None, spans: list[list[Span]] | None, *, arch: str, language: str,
-    aggregation: str, side: str, dtype: str, **sizes: int,
+    aggregation: str, side: str, dtype: str, layers: str = "all", last_layer: str = "normed", **sizes: int,
 ) -> tuple[list[str], list[list[Span]], str]:
     """The texts and word spans to read and the states taken ("encoder", "decoder", "causal"),
     every option checked before anything is loaded (see :func:`key_parts` for what they mean)."""
     _check_options(sentences, aggregation, dtype, language, **sizes)
+    layer_set(layers)
+    check_last_layer(last_layer)
     texts, spans = _texts_and_spans(sentences, texts, spans)
     return texts, spans, effective_side(arch, side)
 
 
 def key_parts(texts: list[str], spans: list[list[Span]], *, language: str, aggregation: str, side: str, dtype: str,
-              max_length: int) -> dict[str, Any]:
+              max_length: int, layers: str = "all", last_layer: str = "normed") -> dict[str, Any]:
     """What decides the vectors, besides the model (the caller adds model, revision and dtype).
 
     ``texts[i]`` is what the model reads for sentence i and ``spans[i][j]`` the [start, end) of
-    its word j: they are hashed, so the key changes with the text read."""
-    return {"layers": "all", "aggregation": aggregation, "side": side, "dtype": dtype, "max_length": max_length,
-            "language": language, "text_sha256": _text_hash(texts, spans), "format": _FORMAT}
+    its word j: they are hashed, so the key changes with the text read. ``layers`` is kept in
+    one spelling ("all", or the sorted layers "0,6,12") so equal sets share an entry; ``last_layer``
+    is in the key only when it is not the default, so default keys stay what they were."""
+    return {"layers": layer_set(layers), "aggregation": aggregation, "side": side, "dtype": dtype, "max_length": max_length,
+            "language": language, "text_sha256": _text_hash(texts, spans), "format": _FORMAT,
+            **({"last_layer": last_layer} if last_layer != "normed" else {})}
+
+
+def layer_set(layers: str) -> str:
+    """``layers`` in the key's spelling: "all", or its distinct layers sorted and comma-joined."""
+    if layers.strip().lower() == "all":
+        return "all"
+    try:
+        return ",".join(map(str, parse_layers(layers, 1 << 30)))
+    except ValueError:
+        raise UserError(f"layers={layers!r} is not 'all' or a comma list of layers 0, 1, ...",
+                        "Set layers to 'all' or to layers such as 0,6,12 (0 = embedding output).") from None
+
+
+def _layers_in(spelling: str, depth: int) -> list[int]:
+    """The layers a key's ``layers`` names in a model with ``depth`` layers (0..depth-1)."""
+    try:
+        return parse_layers(spelling, depth)
+    except ValueError as err:
+        raise UserError(f"{err}.", "Set --set TASK.layers=all or layers the model has.") from None
+
+
+def stored_superset(cache: Cache, key: dict[str, Any]) -> Path | None:
+    """A complete entry that differs from ``key`` in its layers alone and holds every layer ``key``
+    asks for ("all" is the model's depth, read from the entry), or None."""
+    def rest(parts: dict[str, Any]) -> str:
+        return json.dumps({k: v for k, v in parts.items() if k != "layers"}, sort_keys=True, default=str)
+
+    wanted = rest(key)
+    for entry, parts in cache.entries(KIND):
+        if rest(parts) != wanted:
+            continue
+        try:
+            info = json.loads((entry / _INFO).read_text())
+        except (OSError, ValueError):
+            continue
+        depth = int(info["layers"])
+        try:
+            needed = set(_layers_in(key["layers"], depth))
+        except UserError:
+            continue
+        if needed <= set(info.get("stored_layers", range(depth))):
+            return entry
+    return None
 
 
 def extract_into(
@@ -132,7 +196,7 @@ def extract_into(
     what an interrupted run left there; ``shard_size`` sentences are finished between two
     progress markers. The caller holds the entry's lock and publishes the folder."""
     side = key["side"]
-    forward = forward_fn(model, tokenizer, side, encoder_decoder, device)
+    forward = forward_fn(model, tokenizer, side, encoder_decoder, device, key.get("last_layer", "normed"))
     reader = Reader(tokenizer, min(key["max_length"], model_positions(model)), causal=side != "encoder")
     _compute(forward, device, reader, texts, spans, key, partial, key["aggregation"], key["dtype"], batch_size, shard_size)
 
@@ -191,8 +255,8 @@ def _compute(
         first = reader.encode(index, texts[index], spans[index]).windows[0]
         with torch.inference_mode():
             layers, hidden = probe(forward, first.input_ids, device)
-        marker = _start_partial(partial, plan, layers, hidden, dtype)
-    store = [np.load(partial / _layer_file(l), mmap_mode="r+") for l in range(marker["layers"])]
+        marker = _start_partial(partial, plan, layers, _layers_in(key["layers"], layers), hidden, dtype)
+    store = {l: np.load(partial / _layer_file(l), mmap_mode="r+") for l in marker["stored"]}
     offsets = np.load(partial / "offsets.npy")
     batches = _batches(reader, texts, spans, marker["done"], batch_size, shard_size)
     windows = np.frombuffer(plan["windows"], dtype=np.int64)
@@ -203,7 +267,7 @@ def _compute(
             marker["nonfinite"] += _write_batch(forward, device, batch, store, offsets, aggregation, pad,
                                                 widen=lambda layer: _widen(partial, store, layer))
             if shard_end is not None:
-                for array_ in store:
+                for array_ in store.values():
                     array_.flush()
                 marker["done"] = shard_end
                 _write_json(partial / _MARKER, marker)
@@ -214,10 +278,15 @@ def _compute(
 def _plan(reader: Reader, texts: list[str], spans: list[list[Span]], language: str) -> dict[str, Any]:
     """Count the words that will get a vector (to size the arrays) and the windows, sentence by sentence."""
     kept, positions, windows = array("q"), array("q"), array("q")  # compact: 8 bytes an entry, not a Python int
-    lost = subwordless = windowed = 0
+    lost = subwordless = windowed = tokens = spaced_tokens = 0
+    raw = False
     probe = None
     for index, (text, line_spans) in enumerate(zip(texts, spans)):
         encoded = reader.encode(index, text, line_spans)
+        tokens += encoded.tokens
+        as_spaced = spaced([text[a:b] for a, b in line_spans])[0]
+        raw = raw or as_spaced != text
+        spaced_tokens += encoded.tokens if as_spaced == text else reader.count(as_spaced)
         kept.append(len(encoded.positions))
         positions.extend(encoded.positions)
         windows.append(len(encoded.windows))
@@ -231,6 +300,7 @@ def _plan(reader: Reader, texts: list[str], spans: list[list[Span]], language: s
     return {
         "sentences": len(texts), "rows": len(positions), "kept": kept, "positions": positions, "windows": windows,
         "probe": probe, "max_length_read": reader.max_length, "words_lost": lost, "words_without_subwords": subwordless, "windowed_sentences": windowed,
+        "tokens": tokens, "words_given": sum(len(line_spans) for line_spans in spans), **({"spaced_tokens": spaced_tokens} if raw else {}),
     }
 
 
@@ -240,26 +310,28 @@ def _read_marker(partial: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
         marker = json.loads((partial / _MARKER).read_text())
     except (OSError, ValueError):
         return None
-    if marker.get("sentences") != plan["sentences"] or marker.get("rows") != plan["rows"]:
+    if marker.get("sentences") != plan["sentences"] or marker.get("rows") != plan["rows"] or "stored" not in marker:
         return None
     return marker
 
 
-def _start_partial(partial: Path, plan: dict[str, Any], layers: int, hidden: int, dtype: str) -> dict[str, Any]:
-    """Create the arrays at full size, with row bookkeeping, and a marker saying nothing is done."""
+def _start_partial(partial: Path, plan: dict[str, Any], layers: int, stored: list[int], hidden: int, dtype: str) -> dict[str, Any]:
+    """Create the arrays of the ``stored`` layers (of ``layers``) at full size, with row bookkeeping,
+    and a marker saying nothing is done."""
     shutil.rmtree(partial, ignore_errors=True)
     with disk_space(partial.parent, remove=partial):
         partial.mkdir(parents=True)
         kept = np.frombuffer(plan["kept"], dtype=np.int64)
         offsets = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
-        require_space(partial, (len(offsets) + 2 * plan["rows"]) * 8 + layers * plan["rows"] * hidden * np.dtype(dtype).itemsize)
+        require_space(partial, (len(offsets) + 2 * plan["rows"]) * 8 + len(stored) * plan["rows"] * hidden * np.dtype(dtype).itemsize)
         np.save(partial / "offsets.npy", offsets)
         np.save(partial / "sentence_ids.npy", np.repeat(np.arange(len(kept), dtype=np.int64), kept))
         np.save(partial / "word_positions.npy", np.frombuffer(plan["positions"], dtype=np.int64))
-        for layer in range(layers):
+        for layer in stored:
             np.lib.format.open_memmap(partial / _layer_file(layer), mode="w+", dtype=dtype, shape=(plan["rows"], hidden)).flush()
             allocate(partial / _layer_file(layer))
-    marker = {"sentences": plan["sentences"], "rows": plan["rows"], "layers": layers, "hidden": hidden, "done": 0, "nonfinite": 0}
+    marker = {"sentences": plan["sentences"], "rows": plan["rows"], "layers": layers, "stored": stored, "hidden": hidden,
+              "done": 0, "nonfinite": 0}
     _write_json(partial / _MARKER, marker)
     return marker
 
@@ -279,11 +351,12 @@ def _batches(
 
 
 def _write_batch(
-    forward: Forward, device: str, batch: list[Window], store: list[np.ndarray], offsets: np.ndarray, aggregation: str, pad: int,
-    widen: Callable[[int], None] = lambda layer: None,
+    forward: Forward, device: str, batch: list[Window], store: dict[int, np.ndarray], offsets: np.ndarray, aggregation: str,
+    pad: int, widen: Callable[[int], None] = lambda layer: None,
 ) -> int:
-    """One forward pass; each word's vector at every layer into its row (a layer whose values do
-    not fit its storage dtype is first ``widen``-ed). Returns #non-finite values written."""
+    """One forward pass; each word's vector at every stored layer (``store``: layer -> rows) into
+    its row (a layer whose values do not fit its storage dtype is first ``widen``-ed). Returns
+    #non-finite values written."""
     import torch
 
     if not batch:
@@ -296,17 +369,17 @@ def _write_batch(
         mask[b, : len(window.input_ids)] = 1
     token_b, token_t, owner, rows = _selection(batch, offsets, aggregation)
     states = forward(ids.to(device), mask.to(device))
-    picked = torch.stack([s[token_b, token_t] for s in states]).float()  # (L+1, tokens, d)
+    picked = torch.stack([states[layer][token_b, token_t] for layer in store]).float()  # (stored layers, tokens, d)
     owner_t = torch.tensor(owner, device=picked.device)
     sums = torch.zeros(picked.shape[0], len(rows), picked.shape[2], device=picked.device).index_add_(1, owner_t, picked)
     counts = torch.bincount(owner_t, minlength=len(rows)).to(sums.dtype)
     vectors = (sums / counts[None, :, None]).cpu().numpy()
     row_index = np.asarray(rows)
     nonfinite = 0
-    for layer in range(len(store)):
-        if not fits(vectors[layer], store[layer].dtype):
+    for index, layer in enumerate(store):
+        if not fits(vectors[index], store[layer].dtype):
             widen(layer)
-        stored = vectors[layer].astype(store[layer].dtype)
+        stored = vectors[index].astype(store[layer].dtype)
         store[layer][row_index] = stored
         nonfinite += int(np.count_nonzero(~np.isfinite(stored)))
     return nonfinite
@@ -318,7 +391,7 @@ def fits(values: np.ndarray, dtype: np.dtype) -> bool:
     return finite.size == 0 or float(np.abs(finite).max()) <= float(np.finfo(dtype).max)
 
 
-def _widen(partial: Path, store: list[np.ndarray], layer: int) -> None:
+def _widen(partial: Path, store: dict[int, np.ndarray], layer: int) -> None:
     """Rewrite layer ``layer`` of ``partial`` as float32 (rows copied exactly), replacing the file atomically."""
     old = store[layer]
     if old.dtype == np.float32:
@@ -359,14 +432,30 @@ def _finish(partial: Path, key: dict[str, Any], plan: dict[str, Any], marker: di
         "side": key["side"], "aggregation": aggregation, "dtype": key["dtype"], "max_length": key["max_length"],
         "max_length_read": plan["max_length_read"],
         "language": key["language"], "text_sha256": key["text_sha256"], "context": CONTEXT[key["side"]],
-        "sentences": plan["sentences"], "words": plan["rows"], "layers": marker["layers"], "hidden_size": marker["hidden"],
+        "last_layer": key.get("last_layer", "normed"),
+        "sentences": plan["sentences"], "words": plan["rows"], "layers": marker["layers"], "stored_layers": marker["stored"],
+        "hidden_size": marker["hidden"],
         "words_lost": plan["words_lost"], "words_without_subwords": plan["words_without_subwords"],
         "windowed_sentences": plan["windowed_sentences"], "nonfinite_values": marker["nonfinite"],
-        "widened_layers": [l for l in range(marker["layers"]) if _stored_dtype(partial, l) != key["dtype"]],
+        **{name: plan[name] for name in ("tokens", "words_given", "spaced_tokens") if name in plan},
+        "widened_layers": [l for l in marker["stored"] if _stored_dtype(partial, l) != key["dtype"]],
     }
     _write_json(partial / _INFO, info)
     (partial / _MARKER).unlink()
     (partial / "offsets.npy").unlink()
+
+
+def token_metrics(language: str, info: dict[str, Any]) -> dict[str, float]:
+    """The metrics of how ``language``'s text was read (entry ``info``): ``tokens_per_word/<lang>``
+    (subwords of the text read, special tokens aside, per word given) and, when raw text was
+    read, ``spaced_token_growth/<lang>`` (how many more subwords the words joined by spaces
+    would have taken: 0.37 is +37%). Nothing for an entry written before they were counted."""
+    if not info.get("tokens") or not info.get("words_given"):
+        return {}
+    metrics = {f"tokens_per_word/{language}": info["tokens"] / info["words_given"]}
+    if "spaced_tokens" in info:
+        metrics[f"spaced_token_growth/{language}"] = info["spaced_tokens"] / info["tokens"] - 1
+    return metrics
 
 
 def open_entry(entry: Path, sentences: list[list[str]]) -> WordVectors:

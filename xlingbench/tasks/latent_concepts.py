@@ -16,6 +16,7 @@ from xlingbench.compute.normalise import top_dimension_shares
 from xlingbench.core.errors import UserError
 from xlingbench.core.task import Chart
 from xlingbench.inputs.representations import VECTOR_DTYPE, ExtractionSettings
+from xlingbench.inputs.word_vectors import token_metrics
 
 if TYPE_CHECKING:
     from xlingbench.inputs.parallel_data import ParallelCorpus
@@ -37,7 +38,8 @@ class ConceptParams:
     max_occurrences: int = 15
     aggregation: Literal["last", "first", "mean"] = "last"
     side: Literal["encoder", "decoder"] = "encoder"
-    layers: str = "all"  # "all" or a comma list of layers, 0 = embedding output
+    layers: str = "all"  # "all" or a comma list of layers, 0 = embedding output; only these are extracted
+    last_layer: Literal["normed", "prenorm"] = "normed"  # the last layer after the final norm, or its input (docs/tasks.md)
     seed: int = 0
     n_init: int = 10  # K-means starts, the best inertia kept (scikit-learn's default, as published)
     max_length: int = 512  # subwords a window holds; capped at what the model reads (its positions, its tokenizer)
@@ -61,7 +63,7 @@ class ConceptParams:
 
     def extraction(self) -> ExtractionSettings:
         """The settings word vectors are extracted with."""
-        return ExtractionSettings(self.aggregation, self.side, self.max_length, self.batch_size)
+        return ExtractionSettings(self.aggregation, self.side, self.max_length, self.batch_size, self.layers, self.last_layer)
 
 
 def layers_of(params: ConceptParams, num_layers: int) -> list[int]:
@@ -75,7 +77,8 @@ def layers_of(params: ConceptParams, num_layers: int) -> list[int]:
 def vectors_identity(corpus: "ParallelCorpus", params: ConceptParams, languages: Sequence[str]) -> dict[str, Any]:
     """What determines the word vectors being clustered (the model is added by the cache)."""
     return {"corpus": corpus.fingerprint, "languages": list(languages), "aggregation": params.aggregation,
-            "side": params.side, "max_length": params.max_length, "dtype": VECTOR_DTYPE}
+            "side": params.side, "max_length": params.max_length, "dtype": VECTOR_DTYPE,
+            **({"last_layer": params.last_layer} if params.last_layer != "normed" else {})}
 
 
 def corpus_info(corpus: "ParallelCorpus") -> dict[str, Any]:
@@ -117,11 +120,13 @@ def variance_chart() -> Chart:
 
 
 def extraction_metrics(vectors: dict[str, Any], k_used: dict[str, int]) -> dict[str, float]:
-    """What the run logs about its inputs per language: the K used, words lost to length limits."""
+    """What the run logs about its inputs per language: the K used, words lost to length limits,
+    subwords per word read and the growth the spaced reading would bring (:func:`token_metrics`)."""
     metrics = {f"k_used/{lang}": float(k) for lang, k in k_used.items()}
     for lang, found in vectors.items():
         metrics[f"words_lost/{lang}"] = float(found.info.get("words_lost", 0))
         metrics[f"words_without_subwords/{lang}"] = float(found.info.get("words_without_subwords", 0))
+        metrics.update(token_metrics(lang, found.info))
     return metrics
 
 

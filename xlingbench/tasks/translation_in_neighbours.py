@@ -146,12 +146,13 @@ def _any_case(folded: dict[str, list[int]], word: str) -> list[int]:
     return [i for form in (WORD_START + word.lower(), word.lower()) for i in folded.get(form, [])]
 
 
-def pair_best_ranks(unit: np.ndarray, pairs: Sequence[Queries], device: str = "cpu") -> list[np.ndarray]:
+def pair_best_ranks(unit: np.ndarray, pairs: Sequence[Queries], device: str = "cpu", normalise: bool = False) -> list[np.ndarray]:
     """1-based rank of each query's best-ranked translation, its surface variants skipped, per pair.
 
     Why together: the English side is shared, so most queries recur in every pair; each
     distinct query's similarity row (the costly part) is computed once, and each of its pairs
-    costs one comparison pass. A query's skipped variants depend on its token only.
+    costs one comparison pass. A query's skipped variants depend on its token only. With
+    ``normalise``, ``unit`` is the raw matrix, normalised as needed (no unit copy of it).
     """
     distinct = sorted({q for queries in pairs for q in queries.query_ids})
     at = {q: n for n, q in enumerate(distinct)}
@@ -164,7 +165,7 @@ def pair_best_ranks(unit: np.ndarray, pairs: Sequence[Queries], device: str = "c
             groups[at[q]].append(targets)
             skipped[at[q]] = variants
     ranks = best_target_ranks(unit, np.array(distinct, dtype=np.int64), groups, exclude_self=True, exclude=skipped,
-                              device=device)
+                              device=device, normalise=normalise)
     return [np.array([ranks[n][g] + 1 for n, g in pair], dtype=np.int64) for pair in slots]
 
 
@@ -184,7 +185,7 @@ def run(inputs, params: Params) -> TaskResult:
     built = [build_queries(vocab.tokens, d.entries, vocab.special_ids, params.match_case, index) for d in dictionaries]
     scored = [(d, q) for d, q in zip(dictionaries, built) if q.words]
     empty = [d.pair for d, q in zip(dictionaries, built) if not q.words]
-    all_ranks = pair_best_ranks(vocab.unit_embeddings, [q for _, q in scored], inputs.device)
+    all_ranks = pair_best_ranks(vocab.embeddings, [q for _, q in scored], inputs.device, normalise=True)
     for (dictionary, queries), ranks in zip(scored, all_ranks):
         rows.append(_pair_row(dictionary.pair, ranks, ks, metrics))
         examples += _examples(vocab, queries, ranks, dictionary.pair, params, inputs.device)
@@ -220,8 +221,8 @@ def _examples(vocab, queries: Queries, ranks: np.ndarray, pair: str, params: Par
     chosen = np.sort(np.random.default_rng(params.seed).choice(len(queries.words), size=n, replace=False))
     ids = np.array(queries.query_ids)[chosen]
     k = min(HEADLINE_K, len(vocab) - max(len(queries.variants[c]) for c in chosen))
-    neighbours, _ = top_k_neighbours(vocab.unit_embeddings, ids, k, exclude=[queries.variants[c] for c in chosen],
-                                     device=device)
+    neighbours, _ = top_k_neighbours(vocab.embeddings, ids, k, exclude=[queries.variants[c] for c in chosen],
+                                     device=device, normalise=True)
     return [{"pair": pair, "query": vocab.tokens[queries.query_ids[c]], "translations": " ".join(queries.translations[c]),
              "best_rank": int(ranks[c]), "neighbours": " ".join(vocab.tokens[j] for j in row)}
             for c, row in zip(chosen, neighbours)]
