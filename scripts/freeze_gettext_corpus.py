@@ -10,8 +10,8 @@ and any date. Run this only to change the sources, together with a new version o
     pip download --no-deps -d WHEELS django==5.2.19 ...   (the SOURCES below, pinned)
     pip install 'babel==2.19.0' && python scripts/freeze_gettext_corpus.py WHEELS
 
-Only wheels under permissive licences (BSD, MIT, Apache-2.0) are read: the text is
-redistributed. Each wheel is a zip; its ``<locale>/LC_MESSAGES/<domain>.po`` catalogs (``.mo``
+Only wheels under permissive licences (BSD, MIT, Apache-2.0, as their METADATA declares) are
+read: the text is redistributed (mayan-edms, GPL-2.0, and pretalx, AGPL-3.0, were left out). Each wheel is a zip; its ``<locale>/LC_MESSAGES/<domain>.po`` catalogs (``.mo``
 where a wheel ships no ``.po``) are read with babel, never imported or executed. A message is
 one (context, msgid); the English side is the msgid, each language's side its translation (not
 fuzzy, not empty; plural entries give the form the catalog's rule picks for n=1). A message
@@ -47,13 +47,22 @@ SOURCES = (
     ("apache-superset", "6.1.0", "Apache-2.0", "https://superset.apache.org/"),
     ("indico", "3.2.9", "MIT", "https://getindico.io/"),
     ("horizon", "27.0.0", "Apache-2.0", "https://opendev.org/openstack/horizon"),
-    ("mayan-edms", "4.12.2", "Apache-2.0", "https://www.mayan-edms.com/"),
-    ("pretalx", "2025.2.2", "Apache-2.0", "https://pretalx.com/"),
     ("wagtail", "8.0.1", "BSD-3-Clause", "https://wagtail.org/"),
     ("django-oscar", "4.2.1", "BSD-3-Clause", "https://github.com/django-oscar/django-oscar"),
     ("trac", "1.6", "BSD-3-Clause", "https://trac.edgewall.org/"),
     ("django-cms", "5.1.3", "BSD-3-Clause", "https://www.django-cms.org/"),
     ("flask-appbuilder", "5.3.0", "BSD-3-Clause", "https://github.com/dpgaspar/Flask-AppBuilder"),
+    ("django-allauth", "65.22.1", "MIT", "https://allauth.org/"),
+    ("sphinx", "9.0.4", "BSD-2-Clause", "https://www.sphinx-doc.org/"),
+    ("manila-ui", "16.0.0", "Apache-2.0", "https://opendev.org/openstack/manila-ui"),
+    ("heat-dashboard", "16.0.0", "Apache-2.0", "https://opendev.org/openstack/heat-dashboard"),
+    ("octavia-dashboard", "18.0.0", "Apache-2.0", "https://opendev.org/openstack/octavia-dashboard"),
+    ("designate-dashboard", "23.0.0", "Apache-2.0", "https://opendev.org/openstack/designate-dashboard"),
+    ("trove-dashboard", "27.0.0", "Apache-2.0", "https://opendev.org/openstack/trove-dashboard"),
+    ("magnum-ui", "19.0.0", "Apache-2.0", "https://opendev.org/openstack/magnum-ui"),
+    ("ironic-ui", "6.9.0", "Apache-2.0", "https://opendev.org/openstack/ironic-ui"),
+    ("watcher-dashboard", "16.0.0", "Apache-2.0", "https://opendev.org/openstack/watcher-dashboard"),
+    ("neutron-vpnaas-dashboard", "15.0.0", "Apache-2.0", "https://opendev.org/openstack/neutron-vpnaas-dashboard"),
 )
 #: languages kept: high-resource ones of PUD that most sources translate (English is the msgids)
 LANGUAGES = ("de", "fr", "es", "it", "pt", "ru", "pl", "ja", "zh", "ko", "tr", "cs")

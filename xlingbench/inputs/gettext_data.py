@@ -1,9 +1,9 @@
 """The offline parallel text: gettext catalogs of widely translated projects, frozen with the package.
 
-The interface messages of Django, Apache Superset, Indico, OpenStack Horizon, Mayan EDMS,
-pretalx, Wagtail, django-oscar, Trac, django CMS and Flask-AppBuilder, translated by people
-(BSD, MIT and Apache-2.0 licensed: the header of the data file names each source's version,
-licence and wheel sha256). ``scripts/freeze_gettext_corpus.py`` read their catalogs once into
+The interface messages of Django, Apache Superset, Indico, OpenStack Horizon and nine of its
+dashboards, Wagtail, django-oscar, Trac, django CMS, Flask-AppBuilder, django-allauth and Sphinx,
+translated by people (BSD, MIT and Apache-2.0 licensed: the header of the data file names each
+source's version, licence and wheel sha256). ``scripts/freeze_gettext_corpus.py`` read their catalogs once into
 ``data/gettext_corpus.tsv.gz``; it is read from there, hash-checked, with no dependency on those
 packages, so the same install gives the same text on any machine and date. One aligned
 "sentence" is one message translated in every requested language; the English side is the
@@ -25,7 +25,7 @@ from xlingbench.inputs.segmentation import Lines, icu_segmenter, icu_tokenizer_n
 #: the frozen catalogs and the sha256 of their (uncompressed) text; a new file goes with a new
 #: version of tasks 4-5 (tests/test_gettext_data.py holds the pairing)
 CORPUS_FILE = Path(__file__).with_name("data") / "gettext_corpus.tsv.gz"
-CORPUS_SHA256 = "1f780ae5f54406f9d81f7aedc5315173ce39a4d3ad3199d77afda177bd3b29b4"
+CORPUS_SHA256 = "d23e82d2c8fc6af1a86ef2ef4da4db9e6bf32c4ba8b758029dded12f47d35998"
 #: ICU locale of a language whose code alone segments otherwise (``zh`` is Simplified Chinese)
 _ICU_LOCALES = {"zh": "zh_Hans"}
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z%]|\{[^{}]*\}")
