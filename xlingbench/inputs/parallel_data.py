@@ -2,7 +2,7 @@
 
 Sources (``load_parallel(spec, languages)``):
 
-- ``"gettext"`` (the offline default): gettext catalogs of 11 widely translated projects, frozen
+- ``"gettext"`` (the offline default): gettext catalogs of 20 widely translated projects, frozen
   with the package: interface messages translated by people into 12 languages
   (:mod:`xlingbench.inputs.gettext_data`).
 - a path: a directory holding one file per language (``<name>.<lang>.tok`` / ``.txt`` or
