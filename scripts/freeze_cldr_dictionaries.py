@@ -68,11 +68,11 @@ def main() -> None:
     write_frozen(OUT, header, rows, f"{len(TARGETS)} targets, {len(rows)} pairs")
 
 
-def write_frozen(out: Path, header: list[str], rows: list[str], counts: str) -> None:
+def write_frozen(out: Path, header: list[str], rows: list[str], counts: str, origin: str = "") -> None:
     """Write the lines gzipped with no timestamp (the same bytes on every run) and say what was written."""
     text = "\n".join(header + rows) + "\n"
     out.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
-    print(f"{out.name}: CLDR {get_cldr_version()}, {counts}, "
+    print(f"{out.name}: {origin or f'CLDR {get_cldr_version()}'}, {counts}, "
           f"{out.stat().st_size} bytes gzipped, content sha256 {hashlib.sha256(text.encode()).hexdigest()}")
 
 

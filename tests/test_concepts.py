@@ -85,12 +85,13 @@ def test_calign_rejects_percentages() -> None:
         calign({}, {}, {}, theta_a=80)
 
 
-def brute_calign(src, tgt, translations, theta_a, min_types, size_ratio) -> tuple[float, dict[int, list[int]]]:
+def brute_calign(src, tgt, translations, theta_a, min_types, size_ratio, units=(1, 1)) -> tuple[float, dict[int, list[int]]]:
     """The definition, literally: every source concept against every target concept."""
     aligned: dict[int, list[int]] = {}
     for (sid, cs), (tid, ct) in itertools.product(sorted(src.items()), sorted(tgt.items())):
         count = sum(1 for w in cs if any(t in ct for t in translations.get(w, [])))
-        if len(cs) > min_types and count / len(cs) >= theta_a and min(len(cs), len(ct)) / max(len(cs), len(ct)) >= size_ratio:
+        a, b = len(cs) / units[0], len(ct) / units[1]
+        if len(cs) > min_types and count / len(cs) >= theta_a and min(a, b) / max(a, b) >= size_ratio:
             aligned.setdefault(sid, []).append(tid)
     return 100 * len(aligned) / len(src), aligned
 
@@ -116,6 +117,15 @@ def test_calign_matches_brute_force(seed: int, theta_a: float, size_ratio: float
     result = calign(src, tgt, translations, theta_a, 5, size_ratio)
     percentage, aligned = brute_calign(src, tgt, translations, theta_a, 5, size_ratio)
     assert (result.percentage, result.alignments) == (pytest.approx(percentage), aligned)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_calign_in_size_units_matches_brute_force(seed: int) -> None:
+    src, tgt, translations = random_concepts(seed)
+    for units in ((1.0, 2.0), (3.0, 1.5)):
+        result = calign(src, tgt, translations, 0.8, 5, 0.6, units)
+        percentage, aligned = brute_calign(src, tgt, translations, 0.8, 5, 0.6, units)
+        assert (result.percentage, result.alignments) == (pytest.approx(percentage), aligned)
 
 
 def test_brute_force_comparison_is_not_vacuous() -> None:
@@ -365,6 +375,22 @@ def test_controlled_calign_leaves_sentence_bound_concepts_out_of_both_sides() ->
     result = controlled_calign(src, tgt, {1}, {2}, translations)
     assert result.alignments == {0: [0]} and result.n_source_concepts == 4 and result.percentage == 25.0
     assert controlled_calign(src, tgt, set(), set(), translations).percentage == calign(src, tgt, translations).percentage
+
+
+def test_controlled_calign_compares_sizes_in_each_languages_mean_concept_size() -> None:
+    """Planted: the target language writes every word in two forms (German inflection), so all its
+    concepts are twice as large. The paper's raw size test (8 against 16 types: 0.5 < 0.6) rejects
+    every true pair; the controlled one compares 8/8 with 16/16 and keeps them, while a match into
+    a giant target concept (80 types, five times its language's mean) is still rejected."""
+    src = {c: {f"e{c}_{i}" for i in range(8)} for c in range(12)}
+    tgt = {c: {f"g{c}_{i}{form}" for i in range(8) for form in "ab"} for c in range(12)}
+    translations = {f"e{c}_{i}": [f"g{c}_{i}a", f"g{c}_{i}b"] for c in range(12) for i in range(8)}
+    assert calign(src, tgt, translations).n_aligned == 0
+    assert controlled_calign(src, tgt, set(), set(), translations).alignments == {c: [c] for c in range(12)}
+    giant = {c: ws for c, ws in tgt.items() if c != 0}
+    giant[99] = tgt[0] | {f"z{i}" for i in range(64)}  # concept 0's words lost in 80 types
+    result = controlled_calign(src, giant, set(), set(), translations)
+    assert 0 not in result.alignments and len(result.alignments) == 11
 
 
 def test_controlled_colap_against_a_loop() -> None:

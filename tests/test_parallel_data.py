@@ -1,7 +1,6 @@
-"""Parallel data loaders: local files, TSV, the Django gettext default, the Hub path's errors."""
+"""Parallel data loaders: local files, TSV, the Hub path's errors (the frozen gettext default: test_gettext_data.py)."""
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ from xlingbench.inputs.gettext_data import clean_message
 from xlingbench.inputs.parallel_data import corpus_summary, fingerprint, load_parallel
 
 PUD = Path(__file__).resolve().parents[2] / "shared" / "data" / "pud"
-needs_django = pytest.mark.skipif(importlib.util.find_spec("django") is None, reason="django (offline extra) not installed")
 
 
 def write(path: Path, text: str) -> Path:
@@ -131,31 +129,6 @@ def test_hub_spec_needs_a_revision_and_fails_clearly_offline(monkeypatch: pytest
     with pytest.raises(UserError, match=r"config 'eng_Latn' for language 'en'.*Couldn't reach") as info:
         load_parallel("hf:openlanguagedata/flores_plus@abc123", ["en", "de"])
     assert "gettext" in info.value.fix
-
-
-@needs_django
-def test_gettext_default_gives_human_translations_aligned_in_several_languages() -> None:
-    languages = ["en", "de", "fr", "ja", "zh"]
-    corpus = load_parallel("gettext", languages)
-    assert len(corpus) > 500
-    assert all(len(corpus.sentences[lang]) == len(corpus) for lang in languages)
-    assert "django" in corpus.word_tokenizer and "icu4py" in corpus.word_tokenizer
-    english = [" ".join(words) for words in corpus.sentences["en"]]
-    row = english.index("Thanks for using our site !")
-    assert corpus.sentences["de"][row][:2] == ["Vielen", "Dank"]
-    assert corpus.sentences["fr"][row][0] == "Merci"
-    every_word = [w for lang in languages for words in corpus.sentences[lang] for w in words]
-    assert not [w for w in every_word if "%(" in w or w.startswith("<") or "{" in w]
-    # Chinese was segmented into words, not left as whole phrases
-    han = [w for words in corpus.sentences["zh"] for w in words if any("\u4e00" <= c <= "\u9fff" for c in w)]
-    assert han and max(map(len, han)) <= 6
-
-
-@needs_django
-def test_gettext_unknown_language_lists_the_known_ones() -> None:
-    with pytest.raises(UserError, match="Django has no translations for language 'xx'") as info:
-        load_parallel("gettext", ["en", "xx"])
-    assert "de" in info.value.fix
 
 
 @pytest.mark.integration

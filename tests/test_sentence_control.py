@@ -70,3 +70,33 @@ def test_controlled_headline_is_high_for_planted_concepts_and_near_zero_for_rand
             assert scores[random_model][task][f"{task}_controlled_max"] < 5, (random_model, task, scores[random_model][task])
     # the paper's COLAP cannot tell them apart: clusters that ignore language overlap everywhere
     assert min(scores[name]["colap"]["colap_max"] for name in models) > 50
+
+
+@pytest.fixture(scope="module")
+def inflected(tmp_path_factory) -> tuple[Path, Path]:
+    """A planted cross-lingual encoder whose German writes every word in two forms (inflection),
+    so German has twice the English word types and, with one K for both, concepts twice as large.
+    Returns the model and the corpus (``c.en.tok``, ``c.de.tok``)."""
+    root = tmp_path_factory.mktemp("inflected")
+    rng = np.random.default_rng(1)
+    english = WORDS["en"]
+    german = [f"{w}{form}" for w in WORDS["de"] for form in "ab"]
+    pieces = ["\u2581" + w for w in english + german]
+    centres = rng.normal(scale=4.0, size=(N_CONCEPTS, DIM))
+    concept = np.array([c for c in range(N_CONCEPTS) for _ in range(TYPES)] + [c for c in range(N_CONCEPTS) for _ in range(2 * TYPES)])
+    rows = np.vstack([rng.normal(size=(4, DIM)), centres[concept] + 0.05 * rng.normal(size=(len(pieces), DIM))]).astype(np.float32)
+    model = save_model(root / "planted", sentencepiece_tokenizer(pieces), encoder_model(rows, layers=2))
+    lines = [[int(i) for i in rng.integers(0, len(english), size=LENGTH)] for _ in range(2 * SENTENCES)]
+    (root / "c.en.tok").write_text("".join(" ".join(english[i] for i in line) + "\n" for line in lines))
+    (root / "c.de.tok").write_text("".join(" ".join(german[2 * i + int(rng.integers(2))] for i in line) + "\n" for line in lines))
+    return model, root / "c"
+
+
+def test_controlled_calign_compares_sizes_per_language_so_an_inflected_target_still_aligns(inflected, tmp_path) -> None:
+    """The paper's raw size test (8 English types against 16 German forms: 0.5 < 0.6) finds no
+    aligned concept; the controlled test, in units of each language's mean concept size, finds them."""
+    model, data = inflected
+    params = {"calign": {"data": str(data), "k": 16, "n_init": 3}}
+    metrics = xlingbench.evaluate([str(model)], ["calign"], params=params, cache_dir=tmp_path / "cache")[0].result.metrics
+    assert metrics["calign_max"] < 10
+    assert metrics["calign_controlled_max"] > 60

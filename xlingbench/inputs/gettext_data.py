@@ -1,107 +1,72 @@
-"""The offline parallel text: Django's gettext catalogs, aligned by message.
+"""The offline parallel text: gettext catalogs of widely translated projects, frozen with the package.
 
-The gettext catalogs that Django ships (``django/conf/locale/<lang>/LC_MESSAGES/*.po`` and the
-``django/contrib/*`` apps' catalogs): the same English interface messages translated by people
-into ~100 languages, installed from PyPI with ``pip install django`` (the ``offline`` extra).
-Source: the Django project, https://www.djangoproject.com/, licence BSD-3-Clause. One aligned
-"sentence" is one message translated (not fuzzy, not empty) in every requested language; the
-English side is the msgid. Plural entries give their singular form, chosen by each catalog's own
-``Plural-Forms`` rule at n=1. Printf/format placeholders (``%(name)s``, ``%s``, ``{0}``) and HTML
-tags are removed. A message that occurs in several catalogs is kept once.
+The interface messages of Django, Apache Superset, Indico, OpenStack Horizon and nine of its
+dashboards, Wagtail, django-oscar, Trac, django CMS, Flask-AppBuilder, django-allauth and Sphinx,
+translated by people (BSD, MIT and Apache-2.0 licensed: the header of the data file names each
+source's version, licence and wheel sha256). ``scripts/freeze_gettext_corpus.py`` read their catalogs once into
+``data/gettext_corpus.tsv.gz``; it is read from there, hash-checked, with no dependency on those
+packages, so the same install gives the same text on any machine and date. One aligned
+"sentence" is one message translated in every requested language; the English side is the
+msgid. Why several projects: Django's catalogs alone hold about 1,000 English word types, too
+few for CALIGN's and COLAP's K of 600 (K is at most a tenth of the word types).
 """
 from __future__ import annotations
 
-import contextlib
-import gettext
+import gzip
+import hashlib
 import html
-import io
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from xlingbench.core.errors import UserError
 from xlingbench.inputs.segmentation import Lines, icu_segmenter, icu_tokenizer_name, read_lines
 
-#: language codes whose Django locale directory has another name
-_DJANGO_LOCALES = {"zh": "zh_Hans"}
+#: the frozen catalogs and the sha256 of their (uncompressed) text; a new file goes with a new
+#: version of tasks 4-5 (tests/test_gettext_data.py holds the pairing)
+CORPUS_FILE = Path(__file__).with_name("data") / "gettext_corpus.tsv.gz"
+CORPUS_SHA256 = "d23e82d2c8fc6af1a86ef2ef4da4db9e6bf32c4ba8b758029dded12f47d35998"
+#: ICU locale of a language whose code alone segments otherwise (``zh`` is Simplified Chinese)
+_ICU_LOCALES = {"zh": "zh_Hans"}
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[#0 +\-]*\d*(?:\.\d+)?[a-zA-Z%]|\{[^{}]*\}")
 _HTML_TAG = re.compile(r"<[^<>]*>")
+#: a keyboard accelerator: ``&`` starting a word ("&Save", Japanese "(&S)"), not an entity ("&amp;") nor inside one ("R&D")
+_ACCELERATOR = re.compile(r"(?<![^\W_])&(?=[^\W\d_])(?![#\w]+;)")
 
 
 def read_gettext(languages: list[str]) -> tuple[dict[str, Lines], str]:
-    """Messages translated into every language in Django's catalogs, aligned by msgid."""
-    root = _django_root()
-    locales = {lang: _django_locale(root, lang) for lang in languages}
-    texts: dict[str, list[str]] = {lang: [] for lang in languages}
-    seen: set[tuple[str | None, str]] = set()
-    for catalog in sorted(root.glob("**/locale/en/LC_MESSAGES/*.po")):
-        found = {lang: _translations(catalog, loc) for lang, loc in locales.items() if loc != "en"}
-        for key, english in _translations(catalog, "en").items():
-            if key in seen or not all(key in messages for messages in found.values()):
-                continue
-            seen.add(key)
-            for lang in languages:
-                texts[lang].append(english if locales[lang] == "en" else found[lang][key])
-    if not texts[languages[0]]:
-        raise UserError(f"Django's catalogs have no message translated into all of {languages}.", "Ask for fewer or more common languages.")
-    lines = {lang: read_lines(texts[lang], icu_segmenter(locales[lang])) for lang in languages}
-    import django
-
-    return lines, f"{icu_tokenizer_name()}; source django {django.__version__} gettext catalogs"
+    """Messages translated into every language in the frozen catalogs, in the file's order."""
+    header, columns, rows = frozen_corpus()
+    missing = [lang for lang in languages if lang not in columns]
+    if missing:
+        raise UserError(f"The offline catalogs have no language {', '.join(map(repr, missing))}.",
+                        f"Use languages among {', '.join(columns)}, or give parallel data files.")
+    index = [columns.index(lang) for lang in languages]
+    chosen = [row for row in rows if all(row[i] for i in index)]
+    lines = {lang: read_lines([row[i] for row in chosen], icu_segmenter(_ICU_LOCALES.get(lang, lang)))
+             for lang, i in zip(languages, index)}
+    return lines, f"{icu_tokenizer_name()}; source gettext catalogs (frozen, {header['sources']} sources)"
 
 
-def _django_root() -> Path:
-    try:
-        import django
-    except ImportError as exc:
-        raise UserError(
-            "The offline parallel data ('gettext') comes from Django's translation catalogs, and django is not installed.",
-            "pip install 'xlingbench[offline]' (or pip install django), or give parallel data files.",
-        ) from exc
-    return Path(django.__file__).parent
+@lru_cache(maxsize=1)
+def frozen_corpus() -> tuple[dict[str, str], list[str], list[list[str]]]:
+    """(header, language columns, rows of texts) of the frozen file, hash-checked.
 
-
-def _django_locale(root: Path, lang: str) -> str:
-    """Django's locale directory name for ``lang`` (``zh`` -> ``zh_Hans``, ``pt-BR`` -> ``pt_BR``)."""
-    name = _DJANGO_LOCALES.get(lang, lang.replace("-", "_"))
-    if not (root / "conf" / "locale" / name).is_dir():
-        known = sorted(p.name for p in (root / "conf" / "locale").iterdir() if p.is_dir() and not p.name.startswith("_"))
-        raise UserError(f"Django has no translations for language {lang!r}.", f"Use one of: {', '.join(known)}.")
-    return name
-
-
-def _translations(english_catalog: Path, locale: str) -> dict[tuple[str | None, str], str]:
-    """(context, msgid) -> cleaned translation of the catalog beside ``english_catalog`` in ``locale``.
-
-    For ``en`` the cleaned msgid itself. Fuzzy, untranslated and empty-after-cleaning entries
-    are left out; plural entries give the form the catalog's rule picks for n=1.
+    A row's texts follow the columns; an empty text is a message not translated into that language.
     """
-    from babel.messages.pofile import read_po
-
-    file = english_catalog.parents[2] / locale / "LC_MESSAGES" / english_catalog.name
-    if not file.is_file():
-        return {}
-    # Some catalogs carry more plural forms than their header declares; Babel drops the extra
-    # ones (which we never use) and prints a warning per entry to stdout: keep the run's output clean.
-    with file.open("rb") as handle, contextlib.redirect_stdout(io.StringIO()):
-        catalog = read_po(handle, ignore_obsolete=True)
-    singular = gettext.c2py(catalog.plural_expr)(1)
-    out: dict[tuple[str | None, str], str] = {}
-    for message in catalog:
-        if not message.id or message.fuzzy:
-            continue
-        msgid = message.id[0] if isinstance(message.id, tuple) else message.id
-        if locale == "en":
-            text = msgid
-        else:
-            text = message.string[singular] if isinstance(message.string, tuple) else message.string
-        cleaned = clean_message(text or "")
-        if cleaned:
-            out[(message.context, msgid)] = cleaned
-    return out
+    text = gzip.decompress(CORPUS_FILE.read_bytes()).decode("utf-8")
+    if hashlib.sha256(text.encode("utf-8")).hexdigest() != CORPUS_SHA256:
+        raise UserError(f"the packaged gettext catalogs {CORPUS_FILE.name} do not match their recorded sha256.",
+                        "Reinstall xlingbench; the file was changed or damaged.")
+    lines = text.splitlines()
+    header = dict(line[2:].split("\t", 1) for line in lines if line.startswith("# ") and not line.startswith("# source\t"))
+    header["sources"] = str(sum(1 for line in lines if line.startswith("# source\t")))
+    columns = header["columns"].split("\t")[1:]
+    rows = [line.split("\t")[1:] for line in lines if not line.startswith("# ")]
+    return header, columns, rows
 
 
 def clean_message(text: str) -> str:
-    """A UI message as plain words: no format placeholders, HTML tags or entities."""
-    text = html.unescape(_PLACEHOLDER.sub(" ", _HTML_TAG.sub(" ", text)))
+    """A UI message as plain words: no format placeholders, HTML tags, accelerators or entities."""
+    text = html.unescape(_ACCELERATOR.sub("", _PLACEHOLDER.sub(" ", _HTML_TAG.sub(" ", text))))
     return " ".join(text.split())
-

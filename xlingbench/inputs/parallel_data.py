@@ -2,8 +2,9 @@
 
 Sources (``load_parallel(spec, languages)``):
 
-- ``"gettext"`` (the offline default): Django's gettext catalogs, the same interface messages
-  translated by people into ~100 languages (:mod:`xlingbench.inputs.gettext_data`).
+- ``"gettext"`` (the offline default): gettext catalogs of 20 widely translated projects, frozen
+  with the package: interface messages translated by people into 12 languages
+  (:mod:`xlingbench.inputs.gettext_data`).
 - a path: a directory holding one file per language (``<name>.<lang>.tok`` / ``.txt`` or
   ``<lang>.tok`` / ``.txt``), a prefix such as ``data/pud/pud`` (files ``pud.<lang>.tok``), or a
   ``.tsv`` file whose header row names the languages (``.tok.tsv``: pre-tokenised).
