@@ -19,8 +19,11 @@ from xlingbench.compute.concepts import (
     cap_occurrences,
     colap,
     concepts_from_labels,
+    context_bound,
+    context_share,
     controlled_calign,
     controlled_colap,
+    opening_words,
     parse_layers,
     rows_at,
     sentence_bound,
@@ -364,6 +367,35 @@ def test_sentence_bound_against_a_loop() -> None:
     assert one_sentence_share(labels, sentences) == pytest.approx(100 * len(expected) / 15)
 
 
+def test_opening_words_and_context_bound_against_a_loop() -> None:
+    """Planted: concept 2 is a *message family* (sentences 0-9, each under a fifth of it, all
+    opening with "Count"), concept 5 one sentence; concept 7 spans many sentences and openings."""
+    rng = np.random.default_rng(8)
+    firsts = ["Count", "count", "The", "Enter", "Show"]
+    sentences_words = [[firsts[k % 5] if k >= 10 else "Count", f"w{k}", "x"] for k in range(60)]
+    sentences_words[59] = []  # an empty sentence has no opening and no occurrences
+    labels, ids = rng.integers(0, 9, size=600), rng.integers(10, 59, size=600)
+    ids[labels == 2] = rng.integers(0, 10, size=int(np.sum(labels == 2)))
+    ids[labels == 5] = 33
+    openings = opening_words(sentences_words, ids)
+    assert openings == [sentences_words[k][0].lower() for k in ids.tolist()] and "count" in openings
+    expected = set()
+    for c in np.unique(labels).tolist():
+        members = np.flatnonzero(labels == c)
+        for groups in (ids.tolist(), openings):
+            if max(sum(groups[i] == g for i in members) for g in {groups[i] for i in members}) * 2 > len(members):
+                expected.add(c)
+    bound = context_bound(labels, ids, openings)
+    assert bound == expected and {2, 5} <= bound and 7 not in bound
+    assert 2 not in sentence_bound(labels, ids)  # the family is what the sentence test cannot see
+    assert context_share(labels, ids, openings) == pytest.approx(100 * len(expected) / 9)
+    # a word opening half of a concept's sentences is not "more than half"
+    assert context_bound([0, 0, 0, 0], [1, 2, 3, 4], ["a", "a", "b", "c"]) == set()
+    assert context_bound([0, 0, 0], [1, 2, 3], ["a", "a", "b"]) == {0}
+    with pytest.raises(ValueError, match="openings"):
+        context_bound([0, 1], [0, 1], ["a"])
+
+
 def test_controlled_calign_leaves_sentence_bound_concepts_out_of_both_sides() -> None:
     # concepts 0-2 align to 0-2; source 1 is sentence-bound; target 2 is sentence-bound
     pairs = [concept_pair(8, 8, 8, tag=str(c)) for c in range(3)]
@@ -397,6 +429,7 @@ def test_controlled_colap_against_a_loop() -> None:
     rng = np.random.default_rng(6)
     labels = rng.integers(0, 10, size=400)
     langs = rng.choice(["en", "de"], size=400)
+    langs[(labels == 8) & (rng.random(400) < 0.25)] = "en"  # concept 8: about 60% English
     # every word's translation is its own label's "t<label>_<i>": concepts hold words with their translations ...
     index = rng.integers(0, 3, size=400)
     words = [f"{'s' if lang == 'en' else 't'}{label}_{i}" for label, lang, i in zip(labels, langs, index)]
@@ -404,19 +437,27 @@ def test_controlled_colap_against_a_loop() -> None:
     sentences = rng.integers(0, 50, size=400)
     sentences[labels == 3] = 17  # one sentence pair, both languages: overlapping and bound
     words = [w if label != 5 else w.replace("t", "u") for w, label in zip(words, labels.tolist())]  # ... but concept 5
+    # openings: 8 words a language; concept 8's English occurrences (over half of it) all open with one
+    # word (a family of sentences that begin alike), though it still overlaps with German
+    openings = [(lang, f"o{k % 8}") for lang, k in zip(langs.tolist(), sentences.tolist())]
+    openings = [("en", "o0") if label == 8 and lang == "en" else o for o, label, lang in zip(openings, labels.tolist(), langs.tolist())]
     plain = colap(labels, langs, 0.3)
-    controlled = controlled_colap(labels, langs, sentences, words, translations, 0.3, 0.5)
+    controlled = controlled_colap(labels, langs, sentences, openings, words, translations, 0.3, 0.5)
     expected = []
     for c in plain.overlapping:
         en = {w for w, label, lang in zip(words, labels, langs) if label == c and lang == "en"}
         de = {w for w, label, lang in zip(words, labels, langs) if label == c and lang == "de"}
         translated = sum(1 for w in en if set(translations["en", "de"].get(w, [])) & de)
-        if c not in sentence_bound(labels, sentences) and translated >= 0.5 * len(en):
+        members = np.flatnonzero(labels == c)
+        largest = max(max(sum(sentences[members] == s) for s in set(sentences[members].tolist())),
+                      max(sum(openings[i] == o for i in members) for o in {openings[i] for i in members}))
+        if largest * 2 <= len(members) and translated >= 0.5 * len(en):
             expected.append(c)
-    assert controlled.overlapping == expected and {3, 5}.isdisjoint(expected) and len(expected) == len(plain.overlapping) - 2
+    assert 8 in plain.overlapping and controlled.overlapping == expected
+    assert {3, 5, 8}.isdisjoint(expected) and len(expected) == len(plain.overlapping) - 3
     assert controlled.percentage == pytest.approx(100 * len(expected) / plain.n_concepts)
     # without dictionaries nothing is an overlap of meaning
-    assert controlled_colap(labels, langs, sentences, words, {}, 0.3, 0.5).percentage == 0.0
+    assert controlled_colap(labels, langs, sentences, openings, words, {}, 0.3, 0.5).percentage == 0.0
 
 
 class SentenceVectors(FakeVectors):
@@ -458,6 +499,54 @@ def test_sentence_clusters_score_on_the_papers_calign_and_colap_and_zero_control
     overlap = colap_task.run(inputs, colap_task.Params(k=30, n_init=3, layers="1"))
     assert overlap.metrics["colap_max"] > 50 and overlap.metrics["colap_controlled_max"] == 0.0
     assert any("colap_max=" in w for w in overlap.info["warnings"])
+
+
+class FamilyRepresentations(SentenceRepresentations):
+    """60 parallel sentences in 10 *message families* of 6 ("Count e<k>_1 ...", "Zählen g<k>_1 ..."):
+    layer 1 puts every word of a family at the family's centre, what a random causal decoder does
+    with sentences that begin alike. No sentence holds more than a sixth of a family's words."""
+
+    def __init__(self, cache: Cache) -> None:
+        super().__init__(cache)
+        en = [[f"open{k // 6}"] + [f"e{k}_{i}" for i in range(1, 12)] for k in range(60)]
+        de = [[f"auf{k // 6}"] + ["g" + w[1:] for w in s[1:]] for k, s in enumerate(en)]
+        self.planted = SimpleNamespace(languages=["en", "de"], sentences={"en": en, "de": de}, fingerprint="families-v1",
+                                       source="planted", word_tokenizer="gold", dropped_long=0)
+
+    def word_vectors(self, corpus, language, settings):
+        vectors = SentenceVectors(corpus.sentences[language], seed=["en", "de"].index(language))
+        centres = np.random.default_rng(9).normal(scale=20, size=(10, 16))
+        noise = np.random.default_rng(10).normal(size=(len(vectors.words), 16))
+        vectors._layers[1] = (centres[vectors.sentence_ids // 6] + 0.05 * noise).astype(np.float16)
+        return vectors
+
+
+def test_message_families_score_on_the_papers_calign_and_zero_controlled(tmp_path) -> None:
+    """A family of sentences opening with one word is one context: the sentence test alone misses it."""
+    import xlingbench.tasks.calign as calign_task
+    import xlingbench.tasks.colap as colap_task
+
+    inputs = FamilyRepresentations(Cache(tmp_path / "cache"))
+    muse = tmp_path / "en-de.txt"
+    muse.write_text("".join(f"e{k}_{i} g{k}_{i}\n" for k in range(60) for i in range(1, 12)) + "".join(f"open{f} auf{f}\n" for f in range(10)))
+    result = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), k=10, n_init=3, layers="1", min_types=5))
+    assert result.metrics["calign_max"] > 50 and result.metrics["calign_controlled_max"] == 0.0
+    assert dict(result.step_metrics["one_sentence_concepts_controlled"])[1] == 0.0
+    assert dict(result.step_metrics["context_bound_concepts"])[1] == 100.0
+    overlap = colap_task.run(inputs, colap_task.Params(k=10, n_init=3, layers="1"))
+    assert overlap.metrics["colap_max"] > 50 and overlap.metrics["colap_controlled_max"] == 0.0
+
+
+def test_planted_concepts_spanning_many_contexts_are_kept(planted_task, tmp_path) -> None:
+    """Planted cross-lingual concepts draw their words from sentences that open in many ways: none is context-bound."""
+    import xlingbench.tasks.calign as calign_task
+
+    patch, corpus = planted_task
+    muse = tmp_path / "en-de.txt"
+    muse.write_text("".join(f"e{w[1:]} g{w[1:]}\n" for w in sorted({w for s in corpus.sentences["en"] for w in s})))
+    result = calign_task.run(patch(calign_task), calign_task.Params(dictionary=str(muse), k=30, n_init=3, layers="1"))
+    assert result.metrics["calign_controlled_max"] == result.metrics["calign_max"] == 100.0
+    assert dict(result.step_metrics["context_bound_concepts"])[1] == 0.0
 
 
 def test_normalise_is_resolved_by_architecture_and_recorded(planted_task) -> None:

@@ -4,9 +4,10 @@ in language t, per layer (Mousi et al. 2024; docs/tasks.md, task 4).
 Two numbers per layer. ``calign``, the paper's: K-means on the raw vectors, every concept
 counted. ``calign_controlled``, the headline the leaderboard ranks by: K-means on vectors fit for
 clustering (``normalise``; by default z-scores for decoders, raw for encoders) with
-*sentence-bound* concepts (one sentence holds more than half their occurrences) left out of both
-sides, as a share of all source concepts. Why: a random-weight decoder scores 40-64% on the
-paper's CALIGN because causal attention makes a sentence's words one cluster and the induced
+*context-bound* concepts (one sentence, or the sentences that open with one word, hold more than
+half their occurrences) left out of both sides, as a share of all source concepts. Why: a
+random-weight decoder scores 40-64% on the paper's CALIGN because causal attention makes a
+sentence's words (or a family of sentences that begin alike) one cluster and the induced
 dictionary aligns it with its translation's cluster; the control takes that away (docs/tasks.md
 has the figures). Each curve's peak is its headline (``calign_max``, ``calign_controlled_max``;
 the paper reports "up to 42%", the best layer), with ``_last``, ``_mean`` and ``_max_layer``
@@ -28,13 +29,16 @@ from xlingbench.compute.concepts import (
     calign,
     cap_aligned_pairs,
     concepts_from_labels,
+    context_bound,
+    context_share,
     controlled_calign,
     layer_summary,
     one_sentence_share,
+    opening_words,
     rows_at,
-    sentence_bound,
 )
 from xlingbench.tasks.latent_concepts import (
+    CONTEXT_BOUND,
     ONE_SENTENCE,
     OPTIONS,
     REFERENCE,
@@ -58,7 +62,7 @@ if TYPE_CHECKING:
     from xlingbench.inputs.parallel_data import ParallelCorpus
     from xlingbench.inputs.word_vectors import WordVectors
 
-#: the headline: CALIGN on vectors fit for clustering, sentence-bound concepts left out (docs/tasks.md)
+#: the headline: CALIGN on vectors fit for clustering, context-bound concepts left out (docs/tasks.md)
 CONTROLLED = "calign_controlled"
 #: below this share of source word types with a translation, the run warns (CALIGN is then low by construction)
 MIN_COVERAGE = 0.5
@@ -127,7 +131,7 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
             return inputs.concepts([(vectors[lang], rows[lang])], layer=layer, k=k, seed=params.seed, n_init=params.n_init,
                                    identity=vectors_identity(corpus, params, [lang]), normalise=normalise)
 
-        row, result, concepts = _score_layer(labels_of, method, words, vectors, rows, dictionary.translations, params)
+        row, result, concepts = _score_layer(labels_of, method, words, vectors, rows, corpus.sentences, dictionary.translations, params)
         row.update(variance_metrics(vectors[source].layer(layer)[rows[source]]))
         for name, value in row.items():
             curves.setdefault(name, []).append((layer, value))
@@ -162,25 +166,28 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
 
 def _score_layer(
     labels_of: Callable[[str, str], np.ndarray], method: str, words: dict[str, list[str]], vectors: dict[str, "WordVectors"],
-    rows: dict[str, np.ndarray], translations: dict[str, list[str]], params: Params,
+    rows: dict[str, np.ndarray], sentence_words: dict[str, list[list[str]]], translations: dict[str, list[str]], params: Params,
 ) -> tuple[dict[str, float], CalignResult, dict[str, dict[int, set[str]]]]:
     """One layer: the paper's CALIGN on raw vectors and the controlled CALIGN on ``method``-normalised
-    vectors with sentence-bound concepts left out (the same clusters when ``method`` is "none"), and
-    the share of sentence-bound concepts behind each. Returns the layer's curve values, the paper's
-    result and its concepts (for the sample table)."""
+    vectors with context-bound concepts (one sentence, or sentences opening with one word, hold most
+    of the occurrences) left out (the same clusters when ``method`` is "none"), and the share of
+    bound concepts behind each. Returns the layer's curve values, the paper's result and its
+    concepts (for the sample table)."""
     source, target = params.languages
     raw = {lang: labels_of(lang, "none") for lang in (source, target)}
     normalised = raw if method == "none" else {lang: labels_of(lang, method) for lang in (source, target)}
     sentences = {lang: vectors[lang].sentence_ids[rows[lang]] for lang in (source, target)}
     concepts = {lang: concepts_from_labels(raw[lang], words[lang]) for lang in (source, target)}
     result = calign(concepts[source], concepts[target], translations, params.theta_a, params.min_types, params.size_ratio)
-    bound = {lang: sentence_bound(normalised[lang], sentences[lang]) for lang in (source, target)}
+    openings = {lang: opening_words(sentence_words[lang], sentences[lang]) for lang in (source, target)}
+    bound = {lang: context_bound(normalised[lang], sentences[lang], openings[lang]) for lang in (source, target)}
     kept = {lang: concepts_from_labels(normalised[lang], words[lang]) for lang in (source, target)}
     control = controlled_calign(kept[source], kept[target], bound[source], bound[target], translations,
                                 params.theta_a, params.min_types, params.size_ratio)
     row = {"calign": result.percentage, CONTROLLED: control.percentage,
            ONE_SENTENCE: one_sentence_share(raw[source], sentences[source]),
-           f"{ONE_SENTENCE}_controlled": one_sentence_share(normalised[source], sentences[source])}
+           f"{ONE_SENTENCE}_controlled": one_sentence_share(normalised[source], sentences[source]),
+           CONTEXT_BOUND: context_share(normalised[source], sentences[source], openings[source])}
     return row, result, concepts
 
 
@@ -275,7 +282,7 @@ TASK = Task(
         reference=REFERENCE,
         main_score=f"{CONTROLLED}_max",
         units=dict.fromkeys((f"{name}_{stat}" for name in ("calign", CONTROLLED) for stat in ("max", "last", "mean")), "percent"),
-        version="4",
+        version="5",
         options=OPTIONS,
         charts=(layer_chart(CONTROLLED), layer_chart("calign"), diagnostic_chart(), variance_chart()),
     ),

@@ -6,7 +6,8 @@ Two numbers per layer, as for CALIGN (tasks/calign.py): ``colap``, the paper's (
 every concept), and ``colap_controlled``, the headline the leaderboard ranks by: vectors fit for
 clustering (``normalise``), and an overlapping concept counts only when it is an overlap of
 meaning: not bound to one sentence pair (a sentence and its translation overlap by
-construction) and holding words with their translations (``theta_t`` of one language's types
+construction) nor to one family of parallel sentences that open with the same words (what a
+random causal model encodes: a word's prefix) and holding words with their translations (``theta_t`` of one language's types
 have a translation, induced from the corpus, among another's). Clusters that ignore language
 overlap everywhere, so the paper's COLAP is high even for random weights. Each curve's peak is
 its headline (``colap_max``, ``colap_controlled_max``), with ``_last``, ``_mean`` and
@@ -23,13 +24,16 @@ from xlingbench.compute.concepts import (
     ColapResult,
     cap_occurrences,
     colap,
+    context_share,
     controlled_colap,
     layer_summary,
     one_sentence_share,
+    opening_words,
 )
 from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
 from xlingbench.tasks.latent_concepts import (
+    CONTEXT_BOUND,
     ONE_SENTENCE,
     OPTIONS,
     REFERENCE,
@@ -51,7 +55,7 @@ if TYPE_CHECKING:
     from xlingbench.inputs.parallel_data import ParallelCorpus
     from xlingbench.inputs.representations import Representations
 
-#: the headline: COLAP on vectors fit for clustering, sentence-bound concepts not counted (docs/tasks.md)
+#: the headline: COLAP on vectors fit for clustering, context-bound concepts not counted (docs/tasks.md)
 CONTROLLED = "colap_controlled"
 #: T(w) per word for the controlled headline: the 10 best, as CALIGN's top_n
 TRANSLATIONS = 10
@@ -92,6 +96,8 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
     curves: dict[str, list[tuple[int, float]]] = {}
     per_layer, samples = [], []
     sentence_ids = np.concatenate([vectors[lang].sentence_ids[rows[lang]] for lang in languages])
+    # a context is shared by a sentence's translations, as its id is: its opening word in every language
+    openings = list(zip(*(opening_words(corpus.sentences[lang], sentence_ids) for lang in languages)))
     layers = layers_of(params, vectors[languages[0]].num_layers)
     for layer in progress(layers, desc=f"colap {'+'.join(languages)}: concepts per layer", total=len(layers), unit="layer"):
         def labels_of(normalise: str) -> np.ndarray:
@@ -101,11 +107,13 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         raw = labels_of("none")
         result = colap(raw, occurrence_langs, params.theta_o)
         normalised = raw if method == "none" else labels_of(method)
-        control = controlled_colap(normalised, occurrence_langs, sentence_ids, words, translations, params.theta_o, params.theta_t)
-        # parallel sentences share an id: a concept made of one sentence pair is sentence-bound
+        control = controlled_colap(normalised, occurrence_langs, sentence_ids, openings, words, translations,
+                                   params.theta_o, params.theta_t)
+        # parallel sentences share an id: a concept made of one sentence pair is context-bound
         row = {"colap": result.percentage, CONTROLLED: control.percentage,
                ONE_SENTENCE: one_sentence_share(raw, sentence_ids),
                f"{ONE_SENTENCE}_controlled": one_sentence_share(normalised, sentence_ids),
+               CONTEXT_BOUND: context_share(normalised, sentence_ids, openings),
                **variance_metrics(np.concatenate([vectors[lang].layer(layer)[rows[lang]] for lang in languages]))}
         for name, value in row.items():
             curves.setdefault(name, []).append((layer, value))
@@ -166,7 +174,7 @@ TASK = Task(
         reference=REFERENCE,
         main_score=f"{CONTROLLED}_max",
         units=dict.fromkeys((f"{name}_{stat}" for name in ("colap", CONTROLLED) for stat in ("max", "last", "mean")), "percent"),
-        version="4",
+        version="5",
         options=OPTIONS,
         charts=(layer_chart(CONTROLLED), layer_chart("colap"), diagnostic_chart(), variance_chart()),
     ),

@@ -105,6 +105,7 @@ def layer_chart(name: str) -> Chart:
 
 #: the diagnostic both tasks log per layer (step metric), drawn beside their curve
 ONE_SENTENCE = "one_sentence_concepts"
+CONTEXT_BOUND = "context_bound_concepts"  # share of the controlled clusters bound to one sentence or opening word
 
 
 def diagnostic_chart() -> Chart:
