@@ -18,8 +18,9 @@ by a smaller product. On PUD word vectors (K = 565, d = 384) that is about 38% o
 over a run. The bounds carry the rounding error of the float32 product (:func:`_margin`), so a skipped
 point is one whose nearest centroid plain Lloyd's product would not change either: the labels are
 plain Lloyd's up to float ties (``_BOUNDED = False`` runs plain Lloyd, the reference the tests and
-the benchmark compare with). Results are deterministic for a seed on a given device (CPU and GPU
-draw different random numbers).
+the benchmark compare with). On the CPU the starts run side by side, one torch thread each
+(:func:`_side_by_side`): the operations are too small for intra-op threads to pay. Results are
+deterministic for a seed on a given device (CPU and GPU draw different random numbers).
 """
 from __future__ import annotations
 
