@@ -9,7 +9,7 @@ K = 600 (the defaults); on a small shared machine set ``XLINGBENCH_BENCH_N`` and
 ``XLINGBENCH_BENCH_K`` to something smaller. The baselines run in the same process; the ratios
 are printed and stored in the benchmark's extra_info.
 
-    pytest benchmarks/bench_kmeans.py --benchmark-enable -s
+    pytest benchmarks/bench_kmeans.py --benchmark-enable -s -n 0
 """
 from __future__ import annotations
 
@@ -67,3 +67,35 @@ def test_kmeans_ten_starts(benchmark, data: np.ndarray, monkeypatch: pytest.Monk
           f"worst/best start {max(ours.inertias) / ours.inertia:.4f}")
     assert np.array_equal(plain.labels, ours.labels) and plain.inertias == ours.inertias
     assert ours.inertia / baseline.inertia_ < 1.02
+
+
+#: torch threads of the side-by-side benchmark: a 2-core machine's both cores
+THREADS = int(os.environ.get("XLINGBENCH_BENCH_THREADS", "2"))
+
+
+def test_kmeans_starts_side_by_side(benchmark, data: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same 10 starts on ``THREADS`` torch threads: run side by side, one thread each (as
+    xlingbench.compute.kmeans runs them), against one after another with every operation split
+    over the threads (``_PARALLEL_STARTS = 1``, the previous behaviour). Labels must be identical.
+    At tasks 4-5's sizes set XLINGBENCH_BENCH_N=8000 XLINGBENCH_BENCH_K=600."""
+    import torch
+
+    import xlingbench.compute.kmeans as km
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        km.kmeans(data[:2000], 20, n_init=2, max_iter=3)  # warm-up
+        ours, ours_s, ours_cpu = benchmark.pedantic(
+            lambda: _timed(lambda: km.kmeans(data, K, seed=0, n_init=N_INIT, max_iter=MAX_ITER)), rounds=1, iterations=1)
+        monkeypatch.setattr(km, "_PARALLEL_STARTS", 1)
+        serial, serial_s, serial_cpu = _timed(lambda: km.kmeans(data, K, seed=0, n_init=N_INIT, max_iter=MAX_ITER))
+    finally:
+        torch.set_num_threads(threads)
+    figures = {"n": N, "k": K, "threads": THREADS, "side_by_side_s": ours_s, "one_after_another_s": serial_s,
+               "side_by_side_cpu_s": ours_cpu, "one_after_another_cpu_s": serial_cpu, "speedup": serial_s / ours_s}
+    benchmark.extra_info.update(figures)
+    print(f"\n{N} x {D}, K={K}, {N_INIT} starts on {THREADS} threads, wall (CPU) seconds: side by side {ours_s:.1f} "
+          f"({ours_cpu:.1f})  one after another {serial_s:.1f} ({serial_cpu:.1f})  speed-up x{serial_s / ours_s:.2f}")
+    assert np.array_equal(serial.labels, ours.labels)
+    assert ours.inertias == pytest.approx(serial.inertias, rel=1e-6)

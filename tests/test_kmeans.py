@@ -121,6 +121,33 @@ def test_starts_are_deterministic_and_the_same_batched_or_one_group_at_a_time(mo
         assert other.inertias == pytest.approx(first.inertias, rel=1e-6)
 
 
+def test_starts_side_by_side_on_two_threads_equal_one_after_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import torch
+
+    x = word_vector_like(3, n=1500, dim=24)
+    alone = kmeans(x, 40, seed=5, n_init=5)
+    workers: set[str] = set()
+    lloyd = km._lloyd
+
+    def recording(*args, **kwargs):
+        workers.add(threading.current_thread().name)
+        return lloyd(*args, **kwargs)
+
+    monkeypatch.setattr(km, "_lloyd", recording)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        side_by_side = kmeans(x, 40, seed=5, n_init=5)
+        assert torch.get_num_threads() == 2  # the caller's setting is given back
+    finally:
+        torch.set_num_threads(threads)
+    assert len(workers) == 2 and all(name.startswith("kmeans") for name in workers)
+    assert np.array_equal(alone.labels, side_by_side.labels) and alone.start == side_by_side.start
+    assert side_by_side.inertias == pytest.approx(alone.inertias, rel=1e-6) and len(set(alone.inertias)) > 1
+
+
 def word_vector_like(seed: int, n: int = 4000, dim: int = 48) -> np.ndarray:
     """Like contextual word vectors: many latent senses of uneven frequency (Zipf), each a
     cloud around its centre, plus a shared offset: clusters that touch, as on PUD."""

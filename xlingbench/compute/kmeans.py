@@ -18,14 +18,18 @@ by a smaller product. On PUD word vectors (K = 565, d = 384) that is about 38% o
 over a run. The bounds carry the rounding error of the float32 product (:func:`_margin`), so a skipped
 point is one whose nearest centroid plain Lloyd's product would not change either: the labels are
 plain Lloyd's up to float ties (``_BOUNDED = False`` runs plain Lloyd, the reference the tests and
-the benchmark compare with). Results are deterministic for a seed on a given device (CPU and GPU
-draw different random numbers).
+the benchmark compare with). On the CPU the starts run side by side, one torch thread each
+(:func:`_side_by_side`): the operations are too small for intra-op threads to pay. Results are
+deterministic for a seed on a given device (CPU and GPU draw different random numbers).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -48,6 +52,9 @@ _TRACKED = 8
 #: skip the points whose bounds say their cluster cannot change; False measures every point at
 #: every iteration (plain Lloyd: the reference of the tests and benchmark)
 _BOUNDED = True
+#: most starts (or groups of starts) run at once on the CPU (:func:`_side_by_side`): each holds its
+#: own distance block (up to 64 MiB) and bounds (~160 bytes a point)
+_PARALLEL_STARTS = 4
 
 
 @dataclass
@@ -142,8 +149,10 @@ def kmeans(
     else:
         seeds = start_seeds(seed, n_init)
         per_group = _starts_per_group(points.shape[0], k, n_init)
-        starts = torch.cat([_seed_group(points, k, seeds[i : i + per_group], sq_norms) for i in range(0, n_init, per_group)])
-    runs = [_lloyd(points, centroids, sq_norms, max_iter, tol_abs) for centroids in starts]
+        starts = torch.cat(_side_by_side([partial(_seed_group, points, k, seeds[i : i + per_group], sq_norms)
+                                          for i in range(0, n_init, per_group)], points.device))
+    runs = _side_by_side([partial(_lloyd, points, centroids, sq_norms, max_iter, tol_abs) for centroids in starts],
+                         points.device)
     inertias = tuple(float(distances.double().sum()) for _, distances, _, _, _ in runs)
     best = int(np.argmin(inertias))
     labels, _, centroids, n_iter, converged = runs[best]
@@ -153,9 +162,13 @@ def kmeans(
 
 def _starts_per_group(n: int, k: int, n_init: int) -> int:
     """How many starts are seeded at once: as many as keep the k-means++ candidate block
-    (starts x trials x n) within ``_DISTANCE_BLOCK`` floats; at least one."""
+    (starts x trials x n) within ``_DISTANCE_BLOCK`` floats, and few enough that every
+    :func:`_side_by_side` worker has a group; at least one."""
+    import torch
+
     trials = 2 + int(math.log(k))
-    return max(1, min(n_init, _DISTANCE_BLOCK // (trials * n)))
+    side_by_side = max(1, min(torch.get_num_threads(), _PARALLEL_STARTS))
+    return max(1, min(-(-n_init // side_by_side), _DISTANCE_BLOCK // (trials * n)))
 
 
 def _seed_group(points: torch.Tensor, k: int, seeds: list[int], sq_norms: torch.Tensor) -> torch.Tensor:
@@ -200,8 +213,39 @@ def kmeans_plusplus(
     return centroids
 
 
+T = TypeVar("T")
 #: one start's outcome: labels, squared distances, centroids, iterations, converged
 _Run = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", int, bool]
+
+
+def _side_by_side(jobs: list[Callable[[], T]], device: torch.device) -> list[T]:
+    """The results of ``jobs`` (independent starts, or groups of starts), run side by side on
+    the CPU: at most ``_PARALLEL_STARTS`` at once, the torch threads shared out among them (one
+    each on a 2-core machine), instead of one after another with every operation split over all
+    the threads. On another device, or with one thread, one after another.
+
+    Why: at CALIGN/COLAP sizes (a few thousand points, K of 100-600) most operations of k-means++
+    and Lloyd are too small for intra-op threading to pay: each waits at a barrier for every
+    thread, and on a busy machine a descheduled thread stalls them all (k-means++ of 10 starts on
+    3,000 points took 4.6 s with two threads and 0.5 s with one on a loaded 2-core machine).
+    Starts are independent, so threads each running their own need no barrier.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    workers = min(len(jobs), threads, _PARALLEL_STARTS) if device.type == "cpu" else 1
+    if workers == 1:
+        return [job() for job in jobs]
+
+    def run(job: Callable[[], T]) -> T:
+        torch.set_num_threads(threads // workers)  # this worker thread's own OpenMP setting
+        return job()
+
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="kmeans") as pool:
+            return list(pool.map(run, jobs))
+    finally:
+        torch.set_num_threads(threads)  # MKL's thread count is process-wide: give it back
 
 
 def _lloyd(
