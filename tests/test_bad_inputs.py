@@ -290,7 +290,7 @@ CASES: dict[str, tuple[Callable[[Env], list[str]], str] | object] = {
     "cache-dir-read-only": (lambda e: e.run("-t", "script_separability", cache=_readonly(e)), "readonly"),
     "cache-disk-full": (_full_disk, "disk"),
     "cache-disk-full-word-vectors": (lambda e: e.run("-t", "colap", "--data", str(e.parallel(en=LINES * 200, de=LINES * 200)), "--languages", "en,de",
-                                                     "--set", "colap.k=2", cache=e.mount(e.tmp / "disk", "size=1m")), "disk"),
+                                                     "--set", "colap.k=2", "--set", "colap.sentences=0", cache=e.mount(e.tmp / "disk", "size=1m")), "disk"),
     # leaderboard, compare, check
     "leaderboard-out-existing-file": (lambda e: ["leaderboard", "--tracking-uri", e.store(), "--out", str(e.file("site", "x"))], "site"),
     "compare-unknown-ids": (lambda e: ["compare", "deadbeefdeadbeef", e.planted[1], "--tracking-uri", e.store()], "deadbeef"),
