@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import lzma
 import unicodedata
 from pathlib import Path
 
@@ -69,11 +70,14 @@ def main() -> None:
 
 
 def write_frozen(out: Path, header: list[str], rows: list[str], counts: str, origin: str = "") -> None:
-    """Write the lines gzipped with no timestamp (the same bytes on every run) and say what was written."""
+    """Write the lines compressed with no timestamp (the same bytes on every run) and say what was
+    written: xz for a ``.xz`` file (the large gettext corpus: 1.8 MB where gzip gives 2.6), gzip otherwise."""
     text = "\n".join(header + rows) + "\n"
-    out.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+    data = text.encode("utf-8")
+    packed = lzma.compress(data, preset=9 | lzma.PRESET_EXTREME) if out.suffix == ".xz" else gzip.compress(data, compresslevel=9, mtime=0)
+    out.write_bytes(packed)
     print(f"{out.name}: {origin or f'CLDR {get_cldr_version()}'}, {counts}, "
-          f"{out.stat().st_size} bytes gzipped, content sha256 {hashlib.sha256(text.encode()).hexdigest()}")
+          f"{out.stat().st_size} bytes compressed, content sha256 {hashlib.sha256(data).hexdigest()}")
 
 
 if __name__ == "__main__":

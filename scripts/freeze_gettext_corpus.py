@@ -40,7 +40,7 @@ from xlingbench.inputs.gettext_data import clean_message  # noqa: E402  (the one
 
 from freeze_cldr_dictionaries import write_frozen  # noqa: E402
 
-OUT = Path(__file__).resolve().parents[1] / "xlingbench" / "inputs" / "data" / "gettext_corpus.tsv.gz"
+OUT = Path(__file__).resolve().parents[1] / "xlingbench" / "inputs" / "data" / "gettext_corpus.tsv.xz"
 #: (distribution, version, licence, home page), in the order a repeated message is taken from
 SOURCES = (
     ("django", "5.2.19", "BSD-3-Clause", "https://www.djangoproject.com/"),

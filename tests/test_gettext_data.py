@@ -2,7 +2,7 @@
 and the freezing script's reading of a wheel checked on a wheel built here with planted messages."""
 from __future__ import annotations
 
-import gzip
+import lzma
 import hashlib
 import importlib.util
 import re
@@ -27,13 +27,13 @@ def test_frozen_corpus_goes_with_the_task_versions() -> None:
     from xlingbench.tasks.calign import TASK as CALIGN
     from xlingbench.tasks.colap import TASK as COLAP
 
-    text = gzip.decompress(g.CORPUS_FILE.read_bytes())
+    text = lzma.decompress(g.CORPUS_FILE.read_bytes())
     assert CALIGN.metadata.version == COLAP.metadata.version
     assert hashlib.sha256(text).hexdigest() == FROZEN_CORPUS_BY_TASK_VERSION[CALIGN.metadata.version] == g.CORPUS_SHA256
 
 
 def test_every_source_is_pinned_and_permissively_licensed() -> None:
-    lines = gzip.decompress(g.CORPUS_FILE.read_bytes()).decode("utf-8").splitlines()
+    lines = lzma.decompress(g.CORPUS_FILE.read_bytes()).decode("utf-8").splitlines()
     sources = [line.split("\t") for line in lines if line.startswith("# source\t")]
     assert len(sources) == int(g.frozen_corpus()[0]["sources"]) >= 10
     for _, _, dist, version, licence, _, wheel, digest in sources:
@@ -159,10 +159,10 @@ def test_script_writes_the_same_bytes_twice_and_the_first_source_wins(tmp_path: 
     monkeypatch.setattr(script, "SOURCES", (("first", "1.0", "MIT", "x"), ("second", "2.0", "BSD-3-Clause", "y")))
     outputs = []
     for run in range(2):
-        monkeypatch.setattr(script, "OUT", tmp_path / f"out{run}.tsv.gz")
+        monkeypatch.setattr(script, "OUT", tmp_path / f"out{run}.tsv.xz")
         script.main(tmp_path)
-        outputs.append((tmp_path / f"out{run}.tsv.gz").read_bytes())
+        outputs.append((tmp_path / f"out{run}.tsv.xz").read_bytes())
     assert outputs[0] == outputs[1]
-    rows = [line.split("\t") for line in gzip.decompress(outputs[0]).decode().splitlines() if not line.startswith("# ")]
+    rows = [line.split("\t") for line in lzma.decompress(outputs[0]).decode().splitlines() if not line.startswith("# ")]
     de = script.LANGUAGES.index("de") + 2
     assert [(row[0], row[1], row[de]) for row in rows] == [("0", "Delete", "löschen"), ("0", "One file", "Eine Datei")]

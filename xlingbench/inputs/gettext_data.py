@@ -4,7 +4,7 @@ The interface messages of Django, Apache Superset, Indico, OpenStack Horizon and
 dashboards, Wagtail, django-oscar, Trac, django CMS, Flask-AppBuilder, django-allauth and Sphinx,
 translated by people (BSD, MIT and Apache-2.0 licensed: the header of the data file names each
 source's version, licence and wheel sha256). ``scripts/freeze_gettext_corpus.py`` read their catalogs once into
-``data/gettext_corpus.tsv.gz``; it is read from there, hash-checked, with no dependency on those
+``data/gettext_corpus.tsv.xz``; it is read from there, hash-checked, with no dependency on those
 packages, so the same install gives the same text on any machine and date. One aligned
 "sentence" is one message translated in every requested language; the English side is the
 msgid. Why several projects: Django's catalogs alone hold about 1,000 English word types, too
@@ -12,9 +12,9 @@ few for CALIGN's and COLAP's K of 600 (K is at most a tenth of the word types).
 """
 from __future__ import annotations
 
-import gzip
 import hashlib
 import html
+import lzma
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +24,7 @@ from xlingbench.inputs.segmentation import Lines, icu_segmenter, icu_tokenizer_n
 
 #: the frozen catalogs and the sha256 of their (uncompressed) text; a new file goes with a new
 #: version of tasks 4-5 (tests/test_gettext_data.py holds the pairing)
-CORPUS_FILE = Path(__file__).with_name("data") / "gettext_corpus.tsv.gz"
+CORPUS_FILE = Path(__file__).with_name("data") / "gettext_corpus.tsv.xz"
 CORPUS_SHA256 = "d23e82d2c8fc6af1a86ef2ef4da4db9e6bf32c4ba8b758029dded12f47d35998"
 #: ICU locale of a language whose code alone segments otherwise (``zh`` is Simplified Chinese)
 _ICU_LOCALES = {"zh": "zh_Hans"}
@@ -54,7 +54,7 @@ def frozen_corpus() -> tuple[dict[str, str], list[str], list[list[str]]]:
 
     A row's texts follow the columns; an empty text is a message not translated into that language.
     """
-    text = gzip.decompress(CORPUS_FILE.read_bytes()).decode("utf-8")
+    text = lzma.decompress(CORPUS_FILE.read_bytes()).decode("utf-8")
     if hashlib.sha256(text.encode("utf-8")).hexdigest() != CORPUS_SHA256:
         raise UserError(f"the packaged gettext catalogs {CORPUS_FILE.name} do not match their recorded sha256.",
                         "Reinstall xlingbench; the file was changed or damaged.")
