@@ -327,16 +327,29 @@ class _Bounds:
         chunk, m, changed = len(self.block), self.tracked_count, False
         for begin in range(0, len(rows), chunk):
             part = rows[begin : begin + chunk]
-            block = _sq_distances(points[part], sq_norms[part], centroids, out=self.block[: len(part)])
-            nearest, label = torch.min(block, 1)
-            changed = changed or bool((label != self.labels[part]).any())
+            block = _sq_distances(points.index_select(0, part), sq_norms[part], centroids, out=self.block[: len(part)])
             values, ids = torch.topk(block, m + 1, dim=1, largest=False)
-            slack = margin[part, None]
-            self.labels[part] = label
-            self.upper[part] = (nearest.double() + margin[part]).sqrt()
-            self.lower[part] = (values.double() - slack).clamp_(min=0.0).sqrt_()
-            self.tracked[part] = ids[:, :m]
+            label = _first_nearest(block, values, ids)
+            changed = changed or bool((label != self.labels[part]).any())
+            slack = margin[part]
+            self.labels.index_copy_(0, part, label)
+            self.upper.index_copy_(0, part, (values[:, 0].double() + slack).sqrt_())
+            self.lower.index_copy_(0, part, (values.double() - slack[:, None]).clamp_(min=0.0).sqrt_())
+            self.tracked.index_copy_(0, part, ids[:, :m].contiguous())
         return changed
+
+
+def _first_nearest(block: torch.Tensor, values: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Column of each row's smallest value, the first one on a tie (as ``torch.min`` picks, and
+    plain Lloyd): the selection's own first column, except in the rare rows where its next value
+    ties with it, which ``torch.min`` settles. Saves a full pass over the block per assignment."""
+    import torch
+
+    label = ids[:, 0].clone()
+    tied = torch.nonzero(values[:, 1] == values[:, 0])[:, 0] if values.shape[1] > 1 else label[:0]
+    if len(tied):
+        label[tied] = torch.min(block[tied], 1).indices
+    return label
 
 
 def _margin(sq_norms: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
