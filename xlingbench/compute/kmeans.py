@@ -327,7 +327,8 @@ class _Bounds:
         chunk, m, changed = len(self.block), self.tracked_count, False
         for begin in range(0, len(rows), chunk):
             part = rows[begin : begin + chunk]
-            block = _sq_distances(points.index_select(0, part), sq_norms[part], centroids, out=self.block[: len(part)])
+            measured = points if len(part) == len(points) else points.index_select(0, part)  # all rows: no copy
+            block = _sq_distances(measured, sq_norms[part], centroids, out=self.block[: len(part)])
             values, ids = torch.topk(block, m + 1, dim=1, largest=False)
             label = _first_nearest(block, values, ids)
             changed = changed or bool((label != self.labels[part]).any())
@@ -377,8 +378,8 @@ def _update(points: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor)
 
 def _assigned_sq_distances(points: torch.Tensor, centroids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Squared distance of each point to its own centroid, by differences (no cancellation)."""
-    difference = points - centroids[labels]
-    return (difference * difference).sum(1)
+    difference = centroids.index_select(0, labels).sub_(points)  # one temporary: -(x - c), the same squares
+    return difference.mul_(difference).sum(1)
 
 
 def _sq_distances(
