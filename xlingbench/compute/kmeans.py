@@ -21,6 +21,13 @@ plain Lloyd's up to float ties (``_BOUNDED = False`` runs plain Lloyd, the refer
 the benchmark compare with). On the CPU the starts run side by side, one torch thread each
 (:func:`_side_by_side`): the operations are too small for intra-op threads to pay. Results are
 deterministic for a seed on a given device (CPU and GPU draw different random numbers).
+
+Why not faiss-cpu's k-means (``benchmarks/bench_kmeans_faiss.py``, docs/tasks.md): on the default
+run's own word vectors (CALIGN, K = 125, 10 starts) it needs about half our CPU time on one
+thread, but its best inertia is 2-11% higher (random or its k-means++ starts, run until its
+objective stops falling), above even our worst single start, and on two threads of a busy
+machine its OpenMP barriers made it about 3x slower than on one. Lower quality is not a trade
+a benchmark's concepts can make for speed.
 """
 from __future__ import annotations
 
