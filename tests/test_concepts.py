@@ -13,6 +13,7 @@ from xlingbench.core.errors import UserError
 from xlingbench.core.params import build
 from xlingbench.inputs.representations import Representations
 from xlingbench.compute.concepts import (
+    bound_share,
     one_sentence_share,
     calign,
     cap_aligned_pairs,
@@ -20,7 +21,6 @@ from xlingbench.compute.concepts import (
     colap,
     concepts_from_labels,
     context_bound,
-    context_share,
     controlled_calign,
     controlled_colap,
     opening_words,
@@ -388,7 +388,7 @@ def test_opening_words_and_context_bound_against_a_loop() -> None:
     bound = context_bound(labels, ids, openings)
     assert bound == expected and {2, 5} <= bound and 7 not in bound
     assert 2 not in sentence_bound(labels, ids)  # the family is what the sentence test cannot see
-    assert context_share(labels, ids, openings) == pytest.approx(100 * len(expected) / 9)
+    assert bound_share(bound, labels) == pytest.approx(100 * len(expected) / 9)
     # a word opening half of a concept's sentences is not "more than half"
     assert context_bound([0, 0, 0, 0], [1, 2, 3, 4], ["a", "a", "b", "c"]) == set()
     assert context_bound([0, 0, 0], [1, 2, 3], ["a", "a", "b"]) == {0}
@@ -442,7 +442,7 @@ def test_controlled_colap_against_a_loop() -> None:
     openings = [(lang, f"o{k % 8}") for lang, k in zip(langs.tolist(), sentences.tolist())]
     openings = [("en", "o0") if label == 8 and lang == "en" else o for o, label, lang in zip(openings, labels.tolist(), langs.tolist())]
     plain = colap(labels, langs, 0.3)
-    controlled = controlled_colap(labels, langs, sentences, openings, words, translations, 0.3, 0.5)
+    controlled = controlled_colap(labels, langs, context_bound(labels, sentences, openings), words, translations, 0.3, 0.5)
     expected = []
     for c in plain.overlapping:
         en = {w for w, label, lang in zip(words, labels, langs) if label == c and lang == "en"}
@@ -457,7 +457,7 @@ def test_controlled_colap_against_a_loop() -> None:
     assert {3, 5, 8}.isdisjoint(expected) and len(expected) == len(plain.overlapping) - 3
     assert controlled.percentage == pytest.approx(100 * len(expected) / plain.n_concepts)
     # without dictionaries nothing is an overlap of meaning
-    assert controlled_colap(labels, langs, sentences, openings, words, {}, 0.3, 0.5).percentage == 0.0
+    assert controlled_colap(labels, langs, context_bound(labels, sentences, openings), words, {}, 0.3, 0.5).percentage == 0.0
 
 
 class SentenceVectors(FakeVectors):
@@ -495,7 +495,7 @@ def test_sentence_clusters_score_on_the_papers_calign_and_colap_and_zero_control
     result = calign_task.run(inputs, calign_task.Params(dictionary=str(muse), k=30, n_init=3, layers="1"))
     assert result.metrics["calign_max"] > 50 and result.metrics["calign_controlled_max"] == 0.0
     assert dict(result.step_metrics["one_sentence_concepts"])[1] > 90
-    assert any("calign_max=" in w and "sentence identity" in w for w in result.info["warnings"])
+    assert any("calign_max=" in w and "context-bound" in w for w in result.info["warnings"])
     overlap = colap_task.run(inputs, colap_task.Params(k=30, n_init=3, layers="1"))
     assert overlap.metrics["colap_max"] > 50 and overlap.metrics["colap_controlled_max"] == 0.0
     assert any("colap_max=" in w for w in overlap.info["warnings"])

@@ -230,17 +230,17 @@ def context_bound(
     return sentence_bound(labels, sentence_ids) | sentence_bound(labels, groups)
 
 
-def context_share(labels: Sequence[int] | np.ndarray, sentence_ids: Sequence[int] | np.ndarray, openings: Sequence[Hashable]) -> float:
-    """Percentage of concepts that are :func:`context_bound` (the controlled headlines' per-layer diagnostic)."""
-    return _percent(len(context_bound(labels, sentence_ids, openings)), len(np.unique(np.asarray(labels))))
+def bound_share(bound: set[int], labels: Sequence[int] | np.ndarray) -> float:
+    """Percentage of the concepts of ``labels`` that are in ``bound`` (e.g. :func:`context_bound`'s
+    set, computed once per layer for the controlled headline and reused for its diagnostic)."""
+    return _percent(len(bound), len(np.unique(np.asarray(labels))))
 
 
 def one_sentence_share(labels: Sequence[int] | np.ndarray, sentence_ids: Sequence[int] | np.ndarray) -> float:
     """Percentage of concepts that are :func:`sentence_bound` (the per-layer diagnostic). A high
     value means the layer's concepts are mostly single sentences: the paper's CALIGN/COLAP count
     them, the controlled numbers (:func:`controlled_calign`, :func:`controlled_colap`) do not."""
-    n_concepts = len(np.unique(np.asarray(labels)))
-    return _percent(len(sentence_bound(labels, sentence_ids)), n_concepts)
+    return bound_share(sentence_bound(labels, sentence_ids), labels)
 
 
 def controlled_calign(
@@ -270,21 +270,20 @@ def mean_size(concepts: dict[int, set[str]]) -> float:
 
 
 def controlled_colap(
-    concept_labels: Sequence[int] | np.ndarray, languages_of_occurrences: Sequence[str] | np.ndarray,
-    sentence_ids: Sequence[int] | np.ndarray, openings: Sequence[Hashable], words: Sequence[str],
-    translations: dict[tuple[str, str], dict[str, list[str]]], theta_o: float = 0.3, theta_t: float = 0.5,
+    concept_labels: Sequence[int] | np.ndarray, languages_of_occurrences: Sequence[str] | np.ndarray, bound: set[int],
+    words: Sequence[str], translations: dict[tuple[str, str], dict[str, list[str]]], theta_o: float = 0.3, theta_t: float = 0.5,
 ) -> ColapResult:
     """COLAP counting only overlaps of meaning, as a percentage of all concepts: an overlapping
-    concept counts when it is not :func:`context_bound` (one sentence pair's words overlap by
-    construction; ``openings[i]`` keys occurrence i's family of sentences, e.g. the opening words
-    of its sentence in every language, shared by the translations as a sentence id is) and, for some two of its
+    concept counts when it is not in ``bound``, the :func:`context_bound` concepts (one sentence
+    pair's words overlap by construction; the caller keys a family of sentences by, e.g., the
+    opening words of its sentence in every language, shared by the translations as a sentence id
+    is, and reuses the set for its diagnostic) and, for some two of its
     languages a, b that each hold >= ``theta_o``, at least
     ``theta_t`` of its a word types have a translation (``translations[a, b]``, T(w)) among its b
     word types. Why the second condition: clusters that ignore language (random vectors) mix
     languages evenly and overlap everywhere; only shared concepts hold words with their translations."""
     _check_fraction("theta_t", theta_t, allow_zero=False)
     result = colap(concept_labels, languages_of_occurrences, theta_o)
-    bound = context_bound(concept_labels, sentence_ids, openings)
     labels, langs = np.asarray(concept_labels).tolist(), np.asarray(languages_of_occurrences, dtype=str).tolist()
     types: dict[int, dict[str, set[str]]] = {}
     for label, lang, word in zip(labels, langs, words):

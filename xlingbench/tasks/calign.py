@@ -26,11 +26,11 @@ from xlingbench.core.progress import progress
 from xlingbench.core.task import Task, TaskMetadata, TaskResult
 from xlingbench.compute.concepts import (
     CalignResult,
+    bound_share,
     calign,
     cap_aligned_pairs,
     concepts_from_labels,
     context_bound,
-    context_share,
     controlled_calign,
     layer_summary,
     one_sentence_share,
@@ -138,8 +138,8 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         per_layer.append({"layer": layer, **row, "n_aligned": result.n_aligned, "n_source_concepts": result.n_source_concepts, "k": k})
         samples += _sample_rows(layer, result, concepts[source], concepts[target], params.seed)
     series, controlled = curves["calign"], curves[CONTROLLED]
-    warnings += identity_warning("calign_max", series, curves[ONE_SENTENCE])
-    warnings += identity_warning(f"{CONTROLLED}_max", controlled, curves[f"{ONE_SENTENCE}_controlled"])
+    warnings += identity_warning("calign_max", series, curves[f"{CONTEXT_BOUND}_paper"])
+    warnings += identity_warning(f"{CONTROLLED}_max", controlled, curves[CONTEXT_BOUND])
     pair = f"{source}-{target}"
     tables = {"per_layer": per_layer, "aligned_concepts": samples}
     if dictionary.rows is not None:
@@ -181,13 +181,15 @@ def _score_layer(
     result = calign(concepts[source], concepts[target], translations, params.theta_a, params.min_types, params.size_ratio)
     openings = {lang: opening_words(sentence_words[lang], sentences[lang]) for lang in (source, target)}
     bound = {lang: context_bound(normalised[lang], sentences[lang], openings[lang]) for lang in (source, target)}
+    paper_bound = bound[source] if method == "none" else context_bound(raw[source], sentences[source], openings[source])
     kept = {lang: concepts_from_labels(normalised[lang], words[lang]) for lang in (source, target)}
     control = controlled_calign(kept[source], kept[target], bound[source], bound[target], translations,
                                 params.theta_a, params.min_types, params.size_ratio)
     row = {"calign": result.percentage, CONTROLLED: control.percentage,
            ONE_SENTENCE: one_sentence_share(raw[source], sentences[source]),
            f"{ONE_SENTENCE}_controlled": one_sentence_share(normalised[source], sentences[source]),
-           CONTEXT_BOUND: context_share(normalised[source], sentences[source], openings[source])}
+           CONTEXT_BOUND: bound_share(bound[source], normalised[source]),
+           f"{CONTEXT_BOUND}_paper": bound_share(paper_bound, raw[source])}
     return row, result, concepts
 
 

@@ -22,9 +22,10 @@ import numpy as np
 
 from xlingbench.compute.concepts import (
     ColapResult,
+    bound_share,
     cap_occurrences,
     colap,
-    context_share,
+    context_bound,
     controlled_colap,
     layer_summary,
     one_sentence_share,
@@ -107,21 +108,22 @@ def run(inputs: "Representations", params: Params) -> TaskResult:
         raw = labels_of("none")
         result = colap(raw, occurrence_langs, params.theta_o)
         normalised = raw if method == "none" else labels_of(method)
-        control = controlled_colap(normalised, occurrence_langs, sentence_ids, openings, words, translations,
-                                   params.theta_o, params.theta_t)
+        bound = context_bound(normalised, sentence_ids, openings)
+        paper_bound = bound if method == "none" else context_bound(raw, sentence_ids, openings)
+        control = controlled_colap(normalised, occurrence_langs, bound, words, translations, params.theta_o, params.theta_t)
         # parallel sentences share an id: a concept made of one sentence pair is context-bound
         row = {"colap": result.percentage, CONTROLLED: control.percentage,
                ONE_SENTENCE: one_sentence_share(raw, sentence_ids),
                f"{ONE_SENTENCE}_controlled": one_sentence_share(normalised, sentence_ids),
-               CONTEXT_BOUND: context_share(normalised, sentence_ids, openings),
+               CONTEXT_BOUND: bound_share(bound, normalised), f"{CONTEXT_BOUND}_paper": bound_share(paper_bound, raw),
                **variance_metrics(np.concatenate([vectors[lang].layer(layer)[rows[lang]] for lang in languages]))}
         for name, value in row.items():
             curves.setdefault(name, []).append((layer, value))
         per_layer.append({"layer": layer, **row, "n_overlapping": result.n_overlapping, "n_concepts": result.n_concepts, "k": k})
         samples += _sample_rows(layer, result, raw, words, occurrence_langs, params.seed)
     warnings = [warning] if warning else []
-    warnings += identity_warning("colap_max", curves["colap"], curves[ONE_SENTENCE])
-    warnings += identity_warning(f"{CONTROLLED}_max", curves[CONTROLLED], curves[f"{ONE_SENTENCE}_controlled"])
+    warnings += identity_warning("colap_max", curves["colap"], curves[f"{CONTEXT_BOUND}_paper"])
+    warnings += identity_warning(f"{CONTROLLED}_max", curves[CONTROLLED], curves[CONTEXT_BOUND])
     return TaskResult(
         task="colap",
         params=asdict(params),

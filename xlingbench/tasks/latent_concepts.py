@@ -108,6 +108,7 @@ def layer_chart(name: str) -> Chart:
 #: the diagnostic both tasks log per layer (step metric), drawn beside their curve
 ONE_SENTENCE = "one_sentence_concepts"
 CONTEXT_BOUND = "context_bound_concepts"  # share of the controlled clusters bound to one sentence or opening word
+# (``context_bound_concepts_paper``: the same share among the paper's raw clusters)
 
 
 def diagnostic_chart() -> Chart:
@@ -145,7 +146,7 @@ def normalisation(params: ConceptParams, arch: str) -> str:
 
 #: the per-layer share of the variance held by the top dimensions (step metrics), for these counts of dimensions
 TOP_DIMENSIONS = (1, 3)
-#: above this share of one-sentence concepts at a headline's peak layer, the run warns
+#: above this share of context-bound concepts at a headline's peak layer, the run warns
 DOMINATED = 50.0
 
 
@@ -155,12 +156,17 @@ def variance_metrics(x: Any) -> dict[str, float]:
 
 
 def identity_warning(name: str, series: list[tuple[int, float]], dominated: list[tuple[int, float]]) -> list[str]:
-    """One line when the peak layer of ``series`` (metric ``name``) is dominated by sentence identity."""
+    """One line when the peak layer of ``series`` (metric ``name``) is dominated by context: more
+    than half of the concepts behind it are context-bound (``dominated``, the share per layer).
+    Why context-bound and not one-sentence: a random causal decoder clusters families of
+    sentences that open alike, where no single sentence holds half of a concept; the control
+    leaves both kinds out, so the warning reads the same diagnostic."""
     if not series:
         return []
     layer, value = max(series, key=lambda lv: lv[1])
     share = dict(dominated)[layer]
     if not share > DOMINATED:
         return []
-    return [f"{name}={value:.2f} peaks at layer {layer}, where {share:.0f}% of the concepts are one sentence's words: "
-            "there it measures sentence identity, not shared concepts (the controlled headline leaves them out)."]
+    return [f"{name}={value:.2f} peaks at layer {layer}, where {share:.0f}% of the concepts are context-bound (one sentence, "
+            "or sentences opening with one word, hold most of their occurrences): there the paper's number measures context, "
+            "not shared concepts (the controlled headline leaves them out)."]
