@@ -144,7 +144,8 @@ class Representations:
     @property
     def vocabulary_size(self) -> int:
         """The number of tokens, known before the embedding matrix is read and cached."""
-        return len(self.vocabulary_tokenizer)
+        held = self._held.get("vocabulary")
+        return len(held) if held is not None else len(self.vocabulary_tokenizer)
 
     @_released_between_tasks
     def vocabulary(self) -> Vocabulary:
@@ -159,7 +160,9 @@ class Representations:
             return {"E": matrix}
 
         with self.timed("load"):
-            return build_vocabulary(tokenizer, self._cached("embeddings", {}, read)["E"], self.model_id)
+            vocabulary = build_vocabulary(tokenizer, self._cached("embeddings", {}, read)["E"], self.model_id)
+        self._release({"vocabulary_tokenizer"})  # read whole into the vocabulary: not held beside the tasks' work
+        return vocabulary
 
     @_released_between_tasks
     def model(self) -> "torch.nn.Module":
