@@ -3,7 +3,7 @@
 Why exact: task 2 counts categories among the 50 nearest tokens and task 3 ranks translations;
 an approximate index changes both numbers in ways nobody can trace. Why chunked: the full
 similarity matrix of a 250k vocabulary is 250 GB. Queries are taken ``chunk_size`` at a time
-into one reused ``chunk_size x V`` buffer (512 x 250k float32 = 0.5 GB), whatever the number
+into one reused ``chunk_size x V`` buffer (at most ``BUFFER_BYTES``: 256 x 250k float32), whatever the number
 of queries; reusing it spares the page faults of a fresh allocation per chunk.
 
 Inputs are L2-normalised rows (``Vocabulary.unit_embeddings``), so cosine similarity is a dot
