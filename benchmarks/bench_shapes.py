@@ -34,16 +34,18 @@ Per shape, seconds and peak RSS (over the RSS before, as a multiple of the float
 ``test_probe_memory_in_model_dtype``: task 1's probe (:func:`separability`, ``XLINGBENCH_BENCH_FOLDS``
 folds) on a random matrix in the model's own dtype, no checkpoint: multilingual-e5-small (250,037 x
 384, float32), Gemma-2-2B (256,000 x 2304, bfloat16) and an 8B shape (Llama-3-8B: 128,256 x 4096,
-bfloat16), labels planted like the tokenizers' (Latin half, ten other scripts share the rest), peak
-RSS over the matrix as a multiple of the matrix (goal: at most 3x). ``XLINGBENCH_BENCH_MATRICES``
-picks them (comma-separated names).
+bfloat16), labels planted like the tokenizers' (Latin half, ten other scripts share the rest): the
+matrix plus the probe's peak RSS over it, as a multiple of the matrix (goal: at most 3x, beside the
+fixed cost of interpreter and libraries, printed). ``XLINGBENCH_BENCH_MATRICES`` picks them
+(comma-separated names).
 
 ``test_neighbour_memory_in_model_dtype``: tasks 2-3's similarity work on the same random matrices,
 held as the model holds it (``model``: its own dtype) or as ``Vocabulary`` holds it (``float32``):
 task 2's exact top-50 for ``XLINGBENCH_BENCH_QUERIES`` queries and task 3's ranks of 1-3 targets a
-query, both with ``normalise=True`` (rows normalised a block at a time, no unit copy of the whole
-vocabulary). Peak RSS over the matrix as a multiple of the matrix in the model's dtype, and the
-total with the matrix as held (goal: at most 3x in all).
+query, each measured on its own, both with ``normalise=True`` (rows normalised a block at a time, no
+unit copy of the whole vocabulary). Each one's peak RSS over the matrix (working memory), and the
+total with the matrix as held, as multiples of the matrix in the model's dtype (goal: total at most
+3x, beside the fixed cost).
 
 ``ns_per_element`` = seconds / (scored rows x d): flat across shapes means linear in V x d; the
 summary at the end lists it per phase and shape (extraction: microseconds per word).
@@ -327,14 +329,18 @@ def test_probe_memory_in_model_dtype(benchmark, name):
     matrix = torch.randn(rows, width, generator=torch.Generator().manual_seed(150)).to(getattr(torch, dtype))
     others = ["CJK", "CYRILLIC", "ARABIC", "HANGUL", "DEVANAGARI", "GREEK", "HEBREW", "THAI", "DIGIT", "PUNCT"]
     labels = np.array(["LATIN"] * (rows // 2) + [others[i % len(others)] for i in range(rows - rows // 2)], dtype=object)
+    size = matrix.element_size() * matrix.numel()
+    fixed = _fixed_cost(size)
     found, seconds, peak = benchmark.pedantic(
         measure, args=(lambda: separability(matrix, labels, folds=FOLDS),), rounds=1, iterations=1)
-    size = matrix.element_size() * matrix.numel()
-    benchmark.extra_info.update(matrix=name, V=rows, d=width, dtype=dtype, seconds=round(seconds, 1),
-                                peak_x_matrix=round(peak / size, 3), accuracy=round(found.accuracy, 4))
-    print(f"\nprobe        {name:13s} {rows:>7,} x {width:<5} {dtype:8s} {seconds:7.1f} s  peak {peak / size:4.2f}x of {size >> 20} MB")
+    total = (size + peak) / size
+    benchmark.extra_info.update(matrix=name, V=rows, d=width, dtype=dtype, seconds=round(seconds, 1), fixed_mb=fixed >> 20,
+                                peak_x_matrix=round(peak / size, 3), total_x_matrix=round(total, 3),
+                                accuracy=round(found.accuracy, 4))
+    print(f"\nprobe        {name:13s} {rows:>7,} x {width:<5} {dtype:8s} {seconds:7.1f} s  working {peak / size:4.2f}x, "
+          f"with the matrix {total:4.2f}x of {size >> 20} MB (+ fixed {fixed >> 20} MB)")
     assert abs(found.accuracy - 0.5) < 0.03  # random rows: every probe scores chance
-    assert peak <= PROBE_BUDGET * size
+    assert total <= PROBE_BUDGET
 
 
 @pytest.mark.parametrize("held", ["model", "float32"])
@@ -353,16 +359,23 @@ def test_neighbour_memory_in_model_dtype(benchmark, name, held):
     queries = np.sort(rng.choice(rows, QUERIES, replace=False))
     groups = [[rng.choice(rows, rng.integers(1, 4), replace=False)] for _ in queries]
 
-    def tasks_2_and_3() -> tuple[np.ndarray, list[np.ndarray]]:
-        return (top_k_neighbours(matrix, queries, NEIGHBOURS, normalise=True)[0],
-                best_target_ranks(matrix, queries, groups, normalise=True))
-
-    (ids, ranks), seconds, peak = benchmark.pedantic(measure, args=(tasks_2_and_3,), rounds=1, iterations=1)
     held_size = matrix.nbytes if isinstance(matrix, np.ndarray) else model_size
-    total = (held_size + peak) / model_size
-    benchmark.extra_info.update(matrix=name, held=held, V=rows, d=width, dtype=dtype, seconds=round(seconds, 1),
-                                peak_x_matrix=round(peak / model_size, 3), total_x_matrix=round(total, 3))
-    print(f"\nneighbours   {name:13s} {rows:>7,} x {width:<5} {dtype:8s} held {held:8s} {seconds:7.1f} s  "
-          f"peak {peak / model_size:4.2f}x, with the matrix {total:4.2f}x of {model_size >> 20} MB")
+    fixed = _fixed_cost(held_size)
+    ids, seconds, peak = benchmark.pedantic(measure, args=(lambda: top_k_neighbours(matrix, queries, NEIGHBOURS, normalise=True)[0],),
+                                            rounds=1, iterations=1)
+    ranks, rank_seconds, rank_peak = measure(lambda: best_target_ranks(matrix, queries, groups, normalise=True))
+    figures = {}
+    for task, took, working in (("task2_top_k", seconds, peak), ("task3_ranks", rank_seconds, rank_peak)):
+        figures[task] = total = (held_size + working) / model_size
+        benchmark.extra_info[task] = {"seconds": round(took, 1), "working_x_matrix": round(working / model_size, 3),
+                                      "total_x_matrix": round(total, 3)}
+        print(f"\n{task:12s} {name:13s} {rows:>7,} x {width:<5} {dtype:8s} held {held:8s} {took:7.1f} s  "
+              f"working {working / model_size:4.2f}x, with the matrix {total:4.2f}x of {model_size >> 20} MB (+ fixed {fixed >> 20} MB)")
+    benchmark.extra_info.update(matrix=name, held=held, V=rows, d=width, dtype=dtype, fixed_mb=fixed >> 20)
     assert ids.shape == (QUERIES, NEIGHBOURS) and len(ranks) == QUERIES
-    assert total <= PROBE_BUDGET
+    assert max(figures.values()) <= PROBE_BUDGET
+
+
+def _fixed_cost(held: int) -> int:
+    """The process's resident bytes beside the ``held`` matrix: interpreter, libraries, earlier work."""
+    return max(0, (_status_kib("VmRSS") << 10) - held)

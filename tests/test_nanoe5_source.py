@@ -312,3 +312,26 @@ def test_sentence_embeddings_match_the_packages_c_engine(model, tokenizer, c_eng
     ours = _sentence_embeddings(model, tokenizer, [f"query: {t}" for t in texts])
     cosines = (ours * theirs).sum(axis=1)
     assert cosines.min() > 0.99, dict(zip(texts, cosines.round(4)))
+
+
+def test_the_vocabulary_tokenizer_gives_the_full_tokenizers_vocabulary(source, tokenizer):
+    """Tasks 1-3 read the vocabulary through a tokenizer without the Unigram model: the same
+    tokens, special and excluded ids and style as the full tokenizer, for every id."""
+    from xlingbench.inputs.vocab import build_vocabulary
+
+    light = source.load_vocabulary_tokenizer()
+    assert type(light.backend_tokenizer.model).__name__ == "WordLevel"
+    matrix = np.zeros((source.file.header.vocab_rows, 1), dtype=np.float32)
+    ours, full = build_vocabulary(light, matrix, "e5"), build_vocabulary(tokenizer, matrix, "e5")
+    assert len(ours) == len(full) == 250_002
+    assert ours.tokens == full.tokens
+    assert (ours.special_ids, ours.excluded_ids, ours.style) == (full.special_ids, full.excluded_ids, full.style)
+
+
+def test_the_tokenizer_keeps_the_files_scores_exactly(source, tokenizer):
+    """The Unigram model is the one built, not a deep copy through JSON (which built a second
+    one and rounded scores in their last digit)."""
+    import json
+
+    vocab = json.loads(tokenizer.backend_tokenizer.model.__getstate__())["vocab"]
+    assert [score for _, score in vocab] == source.file.vocab.scores.tolist()

@@ -68,3 +68,16 @@ def test_a_raw_matrix_with_nan_is_refused() -> None:
     matrix[CHUNK + 2, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         top_k_neighbours(matrix, np.array([0]), 3, normalise=True)
+
+
+def test_a_zero_row_and_block_edges_give_the_unit_matrix_similarities() -> None:
+    """Norms taken once per row (the finiteness pass) divide as unit_rows divides: a zero row
+    (norm clamped to 1e-12) and rows either side of a block edge give the same float32 ranks."""
+    matrix = raw_matrix()
+    matrix[[CHUNK - 1, CHUNK + 2]] = 0
+    queries = np.array([0, CHUNK - 2, CHUNK, CHUNK + 1, len(matrix) - 1])
+    groups = [[np.array([CHUNK - 1, 7]), np.array([CHUNK + 2])]] * len(queries)
+    want = best_target_ranks(unit_of(matrix), queries, groups, chunk_size=2)
+    got = best_target_ranks(matrix, queries, groups, chunk_size=2, normalise=True)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(g, w)

@@ -3,7 +3,7 @@
 Why exact: task 2 counts categories among the 50 nearest tokens and task 3 ranks translations;
 an approximate index changes both numbers in ways nobody can trace. Why chunked: the full
 similarity matrix of a 250k vocabulary is 250 GB. Queries are taken ``chunk_size`` at a time
-into one reused ``chunk_size x V`` buffer (512 x 250k float32 = 0.5 GB), whatever the number
+into one reused ``chunk_size x V`` buffer (at most ``BUFFER_BYTES``: 256 x 250k float32), whatever the number
 of queries; reusing it spares the page faults of a fresh allocation per chunk.
 
 Inputs are L2-normalised rows (``Vocabulary.unit_embeddings``), so cosine similarity is a dot
@@ -46,14 +46,17 @@ from xlingbench.core.progress import progress
 if TYPE_CHECKING:
     import torch
 
-DEFAULT_CHUNK = 512  # 0.5 GB for a 250k vocabulary; 128 to 1024 timed alike on 2 cores
+DEFAULT_CHUNK = 512  # queries at once at most; 128 to 1024 timed alike on 2 cores
+#: the similarity buffer's size at most (chunk x V float32): 256 queries at a 250k vocabulary, where
+#: 512 made it 0.5 GB, 1.3x e5-small's float32 matrix; 512 at an 8B model's 128k
+BUFFER_BYTES = 2**28
 GROUP = 64  # columns per group maximum: small enough that n groups hold few spare columns
 #: screening precision -> candidates kept beyond k; a coarser screen needs a wider net
 MARGINS = {"float32": 8, "float16": 32, "bfloat16": 128}
 COUNT_TILE = 256  # columns compared at once when counting ranks: 512 x 256 float32 = 0.5 MB, within a core's L2
-#: candidate values rescored at once (candidates x width): 0.2 GB float32 + 0.4 GB float64, at any
-#: width (2**17 candidates at e5's 384; a count of candidates alone made 6.4 GB at an 8B model's 4096)
-BUDGET = 2**17 * 384
+#: candidate values rescored at once (candidates x width): 50 MB float32 + 0.1 GB float64, at any
+#: width (2**15 candidates at e5's 384; a count of candidates alone made 6.4 GB at an 8B model's 4096)
+BUDGET = 2**15 * 384
 
 
 def top_k_neighbours(
@@ -64,7 +67,7 @@ def top_k_neighbours(
     exclude_self: bool = True,
     exclude: Sequence[np.ndarray] | None = None,
     device: str = "cpu",
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     precision: str = "auto",
     margin: int | None = None,
     normalise: bool = False,
@@ -91,6 +94,7 @@ def top_k_neighbours(
     if k > len(unit):
         raise ValueError(f"k={k} exceeds the {len(unit)} rows of the vocabulary")
     n = min(len(unit), k + (MARGINS[precision] if margin is None else margin))
+    chunk_size = chunk_size or default_chunk(len(unit))
     ids_out = np.empty((len(query_ids), k), dtype=np.int64)
     sims_out = np.empty((len(query_ids), k), dtype=np.float32)
     matrix = _rows(unit, device, normalise)
@@ -112,7 +116,7 @@ def best_target_ranks(
     exclude_self: bool = True,
     exclude: Sequence[np.ndarray] | None = None,
     device: str = "cpu",
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     normalise: bool = False,
 ) -> list[np.ndarray]:
     """For each query and each of its (non-empty) groups of target ids, the rank of the group's
@@ -139,6 +143,7 @@ def best_target_ranks(
     import torch
 
     order = np.argsort([-len(groups) for groups in target_groups], kind="stable")  # most groups first
+    chunk_size = chunk_size or default_chunk(len(unit))
     matrix = _rows(unit, device, normalise)
     ranks: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(query_ids)
     above = torch.empty((min(chunk_size, len(query_ids)), min(COUNT_TILE, len(unit))), device=matrix.device)
@@ -151,6 +156,16 @@ def best_target_ranks(
         for i, row in zip(positions, _count_above(sims, best, above)):
             ranks[i] = row[: len(target_groups[i])]
     return ranks
+
+
+def default_chunk(rows: int) -> int:
+    """Queries per chunk: ``DEFAULT_CHUNK``, fewer where their similarity rows would pass
+    ``BUFFER_BYTES`` (at least 64). The chunk size changes memory and time, never a result.
+
+    >>> default_chunk(250_037), default_chunk(128_256), default_chunk(1000)
+    (268, 512, 512)
+    """
+    return max(64, min(DEFAULT_CHUNK, BUFFER_BYTES // (4 * rows)))
 
 
 def screening_error(precision: str, dim: int) -> float:
@@ -229,16 +244,21 @@ class _Held:
 
 class _Normalised:
     """Unit rows of a raw matrix (numpy, or a torch tensor of any float dtype, on the CPU),
-    normalised a block at a time when they are needed: never a unit copy of the whole matrix."""
+    normalised a block at a time when they are needed: never a unit copy of the whole matrix.
+
+    The rows' norms are taken once, in the finiteness pass (a row's float32 norm does not depend
+    on the block it is taken in), so each chunk of queries pays one division per row, not a norm."""
 
     def __init__(self, raw: Any, device: str) -> None:
         import torch
 
         self.raw, self.device, self.shape = raw, torch.device(device), tuple(raw.shape)
+        self.norms = np.empty((len(raw), 1), dtype=np.float32)  # as unit_rows divides: norm, at least 1e-12
         for start in range(0, len(raw), CHUNK):  # a block at a time: the finiteness check copies nothing whole
-            block = float32_rows(raw, np.arange(start, min(start + CHUNK, len(raw))))
+            block = self._float32_block(start)
             if not np.isfinite(block).all():
                 raise ValueError("the matrix holds NaN or infinite values; similarities would be meaningless")
+            np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12, out=self.norms[start : start + len(block)])
 
     def __len__(self) -> int:
         return self.shape[0]
@@ -254,8 +274,15 @@ class _Normalised:
 
         queries = queries.to(out.dtype)
         for start in range(0, len(self), CHUNK):
-            block = torch.from_numpy(unit_rows(self.raw, np.arange(start, min(start + CHUNK, len(self))))).to(self.device)
+            rows = self._float32_block(start)
+            block = torch.from_numpy(rows / self.norms[start : start + len(rows)]).to(self.device)
             out[:, start : start + len(block)] = queries @ block.to(out.dtype).T
+
+    def _float32_block(self, start: int) -> np.ndarray:
+        """Rows ``start`` to ``start + CHUNK`` as float32: a view of a float32 numpy matrix, else a copy."""
+        if isinstance(self.raw, np.ndarray) and self.raw.dtype == np.float32:
+            return self.raw[start : start + CHUNK]
+        return float32_rows(self.raw, np.arange(start, min(start + CHUNK, len(self.raw))))
 
 
 def _rows(unit: Any, device: str, normalise: bool) -> "_Held | _Normalised":

@@ -39,6 +39,7 @@ def run_unit(unit: Unit, checked: Plan) -> Iterator[Outcome]:
                   f"and this is an {source.arch} model.", file=sys.stderr)
             continue
         started = time.time()
+        inputs.begin_task()  # what the last task held and this one does not read is released
         params = checked.params[task.metadata.name]
         with scope(f"{unit.spec.name} {task.metadata.name}"):  # progress bars name the model and the task
             result = run_task(task, inputs, params)

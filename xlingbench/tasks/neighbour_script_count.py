@@ -84,8 +84,8 @@ def bootstrap_interval(values: np.ndarray, *, seed: int, resamples: int, level: 
 
 def run(inputs, params: Params) -> TaskResult:
     """Adapter: sample queries, neighbours (cached), counts, summary."""
-    if len(inputs.tokenizer) <= params.neighbours:  # the vocabulary's size, known before its matrix is read and cached
-        raise UserError(f"neighbours={params.neighbours}: {inputs.model_id} has only {len(inputs.tokenizer)} tokens.",
+    if inputs.vocabulary_size <= params.neighbours:  # known before the matrix is read and cached
+        raise UserError(f"neighbours={params.neighbours}: {inputs.model_id} has only {inputs.vocabulary_size} tokens.",
                         "Set neighbour_script_count.neighbours below the vocabulary size.")
     vocab = inputs.vocabulary
     labels = label_vocabulary(vocab.tokens, params.labels, vocab.special_ids, vocab.excluded_ids)
