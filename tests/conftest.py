@@ -67,3 +67,25 @@ def unprivileged() -> dict:
                 raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
     return {"preexec_fn": drop}
+
+
+#: The test files that take minutes, heaviest first. xdist hands whole files to its two processes in
+#: collection order (``--no-loadscope-reorder`` in pyproject.toml; its default, most tests first, put
+#: these few-test files last, and one process ran a decoder or Ray file alone for minutes while the
+#: other had nothing left). Started first, the longest files go one to each process and the many
+#: short files fill in behind them, so both processes end close together.
+HEAVY_FIRST = (
+    "test_ci_recipe.py",
+    "test_real_decoders.py",
+    "test_interruptions.py",
+    "test_grid.py",
+    "test_integration.py",
+    "test_ray_worker_kill.py",
+    "test_extending.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the files of HEAVY_FIRST first, in that order; the rest keep their order (a stable sort)."""
+    rank = {name: position for position, name in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
