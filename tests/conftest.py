@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,9 +44,23 @@ def shared_data() -> Path:
     return data
 
 
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty finished MLflow store, built once per test process: MLflow builds a schema in some
+    sixty migrations, each a synced commit, 6-8 s of wall time per new store on a shared disk
+    (1-2 s of CPU), and a hundred tests each wanted a fresh one."""
+    from xlingbench.sinks.sqlite_store import prepare_store
+
+    path = tmp_path_factory.mktemp("store-template") / "mlflow.db"
+    prepare_store(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture()
-def tracking_uri(tmp_path: Path) -> str:
-    """A fresh SQLite MLflow store for one test."""
+def tracking_uri(tmp_path: Path, store_template: Path) -> str:
+    """A fresh SQLite MLflow store for one test: a copy of the template, what a first run would
+    have made (creating a store is tested on its own paths, in tests/test_sqlite_store.py)."""
+    shutil.copyfile(store_template, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
