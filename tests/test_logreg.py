@@ -112,3 +112,40 @@ def test_a_block_centred_in_place_fits_as_one_centred_by_the_solver() -> None:
     np.testing.assert_array_equal(ours.coef, theirs.coef)
     np.testing.assert_array_equal(ours.intercept, theirs.intercept)
     np.testing.assert_array_equal(ours.margins[0], theirs.margins[0])
+
+
+@pytest.mark.parametrize("tol", [TOLERANCE, 1e-10])
+def test_fits_side_by_side_give_the_numbers_of_one_fit(tol: float) -> None:
+    """With torch threads to spare the blocks are shared out among fits running at once, one thread
+    each: every number is bit-identical to the one-thread fit, whatever the share-out, and the
+    caller's thread count is left as it was."""
+    blocks = planted_blocks(seed=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = fit_logistic(blocks, tol=tol)
+        for threads in (2, 3, 4):
+            torch.set_num_threads(threads)
+            apart = fit_logistic(blocks, tol=tol)
+            assert torch.get_num_threads() == threads
+            np.testing.assert_array_equal(apart.coef, alone.coef)
+            np.testing.assert_array_equal(apart.intercept, alone.intercept)
+            np.testing.assert_array_equal(apart.converged, alone.converged)
+            assert apart.iterations == alone.iterations
+            for ours, theirs in zip(apart.margins, alone.margins, strict=True):
+                np.testing.assert_array_equal(ours, theirs)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_blocks_that_disagree_are_refused_before_they_are_shared_out() -> None:
+    """The width check sees every block, not each share: two threads would put these in two shares."""
+    wide, narrow = planted_blocks()[0], planted_blocks()[1]
+    narrow = Block(narrow.rows[:, :5], narrow.targets, narrow.train)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(ValueError, match="agree on width"):
+            fit_logistic([wide, narrow])
+    finally:
+        torch.set_num_threads(before)

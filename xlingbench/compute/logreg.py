@@ -47,6 +47,8 @@ from functools import partial
 import numpy as np
 import torch
 
+from xlingbench.compute.threads import side_by_side
+
 Vectors = torch.Tensor  # (blocks, problems per block, dim + 1): weights then intercept
 TOLERANCE = 1e-6  # default stop: max|grad f| per training row (scikit-learn's lbfgs stops at 1e-4)
 FLOAT32_TOLERANCE = 1e-7  # the tightest stop that passes over float32 rows can certify; below it, float64
@@ -55,6 +57,10 @@ FLOAT32_TOLERANCE = 1e-7  # the tightest stop that passes over float32 rows can 
 # each wait at a barrier for a thread the OS has descheduled: on a loaded 2-core box the fit took
 # 12 s on one thread and 19-44 s on two (e5-small, paper labels).
 CPU_THREADS = 1
+#: On CPU the blocks of one call are shared out among up to this many fits side by side, one thread
+#: each, as many as torch has threads (:func:`_shares`): the other cores do the work a second intra-op
+#: thread could not. The problems are independent, so the sharing changes the time, never a number.
+PARALLEL_FITS = 8
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,54 @@ def fit_logistic(
     >>> bool(fit.converged.all()), bool((np.sign(fit.margins[0]) == [[-1], [-1], [1], [1]]).all())
     (True, True)
     """
+    _check(blocks)
+    dtype = torch.float64 if tol < FLOAT32_TOLERANCE else torch.float32
+    shares = _shares(blocks, torch.get_num_threads() if torch.device(device).type == "cpu" else 1)
+    fits = side_by_side([partial(_fit_share, [blocks[i] for i in share], dtype, tol, max_iter, max_cg, device)
+                         for share in shares], threads_each=CPU_THREADS)
+    return _joined(fits, shares)
+
+
+def _check(blocks: Sequence[Block]) -> None:
+    """Blocks that can be fitted together: some, of one width and problem count, rows matching targets and train."""
+    if not blocks:
+        raise ValueError("no blocks to fit")
+    shapes = {(b.dim, b.train.shape[1]) for b in blocks}
+    if len(shapes) != 1 or any(len(b.rows) != len(b.targets) or len(b.rows) != len(b.train) for b in blocks):
+        raise ValueError(f"blocks must agree on width and problem count, and rows with targets and train: {shapes}")
+
+
+def _fit_share(blocks: Sequence[Block], dtype: torch.dtype, tol: float, max_iter: int, max_cg: int, device: str) -> Fit:
+    """One share of the blocks fitted in one Newton loop (on one CPU thread)."""
     with _cpu_threads(device, CPU_THREADS):
-        return _newton(_Data.of(blocks, device, torch.float64 if tol < FLOAT32_TOLERANCE else torch.float32),
-                       tol, max_iter, max_cg, device)
+        return _newton(_Data.of(blocks, device, dtype), tol, max_iter, max_cg, device)
+
+
+def _shares(blocks: Sequence[Block], workers: int) -> list[list[int]]:
+    """The blocks' indices dealt into at most ``workers`` (and :data:`PARALLEL_FITS`) shares of about
+    equal rows, largest block first to the lightest share; no share is empty.
+
+    >>> rows = lambda n: Block(np.zeros((n, 1), np.float32), np.zeros(n, bool), np.ones((n, 1), bool))
+    >>> _shares([rows(5), rows(9), rows(3), rows(4)], workers=2)
+    [[1, 2], [0, 3]]
+    """
+    count = max(1, min(workers, PARALLEL_FITS, len(blocks)))
+    shares: list[list[int]] = [[] for _ in range(count)]
+    load = [0] * count
+    for i in sorted(range(len(blocks)), key=lambda i: -len(blocks[i].rows)):
+        lightest = load.index(min(load))
+        shares[lightest].append(i)
+        load[lightest] += len(blocks[i].rows)
+    return [sorted(share) for share in shares]
+
+
+def _joined(fits: Sequence[Fit], shares: Sequence[Sequence[int]]) -> Fit:
+    """The fits of the shares put back in the blocks' order (iterations: the slowest share's)."""
+    where = {block: (s, j) for s, share in enumerate(shares) for j, block in enumerate(share)}
+    order = [where[b] for b in range(len(where))]
+    return Fit(np.stack([fits[s].coef[j] for s, j in order]), np.stack([fits[s].intercept[j] for s, j in order]),
+               [fits[s].margins[j] for s, j in order], np.stack([fits[s].converged[j] for s, j in order]),
+               max(f.iterations for f in fits))
 
 
 @contextmanager
@@ -168,11 +219,6 @@ class _Data:
 
     @classmethod
     def of(cls, blocks: Sequence[Block], device: str, dtype: torch.dtype) -> _Data:
-        if not blocks:
-            raise ValueError("no blocks to fit")
-        shapes = {(b.dim, b.train.shape[1]) for b in blocks}
-        if len(shapes) != 1 or any(len(b.rows) != len(b.targets) or len(b.rows) != len(b.train) for b in blocks):
-            raise ValueError(f"blocks must agree on width and problem count, and rows with targets and train: {shapes}")
         rows, means = zip(*(_prepared(b, device, dtype) for b in blocks))
         rows32 = [x.float() for x in rows]
         spectrum, basis = torch.linalg.eigh(torch.stack([_covariance(x[:, :-1]) for x in rows32]))

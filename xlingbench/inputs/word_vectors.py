@@ -369,7 +369,8 @@ def _write_batch(
         mask[b, : len(window.input_ids)] = 1
     token_b, token_t, owner, rows = _selection(batch, offsets, aggregation)
     states = forward(ids.to(device), mask.to(device))
-    picked = torch.stack([states[layer][token_b, token_t] for layer in store]).float()  # (stored layers, tokens, d)
+    at = (torch.tensor(token_b, device=states[0].device), torch.tensor(token_t, device=states[0].device))  # once, not per layer
+    picked = torch.stack([states[layer][at] for layer in store]).float()  # (stored layers, tokens, d)
     owner_t = torch.tensor(owner, device=picked.device)
     sums = torch.zeros(picked.shape[0], len(rows), picked.shape[2], device=picked.device).index_add_(1, owner_t, picked)
     counts = torch.bincount(owner_t, minlength=len(rows)).to(sums.dtype)

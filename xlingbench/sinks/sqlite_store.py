@@ -87,15 +87,30 @@ def _create(path: Path) -> None:
 
 
 def _build_schema(path: Path) -> None:
-    """MLflow's own initialisation of an empty database (what its store runs on first open)."""
+    """MLflow's own initialisation of an empty database (what its store runs on first open), without
+    a disk sync per statement (:func:`_unsynced`), then the file synced once, before it is published."""
     import sqlalchemy
     from mlflow.store.db.utils import _initialize_tables
 
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    sqlalchemy.event.listen(engine, "connect", _unsynced)
     try:
         _initialize_tables(engine)
     finally:
         engine.dispose()
+    with path.open("rb+") as built:
+        os.fsync(built.fileno())
+
+
+def _unsynced(connection: sqlite3.Connection, record: object) -> None:
+    """A building connection that neither syncs nor keeps a rollback journal on disk.
+
+    Why: the sixty migrations are some 300 DDL transactions, each synced to disk twice (journal and
+    database): 11 s of a first run's start on a busy disk for 2.6 s of CPU. The file is a private
+    temporary one; a build that dies leaves a file the next creator removes, never the store.
+    """
+    connection.execute("PRAGMA synchronous = OFF")
+    connection.execute("PRAGMA journal_mode = MEMORY")
 
 
 def _problem(path: Path) -> tuple[str, str] | None:
