@@ -449,3 +449,23 @@ def test_a_layer_beyond_float16_is_widened_to_float32_and_keeps_its_values(tiny_
     big = np.asarray(half.sentence_ids) == 3
     np.testing.assert_array_equal(np.asarray(half.layer(2))[big], np.asarray(full.layer(2))[big])  # written as float32
     np.testing.assert_allclose(np.asarray(half.layer(2))[~big], np.asarray(full.layer(2))[~big], rtol=2e-3, atol=2e-3)  # copied float16 rows
+
+
+@pytest.mark.parametrize(("arch", "last_layer"), [("encoder", "normed"), ("decoder", "normed"), ("decoder", "prenorm")])
+def test_batches_side_by_side_give_the_vectors_of_one_thread(tiny_dirs: dict[str, Path], tmp_path: Path, arch: str,
+                                                              last_layer: str) -> None:
+    """With two torch threads two batches' forward passes run at once, one thread each (a pre-norm
+    hook sees its own thread's pass only): every stored number is the one-thread run's, and the
+    caller's thread count is left as it was."""
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            reps = representations(tiny_dirs, arch, tmp_path / str(threads))
+            runs.append(stacked(reps.extract_vectors(SENTENCES, language="xx", batch_size=1, dtype="float32",
+                                                     last_layer=last_layer)))
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(runs[1], runs[0])

@@ -1,40 +1,66 @@
 """Independent torch jobs run side by side on the CPU, each on its own few threads.
 
 Why: many of xlingbench's CPU computations are long loops of small operations (a Newton-CG fit of
-task 1, a K-means start), too small for torch's intra-op threads to pay: every operation waits at a
-barrier for every thread, and on a busy machine a descheduled thread stalls them all. Jobs that
-share nothing need no barrier: Python threads each running one (torch releases the GIL inside
-its operations) keep every core busy instead.
+task 1, a K-means start, a forward pass of a small model), too small for torch's intra-op threads
+to pay: every operation waits at a barrier for every thread, and on a busy machine a descheduled
+thread stalls them all (a batch of e5-small took 1.3 s on one thread and 9.6 s on two on a loaded
+2-core machine, the same numbers). Jobs that share nothing need no barrier: Python threads each
+running one (torch releases the GIL inside its operations) keep every core busy instead.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-import torch
-
+S = TypeVar("S")
 T = TypeVar("T")
 
 
 def side_by_side(jobs: Sequence[Callable[[], T]], threads_each: int = 1) -> list[T]:
-    """The results of ``jobs``, in order: one job alone runs in this thread; several run at once in
-    worker threads, each with ``threads_each`` torch threads (this thread's count is restored after:
-    MKL's is process-wide). The caller decides how many jobs there are, hence how many run at once.
+    """The results of ``jobs``, in order, all running at once (:func:`in_order` with a worker each).
 
+    >>> import torch
     >>> side_by_side([lambda: torch.get_num_threads(), lambda: 2 + 2])
     [1, 4]
     """
-    if len(jobs) <= 1:
-        return [job() for job in jobs]
+    return [result for _, result in in_order(jobs, lambda job: job(), len(jobs), threads_each)]
+
+
+def in_order(items: Iterable[S], work: Callable[[S], T], workers: int, threads_each: int = 1) -> Iterator[tuple[S, T]]:
+    """``(item, work(item))`` for each item, in the items' order, with up to ``workers`` computed at
+    once in worker threads of ``threads_each`` torch threads each (one worker: in this thread).
+
+    At most ``workers + 1`` results wait at once, so memory stays bounded however many items; this
+    thread's torch thread count is restored after (MKL's is process-wide). Closing the iterator
+    early (an error while a result is used) cancels the items not started and waits for the others.
+
+    >>> [(x, y) for x, y in in_order(range(4), lambda x: x * x, workers=2)]
+    [(0, 0), (1, 1), (2, 4), (3, 9)]
+    """
+    if workers <= 1:
+        yield from ((item, work(item)) for item in items)
+        return
+    import torch
+
     threads = torch.get_num_threads()
 
-    def run(job: Callable[[], T]) -> T:
+    def run(item: S) -> T:
         torch.set_num_threads(threads_each)  # this worker thread's own OpenMP setting
-        return job()
+        return work(item)
 
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="side-by-side")
+    pending: deque[tuple[S, Future[T]]] = deque()
     try:
-        with ThreadPoolExecutor(len(jobs), thread_name_prefix="side-by-side") as pool:
-            return list(pool.map(run, jobs))
+        for item in items:
+            pending.append((item, pool.submit(run, item)))
+            if len(pending) > workers:
+                first, result = pending.popleft()
+                yield first, result.result()
+        while pending:
+            first, result = pending.popleft()
+            yield first, result.result()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(threads)

@@ -16,6 +16,7 @@ encoders, whose blocks each end in their own LayerNorm) is refused in one line.
 """
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from xlingbench.core.errors import UserError
@@ -96,7 +97,8 @@ def _before_final_norm(forward: Forward, norm: Any) -> Forward:
         import torch
 
         seen: list["torch.Tensor"] = []
-        handle = norm.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+        caller = threading.get_ident()  # batches may run side by side: each call keeps its own thread's input
+        handle = norm.register_forward_pre_hook(lambda module, args: seen.append(args[0]) if threading.get_ident() == caller else None)
         try:
             states = forward(ids, mask)
         finally:

@@ -55,6 +55,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from xlingbench.compute.concepts import parse_layers
+from xlingbench.compute.threads import in_order
 from xlingbench.core.errors import UserError
 from xlingbench.core.progress import progress
 from xlingbench.inputs.cache import Cache, allocate, disk_space, require_space, write_atomic
@@ -68,6 +69,10 @@ AGGREGATIONS = ("last", "first", "mean")
 DTYPES = ("float16", "float32")
 _FORMAT = 4  # bump when the entry layout or the reading rules change, so old entries are not reused
 _MARKER = "progress.json"
+#: batches whose forward passes run at once on the CPU, torch's threads shared out among them (one
+#: each on a 2-core machine; :func:`xlingbench.compute.threads.in_order`): the same numbers, and no
+#: intra-op barrier for a descheduled thread to stall. Each holds its batch's states of every layer.
+PARALLEL_BATCHES = 2
 _INFO = "info.json"
 
 
@@ -262,15 +267,20 @@ def _compute(
     windows = np.frombuffer(plan["windows"], dtype=np.int64)
     total = sum(-(-int(windows[s : s + shard_size].sum()) // batch_size) for s in range(marker["done"], len(texts), shard_size))
     pad = reader.tokenizer.pad_token_id if reader.tokenizer.pad_token_id is not None else 0
-    with torch.inference_mode():
-        for shard_end, batch in progress(batches, desc=f"word vectors {key['language']}", total=total, unit="batch"):
-            marker["nonfinite"] += _write_batch(forward, device, batch, store, offsets, aggregation, pad,
-                                                widen=lambda layer: _widen(partial, store, layer))
-            if shard_end is not None:
-                for array_ in store.values():
-                    array_.flush()
-                marker["done"] = shard_end
-                _write_json(partial / _MARKER, marker)
+    layers_read = list(store)
+
+    def read(item: tuple[int | None, list[Window]]) -> tuple[np.ndarray, np.ndarray]:
+        return _read_batch(forward, device, item[1], layers=layers_read, offsets=offsets, aggregation=aggregation, pad=pad)
+
+    workers = min(PARALLEL_BATCHES, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
+    done = in_order(batches, read, workers, threads_each=max(1, torch.get_num_threads() // workers))
+    for (shard_end, _), (rows, vectors) in progress(done, desc=f"word vectors {key['language']}", total=total, unit="batch"):
+        marker["nonfinite"] += _write_batch(store, rows, vectors, widen=lambda layer: _widen(partial, store, layer))
+        if shard_end is not None:
+            for array_ in store.values():
+                array_.flush()
+            marker["done"] = shard_end
+            _write_json(partial / _MARKER, marker)
     store.clear()  # release the memory maps before the folder is finished
     _finish(partial, key, plan, marker, aggregation)
 
@@ -350,17 +360,15 @@ def _batches(
             yield (shard_end if b + batch_size >= len(windows) else None), windows[b : b + batch_size]
 
 
-def _write_batch(
-    forward: Forward, device: str, batch: list[Window], store: dict[int, np.ndarray], offsets: np.ndarray, aggregation: str,
-    pad: int, widen: Callable[[int], None] = lambda layer: None,
-) -> int:
-    """One forward pass; each word's vector at every stored layer (``store``: layer -> rows) into
-    its row (a layer whose values do not fit its storage dtype is first ``widen``-ed). Returns
-    #non-finite values written."""
+def _read_batch(
+    forward: Forward, device: str, batch: list[Window], *, layers: list[int], offsets: np.ndarray, aggregation: str, pad: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass (in any thread): the rows of the batch's words and their vectors at ``layers``
+    (float32, ``(layers, words, d)``)."""
     import torch
 
     if not batch:
-        return 0
+        return np.zeros(0, dtype=np.int64), np.zeros((len(layers), 0, 0), dtype=np.float32)
     width = max(len(w.input_ids) for w in batch)
     ids = torch.full((len(batch), width), pad, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -368,20 +376,29 @@ def _write_batch(
         ids[b, : len(window.input_ids)] = torch.tensor(window.input_ids)
         mask[b, : len(window.input_ids)] = 1
     token_b, token_t, owner, rows = _selection(batch, offsets, aggregation)
-    states = forward(ids.to(device), mask.to(device))
-    at = (torch.tensor(token_b, device=states[0].device), torch.tensor(token_t, device=states[0].device))  # once, not per layer
-    picked = torch.stack([states[layer][at] for layer in store]).float()  # (stored layers, tokens, d)
-    owner_t = torch.tensor(owner, device=picked.device)
-    sums = torch.zeros(picked.shape[0], len(rows), picked.shape[2], device=picked.device).index_add_(1, owner_t, picked)
-    counts = torch.bincount(owner_t, minlength=len(rows)).to(sums.dtype)
-    vectors = (sums / counts[None, :, None]).cpu().numpy()
-    row_index = np.asarray(rows)
+    with torch.inference_mode():  # per thread: a worker thread does not inherit the caller's mode
+        states = forward(ids.to(device), mask.to(device))
+        at = (torch.tensor(token_b, device=states[0].device), torch.tensor(token_t, device=states[0].device))
+        picked = torch.stack([states[layer][at] for layer in layers]).float()  # (layers, tokens, d)
+        owner_t = torch.tensor(owner, device=picked.device)
+        sums = torch.zeros(picked.shape[0], len(rows), picked.shape[2], device=picked.device).index_add_(1, owner_t, picked)
+        counts = torch.bincount(owner_t, minlength=len(rows)).to(sums.dtype)
+        return np.asarray(rows, dtype=np.int64), (sums / counts[None, :, None]).cpu().numpy()
+
+
+def _write_batch(store: dict[int, np.ndarray], rows: np.ndarray, vectors: np.ndarray,
+                 widen: Callable[[int], None] = lambda layer: None) -> int:
+    """A batch's word vectors (:func:`_read_batch`) into their rows at every stored layer (``store``:
+    layer -> rows, in the order read), in this thread; a layer whose values do not fit its storage
+    dtype is first ``widen``-ed. Returns #non-finite values written."""
     nonfinite = 0
+    if not len(rows):
+        return nonfinite
     for index, layer in enumerate(store):
         if not fits(vectors[index], store[layer].dtype):
             widen(layer)
         stored = vectors[index].astype(store[layer].dtype)
-        store[layer][row_index] = stored
+        store[layer][rows] = stored
         nonfinite += int(np.count_nonzero(~np.isfinite(stored)))
     return nonfinite
 
