@@ -48,6 +48,7 @@ import hashlib
 import json
 import shutil
 from array import array
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -273,14 +274,14 @@ def _compute(
         return _read_batch(forward, device, item[1], layers=layers_read, offsets=offsets, aggregation=aggregation, pad=pad)
 
     workers = min(PARALLEL_BATCHES, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
-    done = in_order(batches, read, workers, threads_each=max(1, torch.get_num_threads() // workers))
-    for (shard_end, _), (rows, vectors) in progress(done, desc=f"word vectors {key['language']}", total=total, unit="batch"):
-        marker["nonfinite"] += _write_batch(store, rows, vectors, widen=lambda layer: _widen(partial, store, layer))
-        if shard_end is not None:
-            for array_ in store.values():
-                array_.flush()
-            marker["done"] = shard_end
-            _write_json(partial / _MARKER, marker)
+    with closing(in_order(batches, read, workers, threads_each=max(1, torch.get_num_threads() // workers))) as done:
+        for (shard_end, _), (rows, vectors) in progress(done, desc=f"word vectors {key['language']}", total=total, unit="batch"):
+            marker["nonfinite"] += _write_batch(store, rows, vectors, widen=lambda layer: _widen(partial, store, layer))
+            if shard_end is not None:
+                for array_ in store.values():
+                    array_.flush()
+                marker["done"] = shard_end
+                _write_json(partial / _MARKER, marker)
     store.clear()  # release the memory maps before the folder is finished
     _finish(partial, key, plan, marker, aggregation)
 
