@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
+from xlingbench.compute.threads import in_order
 from xlingbench.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -59,8 +59,8 @@ _TRACKED = 8
 #: skip the points whose bounds say their cluster cannot change; False measures every point at
 #: every iteration (plain Lloyd: the reference of the tests and benchmark)
 _BOUNDED = True
-#: most starts (or groups of starts) run at once on the CPU (:func:`_side_by_side`): each holds its
-#: own distance block (up to 64 MiB) and bounds (~160 bytes a point)
+#: most starts (or groups of starts) run at once on the CPU, one torch thread each
+#: (:func:`_side_by_side`): each holds its own distance block (up to 64 MiB) and bounds (~160 bytes a point)
 _PARALLEL_STARTS = 4
 
 
@@ -226,33 +226,21 @@ _Run = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", int, bool]
 
 
 def _side_by_side(jobs: list[Callable[[], T]], device: torch.device) -> list[T]:
-    """The results of ``jobs`` (independent starts, or groups of starts), run side by side on
-    the CPU: at most ``_PARALLEL_STARTS`` at once, the torch threads shared out among them (one
-    each on a 2-core machine), instead of one after another with every operation split over all
-    the threads. On another device, or with one thread, one after another.
+    """The results of ``jobs`` (independent starts, or groups of starts), each on one torch thread
+    and, on the CPU, up to ``_PARALLEL_STARTS`` at once (:func:`xlingbench.compute.threads.in_order`)
+    instead of one after another with every operation split over all the threads.
 
     Why: at CALIGN/COLAP sizes (a few thousand points, K of 100-600) most operations of k-means++
     and Lloyd are too small for intra-op threading to pay: each waits at a barrier for every
     thread, and on a busy machine a descheduled thread stalls them all (k-means++ of 10 starts on
     3,000 points took 4.6 s with two threads and 0.5 s with one on a loaded 2-core machine).
-    Starts are independent, so threads each running their own need no barrier.
+    Starts are independent, so threads each running their own need no barrier, and one thread a
+    start gives the same sums, hence the same labels, on any number of cores.
     """
     import torch
 
-    threads = torch.get_num_threads()
-    workers = min(len(jobs), threads, _PARALLEL_STARTS) if device.type == "cpu" else 1
-    if workers == 1:
-        return [job() for job in jobs]
-
-    def run(job: Callable[[], T]) -> T:
-        torch.set_num_threads(threads // workers)  # this worker thread's own OpenMP setting
-        return job()
-
-    try:
-        with ThreadPoolExecutor(workers, thread_name_prefix="kmeans") as pool:
-            return list(pool.map(run, jobs))
-    finally:
-        torch.set_num_threads(threads)  # MKL's thread count is process-wide: give it back
+    workers = min(len(jobs), torch.get_num_threads(), _PARALLEL_STARTS) if device.type == "cpu" else 1
+    return [result for _, result in in_order(jobs, lambda job: job(), workers, threads_each=1)]
 
 
 def _lloyd(

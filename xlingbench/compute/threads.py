@@ -30,7 +30,8 @@ def side_by_side(jobs: Sequence[Callable[[], T]], threads_each: int = 1) -> list
 
 def in_order(items: Iterable[S], work: Callable[[S], T], workers: int, threads_each: int = 1) -> Iterator[tuple[S, T]]:
     """``(item, work(item))`` for each item, in the items' order, with up to ``workers`` computed at
-    once in worker threads of ``threads_each`` torch threads each (one worker: in this thread).
+    once in worker threads of ``threads_each`` torch threads each (one worker: in this thread, on
+    ``threads_each`` threads too, so the numbers do not depend on how many run at once).
 
     At most ``workers + 1`` results wait at once, so memory stays bounded however many items; this
     thread's torch thread count is restored after (MKL's is process-wide). Closing the iterator
@@ -39,12 +40,18 @@ def in_order(items: Iterable[S], work: Callable[[S], T], workers: int, threads_e
     >>> [(x, y) for x, y in in_order(range(4), lambda x: x * x, workers=2)]
     [(0, 0), (1, 1), (2, 4), (3, 9)]
     """
-    if workers <= 1:
-        yield from ((item, work(item)) for item in items)
-        return
     import torch
 
     threads = torch.get_num_threads()
+    if workers <= 1:
+        try:
+            for item in items:
+                torch.set_num_threads(threads_each)
+                yield item, work(item)
+                torch.set_num_threads(threads)  # the caller's own work between items keeps its threads
+        finally:
+            torch.set_num_threads(threads)
+        return
 
     def run(item: S) -> T:
         torch.set_num_threads(threads_each)  # this worker thread's own OpenMP setting

@@ -70,10 +70,13 @@ AGGREGATIONS = ("last", "first", "mean")
 DTYPES = ("float16", "float32")
 _FORMAT = 4  # bump when the entry layout or the reading rules change, so old entries are not reused
 _MARKER = "progress.json"
-#: batches whose forward passes run at once on the CPU, torch's threads shared out among them (one
-#: each on a 2-core machine; :func:`xlingbench.compute.threads.in_order`): the same numbers, and no
-#: intra-op barrier for a descheduled thread to stall. Each holds its batch's states of every layer.
-PARALLEL_BATCHES = 2
+#: most batches whose forward passes run at once on the CPU, each on ONE torch thread
+#: (:func:`xlingbench.compute.threads.in_order`; fewer when torch has fewer threads). One thread a
+#: forward pass is what makes the vectors the same on every machine: a matrix product split over
+#: more threads sums in another order (e5-small's hidden states differ by ~1e-6 between one and two
+#: threads, enough to move float16 vectors and then clusters), and it leaves no intra-op barrier
+#: for a descheduled thread to stall. Each holds its batch's states of every layer.
+PARALLEL_BATCHES = 4
 _INFO = "info.json"
 
 
@@ -274,7 +277,7 @@ def _compute(
         return _read_batch(forward, device, item[1], layers=layers_read, offsets=offsets, aggregation=aggregation, pad=pad)
 
     workers = min(PARALLEL_BATCHES, torch.get_num_threads()) if torch.device(device).type == "cpu" else 1
-    with closing(in_order(batches, read, workers, threads_each=max(1, torch.get_num_threads() // workers))) as done:
+    with closing(in_order(batches, read, workers, threads_each=1)) as done:
         for (shard_end, _), (rows, vectors) in progress(done, desc=f"word vectors {key['language']}", total=total, unit="batch"):
             marker["nonfinite"] += _write_batch(store, rows, vectors, widen=lambda layer: _widen(partial, store, layer))
             if shard_end is not None:
