@@ -143,7 +143,7 @@ def test_starts_side_by_side_on_two_threads_equal_one_after_another(monkeypatch:
         assert torch.get_num_threads() == 2  # the caller's setting is given back
     finally:
         torch.set_num_threads(threads)
-    assert len(workers) == 2 and all(name.startswith("kmeans") for name in workers)
+    assert len(workers) == 2 and all(name.startswith("side-by-side") for name in workers)
     assert np.array_equal(alone.labels, side_by_side.labels) and alone.start == side_by_side.start
     assert side_by_side.inertias == pytest.approx(alone.inertias, rel=1e-6) and len(set(alone.inertias)) > 1
 
