@@ -1,6 +1,6 @@
-"""Word-vector extraction with two batches' forward passes side by side (one torch thread each)
-against one batch at a time on all the torch threads (the previous way), same sentences, same
-process, the same numbers.
+"""Word-vector extraction with two batches' forward passes side by side against one batch at a
+time, each pass on one torch thread (what keeps the numbers the same on any number of cores),
+same sentences, same process, the same numbers: the gain of running passes side by side.
 
 Data: the sentences of ``bench_extraction.py`` (../shared/data/pud, 200 English sentences) on the
 offline multilingual-e5-small, with two torch threads (a 2-core machine). Wall and CPU seconds are
