@@ -68,7 +68,7 @@ from xlingbench.inputs.word_reading import Reader, Window, model_positions
 KIND = "word_vectors"
 AGGREGATIONS = ("last", "first", "mean")
 DTYPES = ("float16", "float32")
-_FORMAT = 4  # bump when the entry layout or the reading rules change, so old entries are not reused
+FORMAT = 5  # bump when the entry layout, the reading rules or the numbers change, so old entries are not reused (5: one thread a forward pass)
 _MARKER = "progress.json"
 #: most batches whose forward passes run at once on the CPU, each on ONE torch thread
 #: (:func:`xlingbench.compute.threads.in_order`; fewer when torch has fewer threads). One thread a
@@ -150,7 +150,7 @@ def key_parts(texts: list[str], spans: list[list[Span]], *, language: str, aggre
     one spelling ("all", or the sorted layers "0,6,12") so equal sets share an entry; ``last_layer``
     is in the key only when it is not the default, so default keys stay what they were."""
     return {"layers": layer_set(layers), "aggregation": aggregation, "side": side, "dtype": dtype, "max_length": max_length,
-            "language": language, "text_sha256": _text_hash(texts, spans), "format": _FORMAT,
+            "language": language, "text_sha256": _text_hash(texts, spans), "format": FORMAT,
             **({"last_layer": last_layer} if last_layer != "normed" else {})}
 
 

@@ -176,7 +176,7 @@ TASK = Task(
         reference=REFERENCE,
         main_score=f"{CONTROLLED}_max",
         units=dict.fromkeys((f"{name}_{stat}" for name in ("colap", CONTROLLED) for stat in ("max", "last", "mean")), "percent"),
-        version="5",
+        version="6",
         options=OPTIONS,
         charts=(layer_chart(CONTROLLED), layer_chart("colap"), diagnostic_chart(), variance_chart()),
     ),

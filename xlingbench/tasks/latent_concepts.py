@@ -77,8 +77,11 @@ def layers_of(params: ConceptParams, num_layers: int) -> list[int]:
 
 
 def vectors_identity(corpus: "ParallelCorpus", params: ConceptParams, languages: Sequence[str]) -> dict[str, Any]:
-    """What determines the word vectors being clustered (the model is added by the cache)."""
-    return {"corpus": corpus.fingerprint, "languages": list(languages), "aggregation": params.aggregation,
+    """What determines the word vectors being clustered (the model is added by the cache), their
+    entries' format included: vectors extracted under other rules are other vectors, and so are their concepts."""
+    from xlingbench.inputs.word_vectors import FORMAT
+
+    return {"corpus": corpus.fingerprint, "languages": list(languages), "vectors_format": FORMAT, "aggregation": params.aggregation,
             "side": params.side, "max_length": params.max_length, "dtype": VECTOR_DTYPE,
             **({"last_layer": params.last_layer} if params.last_layer != "normed" else {})}
 
