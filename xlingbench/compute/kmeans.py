@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from xlingbench.compute.threads import in_order
+from xlingbench.compute.threads import side_by_side
 from xlingbench.core.errors import UserError
 
 if TYPE_CHECKING:
@@ -174,8 +174,8 @@ def _starts_per_group(n: int, k: int, n_init: int) -> int:
     import torch
 
     trials = 2 + int(math.log(k))
-    side_by_side = max(1, min(torch.get_num_threads(), _PARALLEL_STARTS))
-    return max(1, min(-(-n_init // side_by_side), _DISTANCE_BLOCK // (trials * n)))
+    at_once = max(1, min(torch.get_num_threads(), _PARALLEL_STARTS))
+    return max(1, min(-(-n_init // at_once), _DISTANCE_BLOCK // (trials * n)))
 
 
 def _seed_group(points: torch.Tensor, k: int, seeds: list[int], sq_norms: torch.Tensor) -> torch.Tensor:
@@ -227,7 +227,7 @@ _Run = tuple["torch.Tensor", "torch.Tensor", "torch.Tensor", int, bool]
 
 def _side_by_side(jobs: list[Callable[[], T]], device: torch.device) -> list[T]:
     """The results of ``jobs`` (independent starts, or groups of starts), each on one torch thread
-    and, on the CPU, up to ``_PARALLEL_STARTS`` at once (:func:`xlingbench.compute.threads.in_order`)
+    and, on the CPU, up to ``_PARALLEL_STARTS`` at once (:func:`xlingbench.compute.threads.side_by_side`)
     instead of one after another with every operation split over all the threads.
 
     Why: at CALIGN/COLAP sizes (a few thousand points, K of 100-600) most operations of k-means++
@@ -240,7 +240,7 @@ def _side_by_side(jobs: list[Callable[[], T]], device: torch.device) -> list[T]:
     import torch
 
     workers = min(len(jobs), torch.get_num_threads(), _PARALLEL_STARTS) if device.type == "cpu" else 1
-    return [result for _, result in in_order(jobs, lambda job: job(), workers, threads_each=1)]
+    return side_by_side(jobs, threads_each=1, workers=workers)
 
 
 def _lloyd(

@@ -18,14 +18,16 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 
-def side_by_side(jobs: Sequence[Callable[[], T]], threads_each: int = 1) -> list[T]:
-    """The results of ``jobs``, in order, all running at once (:func:`in_order` with a worker each).
+def side_by_side(jobs: Sequence[Callable[[], T]], threads_each: int = 1, workers: int | None = None) -> list[T]:
+    """The results of ``jobs``, in order, up to ``workers`` running at once (default: all of them;
+    :func:`in_order`).
 
     >>> import torch
     >>> side_by_side([lambda: torch.get_num_threads(), lambda: 2 + 2])
     [1, 4]
     """
-    return [result for _, result in in_order(jobs, lambda job: job(), len(jobs), threads_each)]
+    at_once = len(jobs) if workers is None else workers
+    return [result for _, result in in_order(jobs, lambda job: job(), at_once, threads_each)]
 
 
 def in_order(items: Iterable[S], work: Callable[[S], T], workers: int, threads_each: int = 1) -> Iterator[tuple[S, T]]:
