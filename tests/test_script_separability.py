@@ -1,14 +1,16 @@
 """Task 1: planted script clusters separate, shuffled labels do not, and the numbers are sklearn's (both solvers)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import cross_val_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
 
-from xlingbench.compute.separability import separability, undersample
+from xlingbench.compute.separability import separability, stratified_folds, undersample
 from xlingbench.core.errors import UserError
 from xlingbench.core.params import build
 from xlingbench.tasks import script_separability as task
@@ -87,6 +89,24 @@ def test_torch_solver_accuracies_agree_with_sklearn() -> None:
         assert abs(ours.accuracy - theirs.accuracy) <= 0.002, ours.category
     assert fast.unconverged == {"LATIN": 0, "CYRILLIC": 0, "CJK": 0}
     assert 0.6 < fast.accuracy < 0.99  # overlapping clusters: the agreement is not trivially all ones
+
+
+@pytest.mark.parametrize("folds", [2, 3, 5, 10])
+def test_folds_are_sklearns_stratified_folds(folds: int) -> None:
+    """Every row's test fold as StratifiedKFold(folds) puts it, for balanced, skewed, multi-class and
+    unsorted targets (the class seen first is class 0 whatever its value)."""
+    rng = np.random.default_rng(folds)
+    cases = [np.repeat([False, True], 37), rng.random(101) < 0.2, rng.integers(0, 4, 203), np.array([3] * 12 + [1] * 25)]
+    for targets in cases:
+        expected = np.empty(len(targets), dtype=np.int64)
+        for f, (_, test) in enumerate(StratifiedKFold(folds).split(np.zeros(len(targets)), targets)):
+            expected[test] = f
+        assert stratified_folds(targets, folds).tolist() == expected.tolist()
+
+
+def test_more_folds_than_rows_of_every_class_is_refused() -> None:
+    with pytest.raises(ValueError, match="folds=5"):
+        stratified_folds(np.array([0, 0, 1, 1, 1]), 5)
 
 
 def test_unknown_solver_is_refused() -> None:
@@ -190,3 +210,13 @@ def test_too_small_vocabulary_says_how_to_fix(tmp_path: Path) -> None:
     tokens, matrix = scripted_vocabulary()
     with pytest.raises(UserError, match="min_tokens"):
         task.TASK.run(fake_inputs(tokens, matrix, tmp_path), task.Params(min_tokens=10_000))
+
+
+def test_the_torch_probe_does_not_import_scikit_learn() -> None:
+    """scikit-learn's import keeps 65-80 MB resident for the rest of a run; the default solver needs none of it."""
+    code = ("import sys, numpy as np; from xlingbench.compute.separability import separability; "
+            "rows = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32); "
+            "separability(rows, np.array(['A', 'B'] * 30, dtype=object), min_tokens=20, folds=3); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn'))")
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.strip() == "[]"

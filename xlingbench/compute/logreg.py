@@ -193,10 +193,11 @@ def _newton(data: _Data, tol: float, max_iter: int, max_cg: int, device: str) ->
         converged = converged | (scaled <= tol)  # a converged problem takes no more steps, nor passes
         if bool(converged.all()) or iterations == max_iter:
             break
-        weights = [(m * torch.sigmoid(z) * torch.sigmoid(-z)).float() for m, z in zip(data.train, margins)]
+        weights = [_hessian_weights(m, z) for m, z in zip(data.train, margins)]
         forcing = torch.clamp(scaled ** 0.25, max=0.5)
         step = _conjugate_gradients(partial(data.hessian_times, weights=weights), data.preconditioner(weights),
                                     grad, forcing, ~converged, max_cg)
+        del weights  # n x problems each: not held through the line search
         params, margins = _line_search(data, params, margins, grad, step)
     coef, intercept = data.uncentre(params)
     return Fit(coef.cpu().numpy(), intercept.cpu().numpy(), [z.cpu().numpy() for z in margins],
@@ -255,19 +256,19 @@ class _Data:
 
     def loss(self, params: Vectors, margins: list[torch.Tensor]) -> torch.Tensor:
         """f per problem (blocks, problems)."""
-        logloss = torch.stack([(m * torch.nn.functional.softplus(-s * z)).sum(0)
+        logloss = torch.stack([torch.nn.functional.softplus(-s * z).mul_(m).sum(0)
                                for m, s, z in zip(self.train, self.signs, margins)])
         return logloss + 0.5 * (params[..., :-1] ** 2).sum(-1)
 
     def gradient(self, params: Vectors, margins: list[torch.Tensor], wanted: torch.Tensor) -> Vectors:
         """grad f of the ``wanted`` (blocks, problems); the others' rows are zero plus the penalty's."""
-        residuals = [m * want * (torch.sigmoid(z) - t) for m, want, z, t in zip(self.train, wanted, margins, self.targets)]
+        residuals = [torch.sigmoid(z).sub_(t).mul_(m * want) for m, want, z, t in zip(self.train, wanted, margins, self.targets)]
         return self.transpose_times(residuals, busy=wanted.any(1).tolist()) + _penalised(params)
 
     def hessian_times(self, vectors: Vectors, weights: list[torch.Tensor]) -> Vectors:
         """H v in float32 (``weights`` float32): an inexact Hessian only makes the Newton step inexact."""
         busy = vectors.ne(0).flatten(1).any(1).tolist()
-        products = [w * z for w, z in zip(weights, self.times(vectors, self.rows32))]
+        products = [z.mul_(w) for w, z in zip(weights, self.times(vectors, self.rows32))]
         return self.transpose_times(products, self.rows32, busy) + _penalised(vectors)
 
     def preconditioner(self, weights: list[torch.Tensor]) -> Callable[[Vectors], Vectors]:
@@ -305,6 +306,14 @@ def _covariance(rows: torch.Tensor, sample: int = 20_000) -> torch.Tensor:
     """``X' X / n`` (float64) from at most about ``sample`` evenly spaced rows: it only shapes the preconditioner."""
     some = rows[:: -(-len(rows) // sample)]
     return (some.T @ some).double() / len(some)
+
+
+def _hessian_weights(train: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:
+    """``m * sigmoid(z) * sigmoid(-z)`` per row and problem, in float32 for the Hessian products; in
+    place where the product allows, in the same order (the same numbers): two n x problems float64
+    temporaries at a time, not four."""
+    weights = torch.sigmoid(margins).mul_(train)
+    return weights.mul_(torch.sigmoid(margins.neg())).float()
 
 
 def _penalised(vectors: Vectors) -> Vectors:
@@ -355,7 +364,7 @@ def _line_search(
     along = [a.double() for a in data.times(step)]
 
     def moved(size: torch.Tensor) -> tuple[Vectors, list[torch.Tensor]]:
-        return params + size[..., None] * step, [z + size[k] * a for k, (z, a) in enumerate(zip(margins, along))]
+        return params + size[..., None] * step, [torch.mul(a, size[k]).add_(z) for k, (z, a) in enumerate(zip(margins, along))]
 
     start, slope = data.loss(params, margins), _dot(grad, step)
     size = torch.ones_like(start)
