@@ -81,11 +81,13 @@ def run(
     With no options: all five tasks on the offline multilingual-e5-small, into ./mlflow.db.
     Task runs already in the store with the same configuration are skipped (--rerun runs them again).
     """
+    from xlingbench.cli.allocator import return_large_blocks
     from xlingbench.harness.grid import GridSettings
     from xlingbench.harness.runner import RunRequest
     from xlingbench.harness.runner import run as run_all
     from xlingbench.sinks import DEFAULT_SINKS, SinkSettings
 
+    return_large_blocks()
     record: dict[str, str] = {}
     if config is not None:
         from xlingbench.cli import run_file

@@ -213,7 +213,7 @@ class _Data:
     means: torch.Tensor  # (blocks, dim), float64
     signs: list[torch.Tensor]  # (n, 1): +1 positive, -1 negative
     targets: list[torch.Tensor]  # (n, 1): 1.0 positive, 0.0 negative
-    train: list[torch.Tensor]  # (n, problems): 1.0 training row
+    train: list[torch.Tensor]  # (n, problems): 1.0 training row (float32: half the bytes, the same products)
     train_rows: torch.Tensor  # (blocks, problems)
     basis: torch.Tensor  # (blocks, dim, dim): eigenvectors of each block's Gram X' X
     spectrum: torch.Tensor  # (blocks, dim): its eigenvalues per row
@@ -224,7 +224,7 @@ class _Data:
         rows32 = [x.float() for x in rows]
         spectrum, basis = torch.linalg.eigh(torch.stack([_covariance(x[:, :-1]) for x in rows32]))
         targets = [torch.as_tensor(b.targets, device=device).to(torch.float64)[:, None] for b in blocks]
-        train = [torch.as_tensor(b.train, device=device).to(torch.float64) for b in blocks]
+        train = [torch.as_tensor(b.train, device=device).to(torch.float32) for b in blocks]  # 0/1: exact, promoted in float64 products
         return cls(list(rows), rows32, torch.stack(means), [2 * t - 1 for t in targets], targets, train,
                    torch.stack([t.sum(0) for t in train]).clamp(min=1), basis, spectrum)
 
