@@ -270,13 +270,21 @@ class _Normalised:
         return torch.from_numpy(flat).to(self.device).view(*ids.shape, self.shape[1])
 
     def similarities(self, queries: "torch.Tensor", out: "torch.Tensor") -> None:
+        """``out`` = ``queries`` x every unit row, a block of ``CHUNK`` rows at a time through two
+        buffers made once per call: a block's unit rows and its products (tens of MB each, which
+        the allocator would otherwise map and fault in anew for every block)."""
         import torch
 
         queries = queries.to(out.dtype)
+        unit = np.empty((min(CHUNK, len(self)), self.shape[1]), dtype=np.float32)
+        products = torch.empty(len(queries) * len(unit), dtype=out.dtype, device=self.device)
         for start in range(0, len(self), CHUNK):
             rows = self._float32_block(start)
-            block = torch.from_numpy(rows / self.norms[start : start + len(rows)]).to(self.device)
-            out[:, start : start + len(block)] = queries @ block.to(out.dtype).T
+            np.divide(rows, self.norms[start : start + len(rows)], out=unit[: len(rows)])
+            block = torch.from_numpy(unit[: len(rows)]).to(self.device)
+            product = products[: len(queries) * len(rows)].view(len(queries), len(rows))
+            torch.mm(queries, block.to(out.dtype).T, out=product)
+            out[:, start : start + len(rows)] = product
 
     def _float32_block(self, start: int) -> np.ndarray:
         """Rows ``start`` to ``start + CHUNK`` as float32: a view of a float32 numpy matrix, else a copy."""
