@@ -26,3 +26,12 @@ def test_a_bfloat16_tensor_is_converted_as_float32() -> None:
     matrix = torch.randn(300, 16, generator=torch.Generator().manual_seed(0)).to(torch.bfloat16)
     ids = np.arange(300)[::-2]
     np.testing.assert_array_equal(unit_rows(matrix, ids), unit_rows(matrix.float().numpy(), ids))
+
+
+def test_norms_and_unit_rows_are_numpys_bit_for_bit() -> None:
+    """The buffered norms are ``np.linalg.norm``'s, and unit rows its division, at e5's and an 8B model's widths."""
+    for width in (384, 4096):
+        matrix = np.random.default_rng(width).normal(size=(300, width)).astype(np.float32) * 3
+        expected = np.linalg.norm(matrix, axis=1, keepdims=True)
+        np.testing.assert_array_equal(rows_module.row_norms(matrix, np.empty_like(matrix)), expected)
+        np.testing.assert_array_equal(unit_rows(matrix, np.arange(300)), matrix / np.maximum(expected, 1e-12))

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from xlingbench.compute.rows import CHUNK, float32_rows, unit_rows
+from xlingbench.compute.rows import CHUNK, float32_rows, row_norms, unit_rows
 from xlingbench.core.progress import progress
 
 if TYPE_CHECKING:
@@ -254,11 +254,12 @@ class _Normalised:
 
         self.raw, self.device, self.shape = raw, torch.device(device), tuple(raw.shape)
         self.norms = np.empty((len(raw), 1), dtype=np.float32)  # as unit_rows divides: norm, at least 1e-12
+        squares = np.empty((min(CHUNK, len(raw)), raw.shape[1]), dtype=np.float32)
         for start in range(0, len(raw), CHUNK):  # a block at a time: the finiteness check copies nothing whole
             block = self._float32_block(start)
             if not np.isfinite(block).all():
                 raise ValueError("the matrix holds NaN or infinite values; similarities would be meaningless")
-            np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12, out=self.norms[start : start + len(block)])
+            np.maximum(row_norms(block, squares), 1e-12, out=self.norms[start : start + len(block)])
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -27,6 +27,19 @@ def float32_rows(matrix: Any, ids: np.ndarray) -> np.ndarray:
     return matrix[torch.from_numpy(np.ascontiguousarray(ids))].to(device="cpu", dtype=torch.float32).numpy()
 
 
+def row_norms(rows: np.ndarray, squares: np.ndarray) -> np.ndarray:
+    """Each float32 row's L2 norm ``(n, 1)``, as ``np.linalg.norm(rows, axis=1, keepdims=True)``
+    computes it (squares, then numpy's sum along the row, then the root: the same numbers), with the
+    squares written into ``squares`` (at least ``rows``' shape): norm's own two temporaries of the
+    block's size were mapped and faulted in anew for every block.
+
+    >>> row_norms(np.array([[3, 4], [0, 0]], dtype=np.float32), np.empty((2, 2), np.float32)).ravel().tolist()
+    [5.0, 0.0]
+    """
+    squared = np.multiply(rows, rows, out=squares[: len(rows)])
+    return np.sqrt(np.add.reduce(squared, axis=1, keepdims=True))
+
+
 def unit_rows(matrix: Any, ids: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Rows ``ids`` of ``matrix`` L2-normalised in float32, written chunk by chunk into ``out``
     (``len(ids) x d``; a strided view is fine) or a new array.
@@ -39,8 +52,8 @@ def unit_rows(matrix: Any, ids: np.ndarray, out: np.ndarray | None = None) -> np
     """
     ids = np.asarray(ids, dtype=np.int64)
     out = np.empty((len(ids), matrix.shape[1]), dtype=np.float32) if out is None else out
+    squares = np.empty((min(CHUNK, len(ids)), matrix.shape[1]), dtype=np.float32)
     for start in range(0, len(ids), CHUNK):
         rows = float32_rows(matrix, ids[start : start + CHUNK])
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        np.divide(rows, np.maximum(norms, 1e-12), out=out[start : start + len(rows)])
+        np.divide(rows, np.maximum(row_norms(rows, squares), 1e-12), out=out[start : start + len(rows)])
     return out
