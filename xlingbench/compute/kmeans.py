@@ -288,6 +288,8 @@ class _Bounds:
         # mmap threshold, went back to the OS at every iteration and faulted in again (10x slower
         # with two threads on a busy machine)
         self.block = torch.empty((min(n, max(1, _DISTANCE_BLOCK // k)), k), dtype=points.dtype, device=device)
+        # and one buffer for the rows a partial assignment measures, for the same reason
+        self.gathered = torch.empty((len(self.block), points.shape[1]), dtype=points.dtype, device=device)
         self._measure(points, sq_norms, centroids, torch.arange(n, device=device), _margin(sq_norms, centroids))
 
     def move(self, shifts: torch.Tensor) -> None:
@@ -322,7 +324,7 @@ class _Bounds:
         chunk, m, changed = len(self.block), self.tracked_count, False
         for begin in range(0, len(rows), chunk):
             part = rows[begin : begin + chunk]
-            measured = points if len(part) == len(points) else points.index_select(0, part)  # all rows: no copy
+            measured = points if len(part) == len(points) else torch.index_select(points, 0, part, out=self.gathered[: len(part)])
             block = _sq_distances(measured, sq_norms[part], centroids, out=self.block[: len(part)])
             values, ids = torch.topk(block, m + 1, dim=1, largest=False)
             label = _first_nearest(block, values, ids)
