@@ -103,7 +103,7 @@ def stratified_folds(targets: np.ndarray, folds: int) -> np.ndarray:
 
     Why not call scikit-learn: importing its model selection keeps 65-80 MB of libraries resident
     for the rest of the run, 5% of tasks 1-3's memory target, for these lines
-    (tests/test_separability.py holds the two equal).
+    (tests/test_script_separability.py holds the two equal).
 
     >>> stratified_folds(np.array([0, 0, 0, 1, 1, 1, 1]), 3).tolist()
     [0, 1, 2, 0, 0, 1, 2]
