@@ -267,7 +267,9 @@ class _Normalised:
     def gather(self, ids: "torch.Tensor") -> "torch.Tensor":
         import torch
 
-        flat = unit_rows(self.raw, ids.flatten().cpu().numpy())
+        at = ids.flatten().cpu().numpy()
+        flat = float32_rows(self.raw, at)  # a new array: divided in place by the norms taken once
+        np.divide(flat, self.norms[at], out=flat)
         return torch.from_numpy(flat).to(self.device).view(*ids.shape, self.shape[1])
 
     def similarities(self, queries: "torch.Tensor", out: "torch.Tensor") -> None:
