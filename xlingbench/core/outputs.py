@@ -104,10 +104,13 @@ def replace_outputs(folder: Path, command: str, files: dict[Path, str]) -> None:
     try:
         check_folder(folder, command)
     except UserError:
-        if (folder / LOCK).exists():  # a writer mid-way (no marker yet) is named as such, not as a stranger's folder
-            with writing(folder, command):
-                pass
-        raise
+        if not (folder / LOCK).exists():
+            raise
+        # seen mid-way through another writer (its marker's temporary sibling, no marker yet): while it
+        # holds the folder this is refused as such, not as a stranger's folder; once it has finished,
+        # the folder it left is judged again
+        with writing(folder, command):
+            check_folder(folder, command)
     _create(folder)
     with writing(folder, command):
         written = claim_folder(folder, command)
