@@ -9,7 +9,8 @@ Cyrillic, Arabic, Hangul, Devanagari, Greek, Hebrew, Thai, digits, punctuation):
     xlm-r-base     250,002 x 768    (same V as Gemma, a third of its d: the d axis)
     gemma-2-2b     256,000 x 2304   (tokenizer 256,000)
 
-Per shape, seconds and peak RSS (over the RSS before, as a multiple of the float32 matrix) of
+Per shape, seconds and peak RSS (over the RSS before, as a multiple of the matrix as tasks 1-3 hold it:
+in the checkpoint's bfloat16; ``read``: of the float32 matrix it returns) of
 
 - ``read``: the embedding read (bf16 shards -> float32, ``dtype=auto``);
 - ``neighbours``: task 2's neighbour phase: unit-normalising the vocabulary and the exact
@@ -18,8 +19,9 @@ Per shape, seconds and peak RSS (over the RSS before, as a multiple of the float
 - ``separability``: task 1's ``run`` (labels, unit rows, the probe per category, all folds) with
   ``XLINGBENCH_BENCH_FOLDS`` folds (default 10, the task's) on a seeded ``XLINGBENCH_BENCH_SHARE``
   of the vocabulary (default 1.0, passed as the task's ``tokens`` list): the probe gathers each
-  group of categories' rows into one float32 copy (at most the largest category's balanced sample),
-  where it used to copy every category's rows at once, twice (about 6x the matrix);
+  group of categories' rows into one copy in the matrix's bfloat16 (at most the largest category's
+  balanced sample), which the fit normalises a chunk at a time as it reads it; it used to copy every
+  category's rows at once, twice (about 6x the matrix), then into one float32 copy (2x);
 - ``translation``: task 3's ``run`` over a planted dictionary of the tokenizer's own word-start
   pieces, shaped like MUSE's eight pairs (de/fr/es Latin, ru, zh, ar, hi, ko): ``PER_PAIR`` queries
   a pair drawn from ``POOL`` English (Latin) words, 1-3 translations each, ranked over the whole
@@ -76,8 +78,8 @@ from xlingbench.inputs.dictionaries import load_dictionaries
 from xlingbench.inputs.parallel_data import ParallelCorpus
 from xlingbench.inputs.registry import ModelSpec
 from xlingbench.inputs.representations import ExtractionSettings
-from xlingbench.inputs.sources import PretrainedSource
-from xlingbench.inputs.vocab import Vocabulary, build_vocabulary
+from xlingbench.inputs.sources import PretrainedSource, resolve_dtype
+from xlingbench.inputs.vocab import Vocabulary, build_vocabulary, held_matrix, stored_matrix
 from xlingbench.tasks import script_separability, translation_in_neighbours
 
 QUERIES = int(os.environ.get("XLINGBENCH_BENCH_QUERIES", "256"))
@@ -141,10 +143,12 @@ def checkpoint(request, tmp_path_factory) -> tuple[str, Path]:
 
 @pytest.fixture(scope="module")
 def vocabulary(checkpoint) -> Vocabulary:
-    """The shape's vocabulary and float32 matrix, read once for tasks 1-3 (their load phase is ``read``)."""
+    """The shape's vocabulary, its matrix held as tasks 1-3 hold it (the checkpoint's bfloat16), read once
+    for them (their load phase is ``read``)."""
     shape, folder = checkpoint
     source = _source(folder)
-    return build_vocabulary(source.load_tokenizer(), source.load_embedding_matrix("auto"), shape)
+    dtype = resolve_dtype(source, "auto")
+    return build_vocabulary(source.load_tokenizer(), held_matrix(stored_matrix(source.load_embedding_matrix(dtype), dtype), dtype), shape)
 
 
 def _source(folder: Path) -> PretrainedSource:
@@ -321,8 +325,9 @@ def test_extraction(benchmark, checkpoint, vocabulary, growth, tmp_path):
 
 @pytest.mark.parametrize("name", os.environ.get("XLINGBENCH_BENCH_MATRICES", ",".join(MATRICES)).split(","))
 def test_probe_memory_in_model_dtype(benchmark, name):
-    """Task 1's probe on a matrix in the model's own dtype: rows are converted a chunk at a time into
-    one float32 copy per group of categories, so the peak stays within ``PROBE_BUDGET`` x the matrix."""
+    """Task 1's probe on a matrix in the model's own dtype: one copy per group of categories, float32
+    rows from a float32 matrix, rows as they are from a bfloat16 one (the fit normalises them a chunk
+    at a time as it reads them), so the peak stays within ``PROBE_BUDGET`` x the matrix."""
     import torch
 
     rows, width, dtype = MATRICES[name]

@@ -35,6 +35,11 @@ def _rounded(matrix: np.ndarray, dtype: torch.dtype) -> np.ndarray:
     return torch.from_numpy(matrix).to(dtype).float().numpy()
 
 
+def _values(matrix) -> np.ndarray:
+    """A vocabulary's rows as float32 values (a bfloat16 or float16 model's are held as a torch tensor)."""
+    return matrix if isinstance(matrix, np.ndarray) else matrix.float().numpy()
+
+
 def _inputs(folder, cache_dir, dtype: str) -> Representations:
     return Representations(open_source(resolve_model(str(folder))), Cache(cache_dir), device="cpu", dtype=dtype)
 
@@ -60,8 +65,8 @@ def test_float32_and_bf16_runs_share_no_cache_entry(tmp_path, planted):
     wide, narrow = _inputs(folder, tmp_path / "cache", "float32"), _inputs(folder, tmp_path / "cache", "bfloat16")
     n = len(planted)
     np.testing.assert_array_equal(wide.vocabulary.embeddings[:n], planted)
-    np.testing.assert_array_equal(narrow.vocabulary.embeddings[:n], _rounded(planted, torch.bfloat16))
-    assert not np.array_equal(narrow.vocabulary.embeddings[:n], planted)
+    np.testing.assert_array_equal(_values(narrow.vocabulary.embeddings[:n]), _rounded(planted, torch.bfloat16))
+    assert not np.array_equal(_values(narrow.vocabulary.embeddings[:n]), planted)
     _vectors(wide), _vectors(narrow)
     for kind in ("embeddings", KIND):
         assert len([p for p in (tmp_path / "cache" / kind).iterdir() if p.is_dir()]) == 2, kind
@@ -73,7 +78,31 @@ def test_auto_is_the_checkpoints_dtype(tmp_path, planted, dtype):
     folder = save_model_in(tmp_path / dtype, sentencepiece_tokenizer(PIECES), encoder_model(planted), dtype, max_shard_size="4KB")
     inputs = _inputs(folder, tmp_path / "cache", "auto")
     assert inputs.dtype == dtype
-    np.testing.assert_array_equal(inputs.vocabulary.embeddings[: len(planted)], _rounded(planted, getattr(torch, dtype)))
+    np.testing.assert_array_equal(_values(inputs.vocabulary.embeddings[: len(planted)]), _rounded(planted, getattr(torch, dtype)))
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_half_precision_model_is_held_in_its_own_dtype_from_the_cache_too(tmp_path, planted, dtype):
+    """Tasks 1-3 hold a bfloat16 or float16 model's matrix as it is (half the float32 rows' memory):
+    read from the checkpoint, then again from the cache, the same values in the model's dtype; the
+    cache entry is not the float32 one of a release that widened it."""
+    folder = save_model_in(tmp_path / dtype, sentencepiece_tokenizer(PIECES), encoder_model(planted), dtype)
+    held = [_inputs(folder, tmp_path / "cache", "auto").vocabulary.embeddings for _ in range(2)]
+    for matrix in held:
+        assert isinstance(matrix, torch.Tensor) and matrix.dtype == getattr(torch, dtype)
+        np.testing.assert_array_equal(_values(matrix[: len(planted)]), _rounded(planted, getattr(torch, dtype)))
+    (entry,) = [p for p in (tmp_path / "cache" / "embeddings").iterdir() if p.is_dir()]
+    assert json.loads((entry / "meta.json").read_text())["stored"] == dtype
+
+
+def test_a_non_finite_half_precision_matrix_is_refused_before_it_is_cached(tmp_path, planted):
+    """The floats are checked before they are narrowed to bfloat16 bits, which the cache's check cannot read."""
+    broken = planted.copy()
+    broken[2, 3] = np.nan
+    folder = save_model_in(tmp_path / "nan", sentencepiece_tokenizer(PIECES), encoder_model(broken), "bfloat16")
+    with pytest.raises(UserError, match="non-finite"):
+        _inputs(folder, tmp_path / "cache", "auto").vocabulary
+    assert not [p for p in (tmp_path / "cache" / "embeddings").iterdir() if p.is_dir()]
 
 
 def test_auto_falls_back_to_the_embedding_tensors_dtype(tmp_path, planted):

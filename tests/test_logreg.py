@@ -6,7 +6,7 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from xlingbench.compute.logreg import TOLERANCE, Block, centred_block, fit_logistic, intercept_rows
+from xlingbench.compute.logreg import TOLERANCE, Block, centred_block, fit_logistic, intercept_rows, scaled_block
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -149,3 +149,49 @@ def test_blocks_that_disagree_are_refused_before_they_are_shared_out() -> None:
             fit_logistic([wide, narrow])
     finally:
         torch.set_num_threads(before)
+
+
+def scaled_and_unit(seed: int = 4, n: int = 333, dim: int = 12) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """bfloat16 rows off the origin, their clamped norms, and the float32 unit rows they stand for."""
+    from xlingbench.compute.rows import unit_norms, unit_rows
+
+    raw = (torch.randn(n, dim, generator=torch.Generator().manual_seed(seed)) * 3 + 1).to(torch.bfloat16)
+    everything = np.arange(n)
+    return raw, unit_norms(raw, everything), unit_rows(raw, everything)
+
+
+def test_scaled_rows_pass_over_the_unit_rows_they_stand_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """:class:`ScaledRows` normalise and centre chunk by chunk (7 rows here: 47 chunks and a remainder):
+    each chunk holds exactly the float32 unit rows minus the mean, and the products equal dense ones."""
+    from xlingbench.compute import logreg
+
+    monkeypatch.setattr(logreg, "PASS_CHUNK", 7)
+    raw, norms, unit = scaled_and_unit()
+    block = logreg.scaled_block(raw, norms, np.zeros(len(raw), bool), np.ones((len(raw), 3), bool))
+    np.testing.assert_allclose(block.mean, unit.astype(np.float64).mean(0), rtol=0, atol=1e-7)
+    dense = np.hstack([unit - block.mean, np.ones((len(unit), 1), np.float32)])
+    chunks = [(rows, chunk.clone()) for rows, chunk in block.rows.chunks()]
+    assert len(chunks) == 48 and np.array_equal(np.vstack([c.numpy() for _, c in chunks]), dense)
+    vectors, residuals = torch.randn(3, 13), torch.randn(len(raw), 3)
+    np.testing.assert_allclose(block.rows.times(vectors).numpy(), dense @ vectors.numpy().T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(block.rows.transpose_times(residuals).numpy(), residuals.numpy().T.astype(np.float64) @ dense,
+                               rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("tol", "agree"), [(TOLERANCE, 1e-4), (1e-10, 1e-8)])
+def test_scaled_rows_reach_the_optimum_of_their_float32_block(tol: float, agree: float) -> None:
+    """A bfloat16 block normalised as the fit reads it (one copy in its own dtype) and the float32 block
+    of its unit rows have the same optimum: the two fits differ only in rounding (the mean's sum, chunked
+    reductions), within what ``tol`` certifies; with planted overlapping classes the signs agree."""
+    raw, norms, unit = scaled_and_unit(seed=9, n=800)
+    rng = np.random.default_rng(9)
+    targets = unit[:, 0] + 0.3 * rng.normal(size=len(unit)) > unit[:, 0].mean()
+    train = rng.random((len(unit), 5)) < 0.8
+    buffer = intercept_rows(len(unit), unit.shape[1])
+    buffer[:, :-1] = unit
+    scaled = fit_logistic([scaled_block(raw, norms, targets, train)], tol=tol)
+    dense = fit_logistic([centred_block(buffer, targets, train)], tol=tol)
+    assert scaled.converged.all() and dense.converged.all()
+    np.testing.assert_allclose(scaled.coef, dense.coef, rtol=0, atol=agree * np.abs(dense.coef).max())
+    np.testing.assert_allclose(scaled.intercept, dense.intercept, rtol=0, atol=agree * np.abs(dense.coef).max())
+    assert np.array_equal(scaled.margins[0] > 0, dense.margins[0] > 0)

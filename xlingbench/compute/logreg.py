@@ -57,6 +57,9 @@ FLOAT32_TOLERANCE = 1e-7  # the tightest stop that passes over float32 rows can 
 # each wait at a barrier for a thread the OS has descheduled: on a loaded 2-core box the fit took
 # 12 s on one thread and 19-44 s on two (e5-small, paper labels).
 CPU_THREADS = 1
+#: rows of a :class:`ScaledRows` converted at once in a pass: at Gemma-2-2B's width 9 MB of float32,
+#: small enough to stay in cache between the conversion and the product (the fastest of 1-8k rows)
+PASS_CHUNK = 1024
 #: On CPU the blocks of one call are shared out among up to this many fits side by side, one thread
 #: each, as many as torch has threads (:func:`_shares`): the other cores do the work a second intra-op
 #: thread could not. The problems are independent, so the sharing changes the time, never a number.
@@ -64,10 +67,86 @@ PARALLEL_FITS = 8
 
 
 @dataclass(frozen=True)
+class ScaledRows:
+    """A block's rows as the matrix holds them (bfloat16, float16), with the norm each row is divided
+    by and the block's mean: a pass reads ``raw / norm - mean``, then 1 (the intercept), converted a
+    chunk of :data:`PASS_CHUNK` rows at a time into one float32 buffer.
+
+    Why: the fit's float32 copy of a bfloat16 model's Latin sample (half its vocabulary, balanced:
+    all of it) is twice the model's matrix; this is one copy in the model's own dtype. Widening is
+    exact and a chunk is divided as :func:`xlingbench.compute.rows.unit_rows` divides, so it holds
+    the unit rows a float32 block would; converting them again on every pass made a pass about
+    1.3x as long at Gemma-2-2B's shape (one thread).
+    """
+
+    raw: torch.Tensor  # (n, dim) in the matrix's dtype
+    norms: torch.Tensor  # (n, 1) float32: what each row is divided by
+    mean: torch.Tensor  # (dim,) float32: the mean of the unit rows, taken off every row
+    dtype: torch.dtype = torch.float32  # of the chunks handed to the products (float64 below FLOAT32_TOLERANCE)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.raw), self.raw.shape[1] + 1
+
+    @property
+    def device(self) -> torch.device:
+        return self.raw.device
+
+    def to(self, device: str, dtype: torch.dtype) -> ScaledRows:
+        return ScaledRows(self.raw.to(device), self.norms.to(device), self.mean.to(device), dtype)
+
+    def float(self) -> ScaledRows:
+        return ScaledRows(self.raw, self.norms, self.mean, torch.float32)
+
+    def every(self, step: int) -> ScaledRows:
+        """Every ``step``-th row (views, no copy)."""
+        return ScaledRows(self.raw[::step], self.norms[::step], self.mean, self.dtype)
+
+    def chunks(self) -> Iterator[tuple[slice, torch.Tensor]]:
+        """``(rows, their values with the intercept's 1)`` chunk by chunk; the buffer is reused, so
+        each chunk is to be used before the next is asked for."""
+        buffer = torch.ones(min(PASS_CHUNK, len(self)), self.shape[1], device=self.device)
+        for start in range(0, len(self), PASS_CHUNK):
+            rows = slice(start, min(start + PASS_CHUNK, len(self)))
+            chunk = buffer[: rows.stop - start]
+            values = chunk[:, :-1]
+            values.copy_(self.raw[rows]).div_(self.norms[rows]).sub_(self.mean)
+            yield rows, chunk.to(self.dtype)
+
+    def times(self, vectors: torch.Tensor) -> torch.Tensor:
+        """``(n, problems)``: each row dotted with each of ``vectors`` (problems, dim + 1)."""
+        out = torch.empty(len(self), len(vectors), dtype=self.dtype, device=self.device)
+        for rows, chunk in self.chunks():
+            torch.matmul(chunk, vectors.T.to(self.dtype), out=out[rows])
+        return out
+
+    def transpose_times(self, residuals: torch.Tensor) -> torch.Tensor:
+        """``(problems, dim + 1)`` float64: ``sum_i r_i * row_i``, the chunks' sums added in float64."""
+        total = torch.zeros(residuals.shape[1], self.shape[1], dtype=torch.float64, device=self.device)
+        for rows, chunk in self.chunks():
+            total += (residuals[rows].to(self.dtype).T @ chunk).double()
+        return total
+
+
+def scaled_block(raw: torch.Tensor, norms: np.ndarray, targets: np.ndarray, train: np.ndarray) -> Block:
+    """A block over :class:`ScaledRows`: ``raw`` rows (any dtype), divided by ``norms`` and centred as
+    a pass reads them; the mean of the unit rows is summed chunk by chunk in float64."""
+    rows = ScaledRows(raw, torch.from_numpy(norms), torch.zeros(raw.shape[1]))
+    total = torch.zeros(raw.shape[1], dtype=torch.float64)
+    for _, chunk in rows.chunks():
+        total += chunk[:, :-1].sum(0, dtype=torch.float64)
+    mean = (total / max(len(raw), 1)).float()
+    return Block(ScaledRows(raw, rows.norms, mean), targets, train, mean.numpy())
+
+
+@dataclass(frozen=True)
 class Block:
     """Rows shared by several problems: the problems differ only in their training rows."""
 
-    rows: np.ndarray  # (n, dim); or, when ``mean`` is given, (n, dim + 1): centred rows then 1
+    rows: np.ndarray | ScaledRows  # (n, dim); or, when ``mean`` is given, (n, dim + 1): centred rows then 1
     targets: np.ndarray  # (n,) bool: the positive class
     train: np.ndarray  # (n, problems) bool: row i is a training row of problem j
     mean: np.ndarray | None = None  # (dim,) the mean taken off ``rows`` by :func:`centred_block`
@@ -208,8 +287,8 @@ def _newton(data: _Data, tol: float, max_iter: int, max_cg: int, device: str) ->
 class _Data:
     """The blocks on the device, centred, with the passes over rows the solver needs."""
 
-    rows: list[torch.Tensor]  # (n, dim + 1): centred rows then 1 (the intercept); gradients and margins
-    rows32: list[torch.Tensor]  # the same in float32: Hessian products, which only steer the step
+    rows: list[torch.Tensor | ScaledRows]  # (n, dim + 1): centred rows then 1 (the intercept); gradients and margins
+    rows32: list[torch.Tensor | ScaledRows]  # the same in float32: Hessian products, which only steer the step
     means: torch.Tensor  # (blocks, dim), float64
     signs: list[torch.Tensor]  # (n, 1): +1 positive, -1 negative
     targets: list[torch.Tensor]  # (n, 1): 1.0 positive, 0.0 negative
@@ -222,7 +301,7 @@ class _Data:
     def of(cls, blocks: Sequence[Block], device: str, dtype: torch.dtype) -> _Data:
         rows, means = zip(*(_prepared(b, device, dtype) for b in blocks))
         rows32 = [x.float() for x in rows]
-        spectrum, basis = torch.linalg.eigh(torch.stack([_covariance(x[:, :-1]) for x in rows32]))
+        spectrum, basis = torch.linalg.eigh(torch.stack([_covariance(x) for x in rows32]))
         targets = [torch.as_tensor(b.targets, device=device).to(torch.float64)[:, None] for b in blocks]
         train = [torch.as_tensor(b.train, device=device).to(torch.float32) for b in blocks]  # 0/1: exact, promoted in float64 products
         return cls(list(rows), rows32, torch.stack(means), [2 * t - 1 for t in targets], targets, train,
@@ -243,14 +322,15 @@ class _Data:
         """
         rows = self.rows if rows is None else rows
         busy = vectors.ne(0).flatten(1).any(1).tolist()
-        return [x @ v.T.to(x.dtype) if b else x.new_zeros(len(x), len(v)) for x, v, b in zip(rows, vectors, busy)]
+        return [_times(x, v) if b else torch.zeros(len(x), len(v), dtype=x.dtype, device=x.device)
+                for x, v, b in zip(rows, vectors, busy)]
 
     def transpose_times(self, residuals: list[torch.Tensor], rows: list[torch.Tensor] | None = None,
                         busy: list[bool] | None = None) -> Vectors:
         """Per problem: sum_i r_i * (x_i, 1), the adjoint of :meth:`times` (float64); blocks not ``busy`` cost no pass."""
         rows = self.rows if rows is None else rows
         busy = [True] * len(rows) if busy is None else busy
-        return torch.stack([(r.to(x.dtype).T @ x).double() if b
+        return torch.stack([_transpose_times(r, x) if b
                             else torch.zeros(r.shape[1], x.shape[1], dtype=torch.float64, device=x.device)
                             for x, r, b in zip(rows, residuals, busy)])
 
@@ -287,8 +367,10 @@ class _Data:
         return coef, params[..., -1] - torch.einsum("kpd,kd->kp", coef, self.means)
 
 
-def _prepared(block: Block, device: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _prepared(block: Block, device: str, dtype: torch.dtype) -> tuple[torch.Tensor | ScaledRows, torch.Tensor]:
     """The block's centred rows with the intercept's column, and their mean (float64), on ``device``."""
+    if isinstance(block.rows, ScaledRows):
+        return block.rows.to(device, dtype), block.rows.mean.to(device).double()
     if block.mean is None:
         return _with_intercept(torch.as_tensor(block.rows, device=device).to(dtype))
     return torch.as_tensor(block.rows, device=device).to(dtype), torch.as_tensor(block.mean, device=device).double()
@@ -302,10 +384,29 @@ def _with_intercept(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return out, mean.double()
 
 
-def _covariance(rows: torch.Tensor, sample: int = 20_000) -> torch.Tensor:
-    """``X' X / n`` (float64) from at most about ``sample`` evenly spaced rows: it only shapes the preconditioner."""
-    some = rows[:: -(-len(rows) // sample)]
+def _covariance(rows: torch.Tensor | ScaledRows, sample: int = 20_000) -> torch.Tensor:
+    """``X' X / n`` (float64) over the centred rows (the intercept's column left out) from at most
+    about ``sample`` evenly spaced rows: it only shapes the preconditioner. Over :class:`ScaledRows`
+    the chunks' products are added in float64, with no float32 copy of the sample."""
+    step = -(-len(rows) // sample)
+    if isinstance(rows, ScaledRows):
+        some = rows.every(step)
+        gram = torch.zeros(some.shape[1] - 1, some.shape[1] - 1, dtype=torch.float64, device=some.device)
+        for _, chunk in some.chunks():
+            gram += (chunk[:, :-1].T @ chunk[:, :-1]).double()
+        return gram / len(some)
+    some = rows[::step, :-1]
     return (some.T @ some).double() / len(some)
+
+
+def _times(rows: torch.Tensor | ScaledRows, vectors: torch.Tensor) -> torch.Tensor:
+    """``(n, problems)``: the rows (with the intercept's 1) times each problem's vector."""
+    return rows.times(vectors) if isinstance(rows, ScaledRows) else rows @ vectors.T.to(rows.dtype)
+
+
+def _transpose_times(residuals: torch.Tensor, rows: torch.Tensor | ScaledRows) -> torch.Tensor:
+    """``(problems, dim + 1)`` float64: per problem, ``sum_i r_i * (x_i, 1)``."""
+    return rows.transpose_times(residuals) if isinstance(rows, ScaledRows) else (residuals.to(rows.dtype).T @ rows).double()
 
 
 def _hessian_weights(train: torch.Tensor, margins: torch.Tensor) -> torch.Tensor:

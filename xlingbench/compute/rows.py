@@ -11,6 +11,7 @@ memory, not numbers.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -52,8 +53,28 @@ def unit_rows(matrix: Any, ids: np.ndarray, out: np.ndarray | None = None) -> np
     """
     ids = np.asarray(ids, dtype=np.int64)
     out = np.empty((len(ids), matrix.shape[1]), dtype=np.float32) if out is None else out
+    for start, rows, norms in _chunks_with_norms(matrix, ids):
+        np.divide(rows, norms, out=out[start : start + len(rows)])
+    return out
+
+
+def unit_norms(matrix: Any, ids: np.ndarray) -> np.ndarray:
+    """The ``(len(ids), 1)`` float32 norms :func:`unit_rows` divides rows ``ids`` by (clamped as it
+    clamps), without their unit copy: for a fit that normalises the rows as it reads them.
+
+    >>> unit_norms(np.array([[3, 4], [6, 8]], dtype=np.float32), np.array([1, 0])).ravel().tolist()
+    [10.0, 5.0]
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    out = np.empty((len(ids), 1), dtype=np.float32)
+    for start, rows, norms in _chunks_with_norms(matrix, ids):
+        out[start : start + len(rows)] = norms
+    return out
+
+
+def _chunks_with_norms(matrix: Any, ids: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """Per chunk of ``ids``: its start, its rows in float32 and their clamped norms."""
     squares = np.empty((min(CHUNK, len(ids)), matrix.shape[1]), dtype=np.float32)
     for start in range(0, len(ids), CHUNK):
         rows = float32_rows(matrix, ids[start : start + CHUNK])
-        np.divide(rows, np.maximum(row_norms(rows, squares), 1e-12), out=out[start : start + len(rows)])
-    return out
+        yield start, rows, np.maximum(row_norms(rows, squares), 1e-12)

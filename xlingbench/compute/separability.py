@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from xlingbench.compute.logreg import Block, centred_block, fit_logistic, intercept_rows
-from xlingbench.compute.rows import unit_rows
+from xlingbench.compute.logreg import Block, centred_block, fit_logistic, intercept_rows, scaled_block
+from xlingbench.compute.rows import unit_norms, unit_rows
 from xlingbench.core.progress import progress
 
 SOLVERS = ("torch", "sklearn")
@@ -120,18 +120,18 @@ def stratified_folds(targets: np.ndarray, folds: int) -> np.ndarray:
     return fold
 
 
-def fit_groups(sizes: Sequence[int], dim: int) -> list[list[int]]:
+def fit_groups(sizes: Sequence[int], dim: int, row_bytes: int) -> list[list[int]]:
     """Consecutive categories fitted together, each group's working memory at most the largest
-    category's: its rows (float32, with the intercept) and its Gram decomposition (float64, twice).
+    category's: its rows (``row_bytes`` each) and its Gram decomposition (float64, twice).
 
     Why groups: fitting all categories at once held every category's rows together (1.6x the
     vocabulary in e5-small's paper labels) and, at an 8B model's width, 30 Gram bases of 128 MB.
     The problems are independent, so the grouping changes memory and time, never a number.
 
-    >>> fit_groups([1000, 600, 300, 100], dim=2)
+    >>> fit_groups([1000, 600, 300, 100], dim=2, row_bytes=12)
     [[0], [1, 2], [3]]
     """
-    cost = [4 * n * (dim + 1) + 16 * dim * dim for n in sizes]
+    cost = [n * row_bytes + 16 * dim * dim for n in sizes]
     groups: list[list[int]] = []
     for i, bytes_needed in enumerate(cost):
         if groups and sum(cost[j] for j in groups[-1]) + bytes_needed <= max(cost):
@@ -148,11 +148,12 @@ def batched_separability(
 
     The same balanced rows and folds as :func:`category_separability`; a fold's accuracy is the
     share of its test rows whose margin has the target's sign (sklearn predicts 1 for margin > 0).
-    Rows ``ids`` of ``matrix`` (any dtype) are normalised as they are gathered, into the one float32
-    buffer per category that the fit reads (:func:`xlingbench.compute.logreg.centred_block`).
+    Rows ``ids`` of ``matrix`` are normalised as they are gathered, into the one float32 buffer per
+    category that the fit reads (:func:`xlingbench.compute.logreg.centred_block`); rows of a bfloat16
+    or float16 tensor are gathered as they are and normalised by the fit, a chunk per pass (:func:`_block`).
     """
     samples = [undersample(is_category, seed) for is_category in categories]
-    return [score for group in fit_groups([len(rows) for rows in samples], matrix.shape[1])
+    return [score for group in fit_groups([len(rows) for rows in samples], matrix.shape[1], _row_bytes(matrix))
             for score in _fit_group([_block(matrix, ids, samples[i], categories[i], folds) for i in group], device)]
 
 
@@ -168,12 +169,31 @@ def _fit_group(blocks: list[Block], device: str) -> list[tuple[np.ndarray, int]]
 
 
 def _block(matrix: Any, ids: np.ndarray, rows: np.ndarray, is_category: np.ndarray, folds: int) -> Block:
-    """One category's balanced rows, unit-normalised and centred in one float32 copy, and its folds."""
+    """One category's balanced rows, unit-normalised and centred in one float32 copy, and its folds;
+    from a matrix narrower than float32, one copy in its own dtype that the fit normalises as it reads
+    (:class:`xlingbench.compute.logreg.ScaledRows`: half the float32 copy's memory at bfloat16)."""
     targets = is_category[rows]
     train = stratified_folds(targets, folds)[:, None] != np.arange(folds)
+    if _narrow(matrix):
+        import torch
+
+        chosen = np.ascontiguousarray(ids[rows])
+        return scaled_block(matrix[torch.from_numpy(chosen)].cpu(), unit_norms(matrix, chosen), targets, train)
     buffer = intercept_rows(len(rows), matrix.shape[1])
     unit_rows(matrix, ids[rows], out=buffer[:, :-1])
     return centred_block(buffer, targets, train)
+
+
+def _narrow(matrix: Any) -> bool:
+    """Whether ``matrix`` is a torch tensor of fewer than 4 bytes an element (bfloat16, float16)."""
+    return not isinstance(matrix, np.ndarray) and matrix.element_size() < 4
+
+
+def _row_bytes(matrix: Any) -> int:
+    """Bytes a probe block holds per row of ``matrix``: the row in its own dtype and its norm when
+    narrow (:func:`_block`), else the float32 row with the intercept."""
+    width = matrix.shape[1]
+    return matrix.element_size() * width + 4 if _narrow(matrix) else 4 * (width + 1)
 
 
 def separability(

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from xlingbench.inputs.cache import Cache
-from xlingbench.inputs.vocab import Vocabulary, build_vocabulary, check_rows
+from xlingbench.inputs.cache import Cache, check_floats, refuse_entry
+from xlingbench.inputs.vocab import NARROW, Vocabulary, build_vocabulary, check_rows, held_matrix, stored_matrix
 
 if TYPE_CHECKING:
     import torch
@@ -149,18 +149,21 @@ class Representations:
 
     @_released_between_tasks
     def vocabulary(self) -> Vocabulary:
-        """Token surface strings and the input embedding matrix (padding rows dropped), float32
-        holding the values of ``dtype`` (numpy has no bfloat16; widening is exact)."""
+        """Token surface strings and the input embedding matrix (padding rows dropped), held in
+        ``dtype`` when it is bfloat16 or float16 (a torch tensor), else float32 (:func:`held_matrix`)."""
         load = self.source.load_embedding_matrix
         tokenizer = self.vocabulary_tokenizer
 
         def read() -> dict[str, np.ndarray]:
             matrix = load(dtype=self.dtype) if self._takes_dtype else load()
             check_rows(len(tokenizer), matrix, self.model_id)  # a tokenizer that is not this matrix's caches nothing
-            return {"E": matrix}
+            refuse_entry("embeddings", check_floats({"E": matrix}))  # checked before narrowing hides the floats
+            return {"E": stored_matrix(matrix, self.dtype)}
 
+        stored = {"stored": self.dtype} if self.dtype in NARROW else {}  # not the float32 entries of releases before
         with self.timed("load"):
-            vocabulary = build_vocabulary(tokenizer, self._cached("embeddings", {}, read)["E"], self.model_id)
+            matrix = held_matrix(self._cached("embeddings", stored, read)["E"], self.dtype)
+            vocabulary = build_vocabulary(tokenizer, matrix, self.model_id)
         self._release({"vocabulary_tokenizer"})  # read whole into the vocabulary: not held beside the tasks' work
         return vocabulary
 

@@ -22,12 +22,18 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 import numpy as np
 
 from xlingbench.compute.surface import WORD_START
 from xlingbench.core.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
+
+#: an embedding matrix as the tasks hold it: float32 rows, or a bfloat16/float16 tensor
+Matrix = Union[np.ndarray, "torch.Tensor"]
 
 Style = Literal["sentencepiece", "byte_bpe", "wordpiece"]
 #: a byte-fallback piece of a ``▁`` vocabulary: one raw byte, written in hex
@@ -36,11 +42,15 @@ BYTE_FALLBACK = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 @dataclass
 class Vocabulary:
-    """A model's vocabulary: normalised strings and embedding rows, by token id."""
+    """A model's vocabulary: normalised strings and embedding rows, by token id.
+
+    ``embeddings`` is a float32 array, or, for a model loaded in bfloat16 or float16, a torch tensor
+    in that dtype (:func:`held_matrix`): the tasks normalise its rows a chunk at a time in float32
+    (:mod:`xlingbench.compute.rows`), so the values they score are the same either way."""
 
     model_id: str
     tokens: list[str]
-    embeddings: np.ndarray
+    embeddings: Matrix
     special_ids: frozenset[int]
     style: Style
     #: ids of tokens that are not text (byte tokens, control tokens beyond ``special_ids``): unlabelled
@@ -65,7 +75,44 @@ class Vocabulary:
         return self._unit
 
 
-def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocabulary:
+#: dtypes a model's matrix is held in as it is (2 bytes a value), not widened to float32
+NARROW = ("bfloat16", "float16")
+
+
+def stored_matrix(matrix: np.ndarray, dtype: str) -> np.ndarray:
+    """The float32 ``matrix`` of a model loaded in ``dtype`` as the cache stores it: in that dtype
+    when it is :data:`NARROW` (bfloat16 as its bits, ``uint16``: numpy has no bfloat16), else as it
+    is. Exact: a source that loads in ``dtype`` gives values of that dtype, widened.
+
+    Why: a bfloat16 model's matrix widened to float32 is twice its size, and tasks 1-3 held it
+    whole, so their memory was counted in float32 rows: 4x the model's own matrix with the probe.
+
+    >>> stored_matrix(np.array([[1.0, -2.0]], dtype=np.float32), "bfloat16").tolist()
+    [[16256, 49152]]
+    """
+    if dtype not in NARROW:
+        return matrix
+    import torch
+
+    narrowed = torch.from_numpy(matrix).to(getattr(torch, dtype))
+    return narrowed.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else narrowed.numpy()
+
+
+def held_matrix(stored: np.ndarray, dtype: str) -> Matrix:
+    """What the tasks read from a :func:`stored_matrix`: a torch view in ``dtype`` (no copy) when it
+    is :data:`NARROW`, else the float32 array.
+
+    >>> held_matrix(np.array([[16256, 49152]], dtype=np.uint16), "bfloat16")
+    tensor([[ 1., -2.]], dtype=torch.bfloat16)
+    """
+    if dtype not in NARROW:
+        return stored
+    import torch
+
+    return torch.from_numpy(stored).view(torch.bfloat16) if dtype == "bfloat16" else torch.from_numpy(stored)
+
+
+def build_vocabulary(tokenizer: Any, matrix: Matrix, model_id: str) -> Vocabulary:
     """Align ``tokenizer`` with ``matrix``: drop padding rows, normalise every token string."""
     n_tokens = len(tokenizer)
     check_rows(n_tokens, matrix, model_id)
@@ -75,7 +122,7 @@ def build_vocabulary(tokenizer: Any, matrix: np.ndarray, model_id: str) -> Vocab
     special = frozenset(int(i) for i in tokenizer.all_special_ids if 0 <= int(i) < n_tokens)
     tokens = [t if i in special else normalise_token(t, style) for i, t in enumerate(raw)]
     excluded = (byte_token_ids(raw, style, _byte_fallback(tokenizer)) | control_token_ids(tokenizer, n_tokens)) - special
-    embeddings = np.ascontiguousarray(matrix[:n_tokens], dtype=np.float32)
+    embeddings = np.ascontiguousarray(matrix[:n_tokens], dtype=np.float32) if isinstance(matrix, np.ndarray) else matrix[:n_tokens]
     return Vocabulary(model_id, tokens, embeddings, special, style, frozenset(excluded))
 
 
@@ -111,7 +158,7 @@ def _byte_fallback(tokenizer: Any) -> bool:
     return bool(getattr(model, "byte_fallback", False))
 
 
-def check_rows(n_tokens: int, matrix: np.ndarray, model_id: str) -> None:
+def check_rows(n_tokens: int, matrix: Matrix, model_id: str) -> None:
     """A UserError unless ``matrix`` is 2-D with a row for each of the tokenizer's ``n_tokens`` tokens.
 
     More rows than tokens is normal (vocabularies padded to a multiple of 64 or 128: the extra
