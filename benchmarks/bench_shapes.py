@@ -79,7 +79,8 @@ from xlingbench.inputs.parallel_data import ParallelCorpus
 from xlingbench.inputs.registry import ModelSpec
 from xlingbench.inputs.representations import ExtractionSettings
 from xlingbench.inputs.sources import PretrainedSource, resolve_dtype
-from xlingbench.inputs.vocab import Vocabulary, build_vocabulary, held_matrix, stored_matrix
+from xlingbench.inputs.held_matrix import held_matrix
+from xlingbench.inputs.vocab import Vocabulary, build_vocabulary
 from xlingbench.tasks import script_separability, translation_in_neighbours
 
 QUERIES = int(os.environ.get("XLINGBENCH_BENCH_QUERIES", "256"))
@@ -148,7 +149,7 @@ def vocabulary(checkpoint) -> Vocabulary:
     shape, folder = checkpoint
     source = _source(folder)
     dtype = resolve_dtype(source, "auto")
-    return build_vocabulary(source.load_tokenizer(), held_matrix(stored_matrix(source.load_embedding_matrix(dtype), dtype), dtype), shape)
+    return build_vocabulary(source.load_tokenizer(), held_matrix(source.load_stored_embedding_matrix(dtype), dtype), shape)
 
 
 def _source(folder: Path) -> PretrainedSource:

@@ -17,7 +17,7 @@ from xlingbench.harness.unit import provenance
 from xlingbench.inputs.cache import Cache
 from xlingbench.inputs.registry import resolve_model
 from xlingbench.inputs.representations import Representations
-from xlingbench.inputs.safetensors_read import read_rows_as_float32
+from xlingbench.inputs.safetensors_read import read_rows
 from xlingbench.inputs.sources import open_source
 from xlingbench.inputs.word_vectors import KIND
 from tests.tiny_models import FakeSource, encoder_model, save_model, save_model_in, sentencepiece_tokenizer
@@ -151,8 +151,41 @@ def test_reading_widens_into_one_float32_array(tmp_path, monkeypatch):
     stored = torch.randn(4096, 256).to(torch.bfloat16)
     save_file({"w": stored}, str(tmp_path / "t.safetensors"))
     tracemalloc.start()
-    matrix = read_rows_as_float32(str(tmp_path / "t.safetensors"), "w", "bfloat16")
+    matrix = read_rows(str(tmp_path / "t.safetensors"), "w", "bfloat16")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     np.testing.assert_array_equal(matrix, stored.float().numpy())
     assert peak < 1.1 * matrix.nbytes, peak / matrix.nbytes
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_reading_in_the_stored_form_gives_the_widened_reads_values_in_half_the_memory(tmp_path, monkeypatch, dtype):
+    """``widen=False`` reads a half-precision matrix straight into its stored form (bfloat16 bits,
+    float16): the values of the float32 read, and at most the stored result plus blocks."""
+    import tracemalloc
+
+    from safetensors.torch import save_file
+
+    from xlingbench.inputs.held_matrix import held_matrix, stored_matrix
+
+    monkeypatch.setattr("xlingbench.inputs.safetensors_read.READ_BLOCK_BYTES", 1 << 16)
+    save_file({"w": torch.randn(4096, 256).to(getattr(torch, dtype))}, str(tmp_path / "t.safetensors"))
+    tracemalloc.start()
+    stored = read_rows(str(tmp_path / "t.safetensors"), "w", dtype, widen=False)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    widened = read_rows(str(tmp_path / "t.safetensors"), "w", dtype)
+    assert stored.itemsize == (4 if dtype == "float32" else 2) and peak < 1.1 * stored.nbytes, peak / stored.nbytes
+    np.testing.assert_array_equal(stored, stored_matrix(widened, dtype))
+    np.testing.assert_array_equal(_values(held_matrix(stored, dtype)), widened)
+
+
+@pytest.mark.parametrize(("value", "problem"), [(np.inf, "1 non-finite"), (0.0, "all zeros")])
+def test_the_cache_check_reads_bfloat16_bits_as_floats(value, problem):
+    """An infinity (a NaN in the other test) or an all-zero matrix is refused in its stored bfloat16 form too."""
+    from xlingbench.inputs.held_matrix import check_stored, stored_matrix
+
+    matrix = np.ones((3, 4), np.float32) * (value if value == 0.0 else 1.0)
+    matrix[1, 2] = value
+    assert problem in check_stored({"E": stored_matrix(matrix, "bfloat16")}, "bfloat16")
+    assert check_stored({"E": stored_matrix(np.ones((3, 4), np.float32) * -0.5, "bfloat16")}, "bfloat16") is None

@@ -35,3 +35,14 @@ def test_norms_and_unit_rows_are_numpys_bit_for_bit() -> None:
         expected = np.linalg.norm(matrix, axis=1, keepdims=True)
         np.testing.assert_array_equal(rows_module.row_norms(matrix, np.empty_like(matrix)), expected)
         np.testing.assert_array_equal(unit_rows(matrix, np.arange(300)), matrix / np.maximum(expected, 1e-12))
+
+
+def test_a_tensors_rows_are_its_rows_whether_sliced_or_gathered() -> None:
+    """Consecutive ids are read as a slice, any others gathered: the same float32 rows either way."""
+    matrix = torch.randn(40, 6).to(torch.bfloat16)
+    widened = matrix.float().numpy()
+    for ids in (np.arange(5, 17), np.arange(3), np.array([7]), np.array([9, 8, 7]), np.array([2, 4, 3, 5]),
+                np.array([0, 2, 1, 3]), np.array([], dtype=np.int64)):
+        found = rows_module.float32_rows(matrix, ids)
+        assert found.dtype == np.float32 and found.shape == (len(ids), 6)
+        np.testing.assert_array_equal(found, widened[ids])

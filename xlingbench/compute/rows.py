@@ -25,7 +25,13 @@ def float32_rows(matrix: Any, ids: np.ndarray) -> np.ndarray:
         return np.take(matrix, ids, axis=0).astype(np.float32, copy=False)  # take: ~8x faster than matrix[ids]
     import torch
 
-    return matrix[torch.from_numpy(np.ascontiguousarray(ids))].to(device="cpu", dtype=torch.float32).numpy()
+    # a slice for consecutive ids, copied into a float32 array: at Gemma-2-2B's shape 3-5x faster than
+    # gathering every chunk and converting it with .float() (a new tensor each time)
+    consecutive = len(ids) > 0 and np.array_equal(ids, np.arange(ids[0], ids[0] + len(ids)))
+    rows = matrix[int(ids[0]) : int(ids[0]) + len(ids)] if consecutive else matrix[torch.from_numpy(np.ascontiguousarray(ids))]
+    out = np.empty((len(ids), matrix.shape[1]), dtype=np.float32)
+    torch.from_numpy(out).copy_(rows)
+    return out
 
 
 def row_norms(rows: np.ndarray, squares: np.ndarray) -> np.ndarray:

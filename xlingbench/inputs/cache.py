@@ -186,7 +186,7 @@ class Cache:
         A failed check raises :class:`UserError` before anything is written.
         """
         arrays = {name: np.asarray(array) for name, array in arrays.items()}
-        refuse_entry(kind, _problem(arrays, validate, rows))
+        _refuse(kind, _problem(arrays, validate, rows))
         require_space(self.root, sum(array.nbytes for array in arrays.values()))
         with self.staging(kind, parts, validate=None) as tmp:  # checked above, in memory
             for name, array in arrays.items():
@@ -224,7 +224,7 @@ class Cache:
                 shutil.rmtree(built, ignore_errors=True)
                 return final
             if validate is not None:
-                refuse_entry(kind, validate(_arrays(built, "r")))
+                _refuse(kind, validate(_arrays(built, "r")))
             (built / _META).write_text(json.dumps(dict(parts), sort_keys=True, default=str, indent=1))
             os.replace(built, final)
         return final
@@ -303,7 +303,7 @@ def _arrays(entry: Path, mmap_mode: str | None) -> dict[str, np.ndarray]:
     return {p.stem: np.load(p, mmap_mode=mmap_mode, allow_pickle=False) for p in sorted(entry.glob("*.npy"))}
 
 
-def refuse_entry(kind: str, problem: str | None) -> None:
+def _refuse(kind: str, problem: str | None) -> None:
     """Raise the one-line error for an entry that failed its check (nothing is published)."""
     if problem:
         raise UserError(

@@ -14,14 +14,15 @@ import dataclasses
 import gc
 import hashlib
 import time
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from xlingbench.inputs.cache import Cache, check_floats, refuse_entry
-from xlingbench.inputs.vocab import NARROW, Vocabulary, build_vocabulary, check_rows, held_matrix, stored_matrix
+from xlingbench.inputs.cache import Cache
+from xlingbench.inputs.held_matrix import NARROW, check_stored, held_matrix, stored_matrix
+from xlingbench.inputs.vocab import Vocabulary, build_vocabulary, check_rows
 
 if TYPE_CHECKING:
     import torch
@@ -154,16 +155,20 @@ class Representations:
         load = self.source.load_embedding_matrix
         tokenizer = self.vocabulary_tokenizer
 
+        stored_load = getattr(self.source, "load_stored_embedding_matrix", None)
+
         def read() -> dict[str, np.ndarray]:
-            matrix = load(dtype=self.dtype) if self._takes_dtype else load()
+            if not self._takes_dtype:
+                matrix = load()
+            else:  # the source's own read in the stored form where it has one: no float32 matrix at all
+                matrix = stored_load(dtype=self.dtype) if stored_load else stored_matrix(load(dtype=self.dtype), self.dtype)
             check_rows(len(tokenizer), matrix, self.model_id)  # a tokenizer that is not this matrix's caches nothing
-            refuse_entry("embeddings", check_floats({"E": matrix}))  # checked before narrowing hides the floats
-            return {"E": stored_matrix(matrix, self.dtype)}
+            return {"E": matrix}
 
         stored = {"stored": self.dtype} if self.dtype in NARROW else {}  # not the float32 entries of releases before
         with self.timed("load"):
-            matrix = held_matrix(self._cached("embeddings", stored, read)["E"], self.dtype)
-            vocabulary = build_vocabulary(tokenizer, matrix, self.model_id)
+            entry = self.cache.get_or_compute("embeddings", self.key(**stored), read, validate=partial(check_stored, dtype=self.dtype))
+            vocabulary = build_vocabulary(tokenizer, held_matrix(entry["E"], self.dtype), self.model_id)
         self._release({"vocabulary_tokenizer"})  # read whole into the vocabulary: not held beside the tasks' work
         return vocabulary
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from xlingbench.core.errors import UserError
+from xlingbench.inputs.held_matrix import empty_stored, held_matrix
 
 #: pickled checkpoints, never loaded (unpickling runs code)
 PICKLED_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "*.pt", "*.ckpt")
@@ -23,8 +24,10 @@ SAFETENSORS_FLOATS = {"F32": "float32", "BF16": "bfloat16", "F16": "float16", "F
 READ_BLOCK_BYTES = 32 << 20
 
 
-def read_rows_as_float32(path: str, name: str, dtype: str) -> np.ndarray:
-    """Tensor ``name`` of the safetensors file ``path``, rounded to ``dtype`` and widened to float32.
+def read_rows(path: str, name: str, dtype: str, *, widen: bool = True) -> np.ndarray:
+    """Tensor ``name`` of the safetensors file ``path``, rounded to ``dtype`` and widened to float32;
+    with ``widen=False``, in the stored form of ``dtype`` (:mod:`xlingbench.inputs.held_matrix`: a
+    bfloat16 matrix as its bits, half the float32 result).
 
     Why not ``safe_open(...).get_tensor(name).float()``: that holds the stored tensor, its
     float32 copy and the memory-mapped file pages at once (1.5x the float32 result for a
@@ -43,8 +46,8 @@ def read_rows_as_float32(path: str, name: str, dtype: str) -> np.ndarray:
     source_dtype, rounded = getattr(torch, stored), getattr(torch, dtype)
     row_bytes = cols * source_dtype.itemsize
     block_rows = max(1, READ_BLOCK_BYTES // row_bytes)
-    result = np.empty((rows, cols), dtype=np.float32)
-    target, buffer = torch.from_numpy(result), bytearray(block_rows * row_bytes)
+    result = empty_stored((rows, cols), "float32" if widen else dtype)
+    target, buffer = torch.as_tensor(held_matrix(result, "float32" if widen else dtype)), bytearray(block_rows * row_bytes)
     with open(path, "rb") as handle:
         handle.seek(header["start"])
         for start in range(0, rows, block_rows):

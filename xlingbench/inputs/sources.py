@@ -29,7 +29,7 @@ import numpy as np
 from xlingbench.core.errors import UserError, did_you_mean
 from xlingbench.core.plugins import load_plugin, plugin_names
 from xlingbench.inputs.registry import ModelSpec
-from xlingbench.inputs.safetensors_read import (SAFETENSORS_FLOATS, no_safetensors, read_rows_as_float32, safetensors_keys,
+from xlingbench.inputs.safetensors_read import (SAFETENSORS_FLOATS, no_safetensors, read_rows, safetensors_keys,
                                                tensor_header)
 
 if TYPE_CHECKING:
@@ -218,7 +218,12 @@ class PretrainedSource:
 
     def load_embedding_matrix(self, dtype: str = "auto") -> np.ndarray:
         """The input embedding matrix in ``dtype``, as float32: the one tensor read from safetensors."""
-        return read_rows_as_float32(*self._embedding_tensor, self._concrete(dtype))
+        return read_rows(*self._embedding_tensor, self._concrete(dtype))
+
+    def load_stored_embedding_matrix(self, dtype: str = "auto") -> np.ndarray:
+        """The same values in the stored form of ``dtype`` (:mod:`xlingbench.inputs.held_matrix`), never
+        widened: a bfloat16 checkpoint's matrix is read at half the float32 read's memory."""
+        return read_rows(*self._embedding_tensor, self._concrete(dtype), widen=False)
 
     def _concrete(self, dtype: str) -> str:
         return self.checkpoint_dtype if check_dtype(dtype) == "auto" else dtype

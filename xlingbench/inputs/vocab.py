@@ -22,18 +22,13 @@ import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 
 from xlingbench.compute.surface import WORD_START
 from xlingbench.core.errors import UserError
-
-if TYPE_CHECKING:
-    import torch
-
-#: an embedding matrix as the tasks hold it: float32 rows, or a bfloat16/float16 tensor
-Matrix = Union[np.ndarray, "torch.Tensor"]
+from xlingbench.inputs.held_matrix import Matrix
 
 Style = Literal["sentencepiece", "byte_bpe", "wordpiece"]
 #: a byte-fallback piece of a ``▁`` vocabulary: one raw byte, written in hex
@@ -45,7 +40,7 @@ class Vocabulary:
     """A model's vocabulary: normalised strings and embedding rows, by token id.
 
     ``embeddings`` is a float32 array, or, for a model loaded in bfloat16 or float16, a torch tensor
-    in that dtype (:func:`held_matrix`): the tasks normalise its rows a chunk at a time in float32
+    in that dtype (:mod:`xlingbench.inputs.held_matrix`): the tasks normalise its rows a chunk at a time in float32
     (:mod:`xlingbench.compute.rows`), so the values they score are the same either way."""
 
     model_id: str
@@ -73,43 +68,6 @@ class Vocabulary:
 
             self._unit = unit_rows(self.embeddings, np.arange(len(self.embeddings), dtype=np.int64))
         return self._unit
-
-
-#: dtypes a model's matrix is held in as it is (2 bytes a value), not widened to float32
-NARROW = ("bfloat16", "float16")
-
-
-def stored_matrix(matrix: np.ndarray, dtype: str) -> np.ndarray:
-    """The float32 ``matrix`` of a model loaded in ``dtype`` as the cache stores it: in that dtype
-    when it is :data:`NARROW` (bfloat16 as its bits, ``uint16``: numpy has no bfloat16), else as it
-    is. Exact: a source that loads in ``dtype`` gives values of that dtype, widened.
-
-    Why: a bfloat16 model's matrix widened to float32 is twice its size, and tasks 1-3 held it
-    whole, so their memory was counted in float32 rows: 4x the model's own matrix with the probe.
-
-    >>> stored_matrix(np.array([[1.0, -2.0]], dtype=np.float32), "bfloat16").tolist()
-    [[16256, 49152]]
-    """
-    if dtype not in NARROW:
-        return matrix
-    import torch
-
-    narrowed = torch.from_numpy(matrix).to(getattr(torch, dtype))
-    return narrowed.view(torch.int16).numpy().view(np.uint16) if dtype == "bfloat16" else narrowed.numpy()
-
-
-def held_matrix(stored: np.ndarray, dtype: str) -> Matrix:
-    """What the tasks read from a :func:`stored_matrix`: a torch view in ``dtype`` (no copy) when it
-    is :data:`NARROW`, else the float32 array.
-
-    >>> held_matrix(np.array([[16256, 49152]], dtype=np.uint16), "bfloat16")
-    tensor([[ 1., -2.]], dtype=torch.bfloat16)
-    """
-    if dtype not in NARROW:
-        return stored
-    import torch
-
-    return torch.from_numpy(stored).view(torch.bfloat16) if dtype == "bfloat16" else torch.from_numpy(stored)
 
 
 def build_vocabulary(tokenizer: Any, matrix: Matrix, model_id: str) -> Vocabulary:
