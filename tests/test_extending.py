@@ -39,7 +39,7 @@ class Params:
 
 def run(inputs, params):
     vocab = inputs.vocabulary
-    norms = np.linalg.norm(vocab.embeddings, axis=1) * params.scale
+    norms = np.linalg.norm(vocab.float32_rows(), axis=1) * params.scale
     by_letter = {}
     for token, norm in zip(vocab.tokens, norms.tolist()):
         by_letter.setdefault(token.lstrip("\\u2581")[:1] or "?", []).append(norm)

@@ -55,6 +55,21 @@ def test_unit_embeddings_have_norm_one():
     np.testing.assert_allclose(np.linalg.norm(vocab.unit_embeddings, axis=1), 1.0, rtol=1e-6)
 
 
+def test_a_bfloat16_vocabulary_keeps_its_dtype_and_gives_float32_rows():
+    """A bfloat16 matrix is held as it is (padding rows dropped, no float32 copy); ``float32_rows``
+    reads its rows as numpy float32, all or some, as a float32 matrix of the same values would."""
+    import torch
+
+    matrix = torch.randn(9, 3).to(torch.bfloat16)
+    vocab = build_vocabulary(sentencepiece_tokenizer(["\u2581a", "\u2581b"]), matrix, "sp")
+    assert vocab.embeddings.dtype == torch.bfloat16 and vocab.embeddings.shape == (6, 3)
+    widened = matrix[:6].float().numpy()
+    np.testing.assert_array_equal(vocab.float32_rows(), widened)
+    np.testing.assert_array_equal(vocab.float32_rows([4, 1]), widened[[4, 1]])
+    same = build_vocabulary(sentencepiece_tokenizer(["\u2581a", "\u2581b"]), matrix.float().numpy(), "sp")
+    np.testing.assert_array_equal(same.float32_rows(), widened)
+
+
 @pytest.mark.parametrize("raw,style,expected", [("##ing", "wordpiece", "ing"), ("\u0120the", "byte_bpe", "\u2581the"),
                                                  ("\u2581the", "sentencepiece", "\u2581the")])
 def test_normalise_token(raw, style, expected):

@@ -55,6 +55,14 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def float32_rows(self, ids: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``ids`` (default all) of ``embeddings`` as a float32 numpy array, whatever dtype they
+        are held in: how code outside the tasks (a plugin task) reads rows with numpy, since a
+        bfloat16 model's ``embeddings`` is a torch tensor numpy cannot read."""
+        from xlingbench.compute.rows import float32_rows
+
+        return float32_rows(self.embeddings, np.arange(len(self.embeddings)) if ids is None else np.asarray(ids, dtype=np.int64))
+
     @property
     def unit_embeddings(self) -> np.ndarray:
         """Rows L2-normalised (float32), computed once: cosine similarity is then a dot product.
