@@ -153,9 +153,8 @@ class Representations:
         """Token surface strings and the input embedding matrix (padding rows dropped), held in
         ``dtype`` when it is bfloat16 or float16 (a torch tensor), else float32 (:func:`held_matrix`)."""
         load = self.source.load_embedding_matrix
-        tokenizer = self.vocabulary_tokenizer
-
         stored_load = getattr(self.source, "load_stored_embedding_matrix", None)
+        tokenizer = self.vocabulary_tokenizer
 
         def read() -> dict[str, np.ndarray]:
             if not self._takes_dtype:

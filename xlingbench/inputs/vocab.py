@@ -40,8 +40,8 @@ class Vocabulary:
     """A model's vocabulary: normalised strings and embedding rows, by token id.
 
     ``embeddings`` is a float32 array, or, for a model loaded in bfloat16 or float16, a torch tensor
-    in that dtype (:mod:`xlingbench.inputs.held_matrix`): the tasks normalise its rows a chunk at a time in float32
-    (:mod:`xlingbench.compute.rows`), so the values they score are the same either way."""
+    in that dtype (:mod:`xlingbench.inputs.held_matrix`): the tasks normalise its rows a chunk at a
+    time in float32 (:mod:`xlingbench.compute.rows`), so the values they score are the same either way."""
 
     model_id: str
     tokens: list[str]
