@@ -178,8 +178,9 @@ def test_scaled_rows_pass_over_the_unit_rows_they_stand_for(monkeypatch: pytest.
                                rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("tol", "agree"), [(TOLERANCE, 1e-4), (1e-10, 1e-8)])
-def test_scaled_rows_reach_the_optimum_of_their_float32_block(tol: float, agree: float) -> None:
+def test_scaled_rows_reach_the_optimum_of_their_float32_block(tol: float, agree: float, device: str) -> None:
     """A bfloat16 block normalised as the fit reads it (one copy in its own dtype) and the float32 block
     of its unit rows have the same optimum: the two fits differ only in rounding (the mean's sum, chunked
     reductions), within what ``tol`` certifies; with planted overlapping classes the signs agree."""
@@ -189,8 +190,8 @@ def test_scaled_rows_reach_the_optimum_of_their_float32_block(tol: float, agree:
     train = rng.random((len(unit), 5)) < 0.8
     buffer = intercept_rows(len(unit), unit.shape[1])
     buffer[:, :-1] = unit
-    scaled = fit_logistic([scaled_block(raw, norms, targets, train)], tol=tol)
-    dense = fit_logistic([centred_block(buffer, targets, train)], tol=tol)
+    scaled = fit_logistic([scaled_block(raw, norms, targets, train)], tol=tol, device=device)
+    dense = fit_logistic([centred_block(buffer, targets, train)], tol=tol, device=device)
     assert scaled.converged.all() and dense.converged.all()
     np.testing.assert_allclose(scaled.coef, dense.coef, rtol=0, atol=agree * np.abs(dense.coef).max())
     np.testing.assert_allclose(scaled.intercept, dense.intercept, rtol=0, atol=agree * np.abs(dense.coef).max())
