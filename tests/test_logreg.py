@@ -161,11 +161,11 @@ def scaled_and_unit(seed: int = 4, n: int = 333, dim: int = 12) -> tuple[torch.T
 
 
 def test_scaled_rows_pass_over_the_unit_rows_they_stand_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    """:class:`ScaledRows` normalise and centre chunk by chunk (7 rows here: 47 chunks and a remainder):
-    each chunk holds exactly the float32 unit rows minus the mean, and the products equal dense ones."""
+    """:class:`ScaledRows` normalise and centre chunk by chunk (7 rows of 13 floats here: 47 chunks and a
+    remainder): each chunk holds exactly the float32 unit rows minus the mean, and the products equal dense ones."""
     from xlingbench.compute import logreg
 
-    monkeypatch.setattr(logreg, "PASS_CHUNK", 7)
+    monkeypatch.setattr(logreg, "PASS_BYTES", 7 * 13 * 4 + 3)
     raw, norms, unit = scaled_and_unit()
     block = logreg.scaled_block(raw, norms, np.zeros(len(raw), bool), np.ones((len(raw), 3), bool))
     np.testing.assert_allclose(block.mean, unit.astype(np.float64).mean(0), rtol=0, atol=1e-7)

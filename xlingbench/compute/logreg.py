@@ -57,9 +57,11 @@ FLOAT32_TOLERANCE = 1e-7  # the tightest stop that passes over float32 rows can 
 # each wait at a barrier for a thread the OS has descheduled: on a loaded 2-core box the fit took
 # 12 s on one thread and 19-44 s on two (e5-small, paper labels).
 CPU_THREADS = 1
-#: rows of a :class:`ScaledRows` converted at once in a pass: at Gemma-2-2B's width 9 MB of float32,
-#: small enough to stay in cache between the conversion and the product (the fastest of 1-8k rows)
-PASS_CHUNK = 1024
+#: float32 bytes of :class:`ScaledRows` converted at once in a pass (909 rows at Gemma-2-2B's width,
+#: 511 at an 8B model's): small enough to stay in cache between the conversion and the product; of
+#: 256-2048 rows a chunk, about this size was the fastest pass at both widths (10% faster than 1,024
+#: rows at 8B; the whole probe, where passes are not all the work, took 315 s either way)
+PASS_BYTES = 8 << 20
 #: On CPU the blocks of one call are shared out among up to this many fits side by side, one thread
 #: each, as many as torch has threads (:func:`_shares`): the other cores do the work a second intra-op
 #: thread could not. The problems are independent, so the sharing changes the time, never a number.
@@ -70,7 +72,7 @@ PARALLEL_FITS = 8
 class ScaledRows:
     """A block's rows as the matrix holds them (bfloat16, float16), with the norm each row is divided
     by and the block's mean: a pass reads ``raw / norm - mean``, then 1 (the intercept), converted a
-    chunk of :data:`PASS_CHUNK` rows at a time into one float32 buffer.
+    chunk of :data:`PASS_BYTES` at a time into one float32 buffer.
 
     Why: the fit's float32 copy of a bfloat16 model's Latin sample (half its vocabulary, balanced:
     all of it) is twice the model's matrix; this is one copy in the model's own dtype. Widening is
@@ -108,9 +110,10 @@ class ScaledRows:
     def chunks(self) -> Iterator[tuple[slice, torch.Tensor]]:
         """``(rows, their values with the intercept's 1)`` chunk by chunk; the buffer is reused, so
         each chunk is to be used before the next is asked for."""
-        buffer = torch.ones(min(PASS_CHUNK, len(self)), self.shape[1], device=self.device)
-        for start in range(0, len(self), PASS_CHUNK):
-            rows = slice(start, min(start + PASS_CHUNK, len(self)))
+        per_chunk = max(1, PASS_BYTES // (4 * self.shape[1]))
+        buffer = torch.ones(min(per_chunk, len(self)), self.shape[1], device=self.device)
+        for start in range(0, len(self), per_chunk):
+            rows = slice(start, min(start + per_chunk, len(self)))
             chunk = buffer[: rows.stop - start]
             values = chunk[:, :-1]
             values.copy_(self.raw[rows]).div_(self.norms[rows]).sub_(self.mean)
