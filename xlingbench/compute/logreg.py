@@ -122,8 +122,9 @@ class ScaledRows:
     def times(self, vectors: torch.Tensor) -> torch.Tensor:
         """``(n, problems)``: each row dotted with each of ``vectors`` (problems, dim + 1)."""
         out = torch.empty(len(self), len(vectors), dtype=self.dtype, device=self.device)
+        columns = vectors.T.to(self.dtype)
         for rows, chunk in self.chunks():
-            torch.matmul(chunk, vectors.T.to(self.dtype), out=out[rows])
+            torch.matmul(chunk, columns, out=out[rows])
         return out
 
     def transpose_times(self, residuals: torch.Tensor) -> torch.Tensor:

@@ -177,8 +177,8 @@ def _block(matrix: Any, ids: np.ndarray, rows: np.ndarray, is_category: np.ndarr
     if _narrow(matrix):
         import torch
 
-        chosen = np.ascontiguousarray(ids[rows])
-        return scaled_block(matrix[torch.from_numpy(chosen)].cpu(), unit_norms(matrix, chosen), targets, train)
+        raw = matrix[torch.from_numpy(np.ascontiguousarray(ids[rows]))].cpu()
+        return scaled_block(raw, unit_norms(raw, np.arange(len(raw))), targets, train)  # norms of the copy: no second gather
     buffer = intercept_rows(len(rows), matrix.shape[1])
     unit_rows(matrix, ids[rows], out=buffer[:, :-1])
     return centred_block(buffer, targets, train)
