@@ -42,6 +42,8 @@ _LOG = logging.getLogger(__name__)
 
 #: A check of an entry's arrays (name -> array, possibly memory-mapped): what is wrong, or None.
 Validator = Callable[[Mapping[str, np.ndarray]], str | None]
+#: of a chunk of stored values: how many are not finite, and whether any is non-zero
+ChunkCounts = Callable[[np.ndarray], tuple[int, bool]]
 
 
 def default_cache_dir() -> Path:
@@ -74,30 +76,36 @@ def cache_key(parts: Mapping[str, Any]) -> str:
     return digest(parts, CACHE_KEY_LENGTH)
 
 
-def check_floats(arrays: Mapping[str, np.ndarray]) -> str | None:
+def check_floats(arrays: Mapping[str, np.ndarray], counts: ChunkCounts | None = None) -> str | None:
     """The default check: every floating array is finite and not all zero.
 
     Why: an extraction that ran no batch (``--set batch_size=-1``) leaves its preallocated
     zeros, and a half-precision overflow leaves NaN; published, either would be trusted by
     every later run. Reads in chunks of ``_CHECK_BYTES`` so a memory-mapped entry stays on disk.
+    ``counts`` reads values stored in another form (bfloat16 as its ``uint16`` bits): then every
+    array is checked through it, whatever its numpy dtype.
     """
     for name, array in arrays.items():
-        if array.size and np.issubdtype(array.dtype, np.inexact):
-            problem = _float_problem(array)
+        if array.size and (counts is not None or np.issubdtype(array.dtype, np.inexact)):
+            problem = _float_problem(array, counts or _float_counts)
             if problem:
                 return f"array {name!r} {problem}"
     return None
 
 
-def _float_problem(array: np.ndarray) -> str | None:
-    """What is wrong with one non-empty floating array, read chunk by chunk."""
+def _float_counts(chunk: np.ndarray) -> tuple[int, bool]:
+    """How many of a chunk of floats are not finite, and whether any is non-zero."""
+    return int(chunk.size - np.count_nonzero(np.isfinite(chunk))), bool(chunk.any())
+
+
+def _float_problem(array: np.ndarray, counts: ChunkCounts) -> str | None:
+    """What is wrong with one non-empty array of values, read chunk by chunk through ``counts``."""
     flat = array.reshape(-1, order="A")  # a view for C- or Fortran-ordered files: nothing is loaded
     step = max(1, _CHECK_BYTES // flat.itemsize)
     nonfinite, nonzero = 0, False
     for start in range(0, flat.size, step):
-        chunk = np.asarray(flat[start : start + step])
-        nonfinite += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
-        nonzero = nonzero or bool(chunk.any())
+        bad, any_nonzero = counts(np.asarray(flat[start : start + step]))
+        nonfinite, nonzero = nonfinite + bad, nonzero or any_nonzero
     if nonfinite:
         return f"has {nonfinite} non-finite values (NaN or infinity) of {flat.size}"
     return None if nonzero else f"is all zeros ({flat.size} values)"

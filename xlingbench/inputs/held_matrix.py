@@ -27,8 +27,6 @@ Matrix = Union[np.ndarray, "torch.Tensor"]
 NARROW = ("bfloat16", "float16")
 #: bfloat16 bits whose exponent is all ones: infinity or NaN
 _BFLOAT16_EXPONENT = 0x7F80
-#: values checked at once (8 MB of bits): the check holds no full-size temporary
-_CHECK_VALUES = 1 << 22
 
 
 def empty_stored(shape: tuple[int, int], dtype: str) -> np.ndarray:
@@ -68,21 +66,15 @@ def stored_matrix(matrix: np.ndarray, dtype: str) -> np.ndarray:
 
 def check_stored(arrays: Mapping[str, np.ndarray], dtype: str) -> str | None:
     """The cache's check (:func:`xlingbench.inputs.cache.check_floats`: finite, not all zero) of
-    stored matrices, bfloat16 bits read as the floats they are, a bit mask at a time.
+    stored matrices, bfloat16 bits read as the floats they are by their exponent and magnitude bits.
 
     >>> check_stored({"E": np.array([[16256, 0x7FC0]], dtype=np.uint16)}, "bfloat16")
     "array 'E' has 1 non-finite values (NaN or infinity) of 2"
     """
-    if dtype != "bfloat16":
-        return check_floats(arrays)
-    for name, bits in arrays.items():
-        flat, nonfinite, nonzero = bits.reshape(-1), 0, False
-        for start in range(0, flat.size, _CHECK_VALUES):
-            chunk = flat[start : start + _CHECK_VALUES]
-            nonfinite += int(np.count_nonzero((chunk & _BFLOAT16_EXPONENT) == _BFLOAT16_EXPONENT))
-            nonzero = nonzero or bool((chunk & 0x7FFF).any())  # -0.0 is zero too
-        if nonfinite:
-            return f"array {name!r} has {nonfinite} non-finite values (NaN or infinity) of {flat.size}"
-        if flat.size and not nonzero:
-            return f"array {name!r} is all zeros ({flat.size} values)"
-    return None
+    return check_floats(arrays, _bfloat16_counts if dtype == "bfloat16" else None)
+
+
+def _bfloat16_counts(bits: np.ndarray) -> tuple[int, bool]:
+    """How many bfloat16 values (as bits) are infinity or NaN (exponent all ones), and whether
+    any is non-zero (-0.0 is zero too)."""
+    return int(np.count_nonzero((bits & _BFLOAT16_EXPONENT) == _BFLOAT16_EXPONENT)), bool((bits & 0x7FFF).any())
