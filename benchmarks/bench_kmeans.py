@@ -99,3 +99,37 @@ def test_kmeans_starts_side_by_side(benchmark, data: np.ndarray, monkeypatch: py
           f"({ours_cpu:.1f})  one after another {serial_s:.1f} ({serial_cpu:.1f})  speed-up x{serial_s / ours_s:.2f}")
     assert np.array_equal(serial.labels, ours.labels)
     assert ours.inertias == pytest.approx(serial.inertias, rel=1e-6)
+
+
+#: the default run's COLAP clustering (en+de occurrences of 1,000 catalog messages): small enough
+#: for the Gram matrix of the k-means++ candidates (``_GRAM_FLOATS``)
+GRAM_N = int(os.environ.get("XLINGBENCH_BENCH_GRAM_N", "7365"))
+GRAM_K = int(os.environ.get("XLINGBENCH_BENCH_GRAM_K", "274"))
+
+
+def test_kmeans_plusplus_from_the_gram_matrix(benchmark, monkeypatch: pytest.MonkeyPatch) -> None:
+    """10 starts to convergence at the default run's COLAP size: k-means++ candidates' distances read
+    from the Gram matrix of the points (computed once for all starts), against a product per step
+    (``_GRAM_FLOATS = 0``, the previous behaviour). Labels and inertias must be identical. The data
+    are word-occurrence-like (``GRAM_N // 5`` types around which occurrences scatter), or the matrix
+    named by ``XLINGBENCH_BENCH_VECTORS`` (e.g. one layer of a COLAP run's word vectors)."""
+    import xlingbench.compute.kmeans as km
+
+    saved = os.environ.get("XLINGBENCH_BENCH_VECTORS")
+    if saved:
+        x = np.ascontiguousarray(np.load(saved)[:GRAM_N], dtype=np.float32)
+    else:
+        rng = np.random.default_rng(0)
+        types = rng.normal(size=(GRAM_N // 5, D)).astype(np.float32)
+        x = types[rng.integers(len(types), size=GRAM_N)] + 0.6 * rng.normal(size=(GRAM_N, D)).astype(np.float32)
+    assert len(x) ** 2 <= km._GRAM_FLOATS
+    km.kmeans(x[:1000], 20, n_init=2, max_iter=3)  # warm-up
+    ours, ours_s, ours_cpu = benchmark.pedantic(lambda: _timed(lambda: km.kmeans(x, GRAM_K, seed=0)), rounds=1, iterations=1)
+    monkeypatch.setattr(km, "_GRAM_FLOATS", 0)
+    per_step, per_step_s, per_step_cpu = _timed(lambda: km.kmeans(x, GRAM_K, seed=0))
+    figures = {"n": len(x), "k": GRAM_K, "gram_s": ours_s, "per_step_s": per_step_s, "gram_cpu_s": ours_cpu,
+               "per_step_cpu_s": per_step_cpu, "cpu_ratio": per_step_cpu / ours_cpu}
+    benchmark.extra_info.update(figures)
+    print(f"\n{len(x)} x {x.shape[1]}, K={GRAM_K}, {N_INIT} starts, wall (CPU) seconds: Gram rows {ours_s:.1f} "
+          f"({ours_cpu:.1f})  a product per step {per_step_s:.1f} ({per_step_cpu:.1f})  CPU x{per_step_cpu / ours_cpu:.2f}")
+    assert np.array_equal(per_step.labels, ours.labels) and per_step.inertias == ours.inertias

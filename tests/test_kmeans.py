@@ -254,3 +254,35 @@ def test_distances_with_the_factor_in_the_small_operand_are_the_expansion_bit_fo
     norms = (rows * rows).sum(1)
     plain = torch.mm(rows, others.T).mul_(-2.0).add_(norms[:, None]).add_((others * others).sum(1)[None, :]).clamp_(min=0.0)
     assert torch.equal(km._sq_distances(rows, norms, others), plain)
+
+
+def test_kmeans_plusplus_from_the_gram_rows_equals_it_from_products_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Candidates are points, so their products with every point are rows of the Gram matrix: read
+    from it (computed once, in blocks of rows), the seeding and the whole clustering are those of a
+    product per step, bit for bit; above ``_GRAM_FLOATS`` no Gram matrix is made. Small integer
+    coordinates make every product and sum exact, so this holds whatever order a CPU's BLAS sums in
+    (on the default run's own vectors it holds too: ``benchmarks/bench_kmeans.py -k gram``)."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    truth = np.repeat(np.arange(30), 45)  # 1,350 points in 30 overlapping blobs: no easy split
+    x = (rng.integers(-2, 3, size=(30, 48))[truth] + rng.integers(-3, 4, size=(len(truth), 48))).astype(np.float32)
+    points = torch.from_numpy(x)
+    sq_norms = (points * points).sum(1)
+    monkeypatch.setattr(km, "_GRAM_ROWS", 100)  # 14 blocks, the last one short
+    gram = km._gram(points)
+    assert torch.equal(gram, torch.mm(points, points.T.mul(-2.0)))
+
+    def seeded(gram: torch.Tensor | None) -> torch.Tensor:
+        generators = [torch.Generator().manual_seed(s) for s in km.start_seeds(5, 4)]
+        return km.kmeans_plusplus(points, 30, generators, sq_norms, gram)
+
+    assert torch.equal(seeded(gram), seeded(None))
+    made: list[int] = []
+    monkeypatch.setattr(km, "_gram", lambda p: made.append(len(p)) or gram)
+    with_gram = kmeans(x, 30, seed=5)
+    monkeypatch.setattr(km, "_GRAM_FLOATS", len(x) ** 2 - 1)
+    per_step = kmeans(x, 30, seed=5)
+    assert made == [len(x)]  # the second run made none
+    assert np.array_equal(with_gram.labels, per_step.labels) and np.array_equal(with_gram.centroids, per_step.centroids)
+    assert with_gram.inertias == per_step.inertias and len(set(per_step.inertias)) > 1
