@@ -272,6 +272,7 @@ def test_kmeans_plusplus_from_the_gram_rows_equals_it_from_products_per_step(mon
     monkeypatch.setattr(km, "_GRAM_ROWS", 100)  # 14 blocks, the last one short
     gram = km._gram(points)
     assert torch.equal(gram, torch.mm(points, points.T.mul(-2.0)))
+    assert km._gram_pays(len(x), 30, 10) and not km._gram_pays(len(x), 3, 10)  # K = 3: 60 candidate rows in all
 
     def seeded(gram: torch.Tensor | None) -> torch.Tensor:
         generators = [torch.Generator().manual_seed(s) for s in km.start_seeds(5, 4)]

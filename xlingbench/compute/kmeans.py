@@ -8,7 +8,7 @@ step for step (greedy k-means++ with ``2 + log K`` candidates, tolerance relativ
 feature variance, stop on unchanged labels, farthest points for empty clusters, 10 starts with
 the best inertia kept), so the two agree in inertia from the same initial centroids. The starts'
 seeding runs batched: one distance product per step serves all of them, which reads the points
-once per step instead of once per start. When the points are few enough (``_GRAM_FLOATS``), the
+once per step instead of once per start. When the points are few enough (:func:`_gram_pays`), the
 candidates' products are not computed at all: candidates are points, so their products with every
 point are rows of the Gram matrix, computed once for all starts (at the default run's COLAP size,
 7,365 points and 10 starts x 7 candidates x 274 steps, 2.6x fewer products, in one large product
@@ -66,8 +66,8 @@ _BOUNDED = True
 #: most starts (or groups of starts) run at once on the CPU, one torch thread each
 #: (:func:`_side_by_side`): each holds its own distance block (up to 64 MiB) and bounds (~160 bytes a point)
 _PARALLEL_STARTS = 4
-#: largest Gram matrix (points x points floats, 256 MiB) computed for the k-means++ candidates;
-#: beyond it each step multiplies its candidates with the points
+#: largest Gram matrix (points x points floats, 256 MiB) computed for the k-means++ candidates
+#: (:func:`_gram_pays`); beyond it each step multiplies its candidates with the points
 _GRAM_FLOATS = 1 << 26
 #: rows of the Gram matrix computed per job (one torch thread each, side by side)
 _GRAM_ROWS = 1024
@@ -165,7 +165,7 @@ def kmeans(
     else:
         seeds = start_seeds(seed, n_init)
         per_group = _starts_per_group(points.shape[0], k, n_init)
-        gram = _gram(points) if points.shape[0] ** 2 <= _GRAM_FLOATS else None
+        gram = _gram(points) if _gram_pays(points.shape[0], k, n_init) else None
         starts = torch.cat(_side_by_side([partial(_seed_group, points, k, seeds[i : i + per_group], sq_norms, gram)
                                           for i in range(0, n_init, per_group)], points.device))
         del gram
@@ -187,6 +187,17 @@ def _starts_per_group(n: int, k: int, n_init: int) -> int:
     trials = 2 + int(math.log(k))
     at_once = max(1, min(torch.get_num_threads(), _PARALLEL_STARTS))
     return max(1, min(-(-n_init // at_once), _DISTANCE_BLOCK // (trials * n)))
+
+
+def _gram_pays(n: int, k: int, n_init: int) -> bool:
+    """Whether k-means++ should read its candidates from the Gram matrix: it fits ``_GRAM_FLOATS``
+    and holds fewer products (n rows of n) than the steps would compute (n_init x trials x (k - 1)
+    candidate rows of n). With few clusters and many points the steps are the cheaper way.
+
+    >>> _gram_pays(7365, 274, 10), _gram_pays(7365, 20, 10), _gram_pays(9000, 600, 10)
+    (True, False, False)
+    """
+    return n * n <= _GRAM_FLOATS and n <= n_init * (2 + int(math.log(k))) * (k - 1)
 
 
 def _gram(points: torch.Tensor) -> torch.Tensor:
