@@ -48,6 +48,28 @@ def test_a_plugin_sink_keeps_what_its_server_refused_and_the_next_run_sends_it(t
     assert up.write(outcome("k3")) is None and up.sink.took[-1] == "k3" and pending(up.folder) == []
 
 
+def test_a_result_the_store_took_before_its_run_died_is_not_sent_twice(tmp_path: Path) -> None:
+    """Killed between the store taking a result and the outbox dropping it: the next run finds the
+    document, asks the store, and drops it unsent (else the store would hold the task run twice);
+    what the store does not hold is sent, and each model revision still ends with both."""
+
+    class Holding(Flaky):
+        def finished(self, keys: set[str]) -> dict[str, str]:
+            return {key: f"run-{key}" for key in keys if key in self.took}
+
+    settings = SinkSettings(cache_dir=tmp_path)
+    died = with_outbox("flaky", Holding(down=False), settings)
+    for key in ("k1", "k2"):
+        died._keep(outcome(key))  # kept; for k1 the store took it too, then the process died
+    died.sink.took.append("k1")
+    DELIVERY.reset()
+    store = Holding(down=False)
+    store.took.append("k1")
+    again = with_outbox("flaky", store, settings)
+    assert store.took == ["k1", "k2"] and DELIVERY.logged == 1 and pending(again.folder) == []
+    assert store.ended == [("m", 2)]
+
+
 def test_the_json_sink_keeps_no_outbox(tmp_path: Path) -> None:
     sink = with_outbox("json", JsonSink(SinkSettings(results_dir=tmp_path / "r", cache_dir=tmp_path)), SinkSettings(cache_dir=tmp_path))
     assert isinstance(sink, JsonSink) and not (tmp_path / "outbox").exists()

@@ -114,21 +114,25 @@ class Outbox:
     def send(self) -> None:
         """Send the results an earlier run kept for this store (oldest first; one lock, so two runs
         starting together send each once), then end each model revision. Results kept by a process
-        that still runs are its own to send."""
+        that still runs are its own to send. A result the store already holds is dropped unsent: the
+        run that kept it died after the store took it and before it dropped the document (sent
+        again, it would be a second run of the same task run)."""
         from filelock import FileLock
 
         if not pending(self.folder):  # the common case: nothing kept, nothing written
             return
         sent: dict[tuple[str, str, int | None], list[Outcome]] = {}
         with FileLock(str(self.folder / ".lock")):
-            for path in pending(self.folder):
-                document = json.loads(path.read_text(encoding="utf-8"))
-                if document.get("host") != HOST or (document.get("pid") != os.getpid() and alive(int(document.get("pid", 0)))):
-                    continue
+            documents = [(path, json.loads(path.read_text(encoding="utf-8"))) for path in pending(self.folder)]
+            documents = [(path, document) for path, document in documents if document.get("host") == HOST
+                         and (document.get("pid") == os.getpid() or not alive(int(document.get("pid", 0))))]
+            held = self.finished({document["outcome"]["task_key"] for _, document in documents})
+            for path, document in documents:
                 outcome = outcome_of(document["outcome"])
-                if self._deliver(outcome) is _REFUSED:
-                    break
-                DELIVERY.logged += 1
+                if outcome.task_key not in held:
+                    if self._deliver(outcome) is _REFUSED:
+                        break
+                    DELIVERY.logged += 1
                 path.unlink()
                 sent.setdefault((outcome.model.name, outcome.model.revision, outcome.model.step), []).append(outcome)
         for outcomes in sent.values():
